@@ -1,0 +1,15 @@
+"""tfbench: a TensorFlow 2 operator and graph-engineering workbench.
+
+Every concept of "AI Computing Systems" chapters 3-5 (using a framework, and how a
+framework works inside) as a small module you can run with ``python -m tfbench.<name>``
+and look at in TensorBoard.  ``python -m tfbench`` lists the experiments.
+
+TensorFlow's C++ INFO/WARNING chatter is silenced by default (``TF_CPP_MIN_LOG_LEVEL=2``)
+so command output stays readable; export the variable yourself to see it again.
+"""
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

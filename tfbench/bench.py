@@ -1,0 +1,200 @@
+"""The timing harness every benchmark uses, and ``python -m tfbench.bench <name>``.
+
+Rules it enforces (see the README's "Benchmarks" section):
+- warm-up calls run first and are not timed (they trace, compile and fill caches);
+- every timed call blocks until its result exists (tensors are copied to NumPy), so
+  asynchronous execution cannot make a call look faster than it is;
+- we report the median (and p10/p90) of repeated runs, and ratios measured side by side
+  in the same process, never against numbers from another day;
+- each run writes one JSON report to ``logs/bench/<name>-<timestamp>.json``:
+  ``{"bench", "device", "cpu", "tf_version", "python", "rows": [...], "ratios": {...}}``.
+
+Benchmarks live in the module of their experiment as ``run_benchmark(argv) -> dict``;
+this module only dispatches to them by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tfbench import paths
+from tfbench.errors import UserError, run_cli
+from tfbench.files import write_json
+
+# name -> (module with run_benchmark(argv), one-line description)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "matmul": ("tfbench.matmul", "tf.matmul on every device, eager vs tf.function, GFLOP/s (ex. 4.3, 5.1, 5.2)"),
+    "vgg": ("tfbench.vgg_graph", "VGG19 forward: eager vs tf.function vs XLA"),
+    "pipeline": ("tfbench.pipeline_bench", "ImageNet TFRecord input pipeline vs decode-only vs a naive loop"),
+    "lenet": ("tfbench.lenet", "LeNet-5 training step: eager vs tf.function vs fit"),
+    "ops": ("tfbench.ops.bench", "PowerDifference C++ op vs composite TF vs NumPy"),
+    "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
+    "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
+    "distributed": ("tfbench.distributed", "one device vs mirrored vs multi-worker training"),
+}
+
+
+@dataclass
+class Timing:
+    """Summary of repeated timings of one case, in milliseconds."""
+
+    case: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The JSON row: the timing fields plus any extra columns."""
+        data = asdict(self)
+        extra = data.pop("extra")
+        data.update(extra)
+        return data
+
+
+def block(result: Any) -> Any:
+    """Wait for every tensor in ``result`` (a nested structure) by copying it to NumPy."""
+    import tensorflow as tf
+
+    def _to_numpy(x: Any) -> Any:
+        return x.numpy() if hasattr(x, "numpy") else x
+
+    return tf.nest.map_structure(_to_numpy, result)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def measure(
+    case: str,
+    fn: Callable[[], Any],
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    **extra: Any,
+) -> Timing:
+    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed; return the summary."""
+    if repeats < 1:
+        raise UserError(f"repeats must be at least 1, got {repeats}")
+    for _ in range(warmup):
+        block(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        block(fn())
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return Timing(
+        case=case,
+        median_ms=statistics.median(times),
+        p10_ms=_percentile(times, 0.1),
+        p90_ms=_percentile(times, 0.9),
+        repeats=repeats,
+        extra=dict(extra),
+    )
+
+
+def cpu_name() -> str:
+    """The CPU model string (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: device list, CPU, TensorFlow and Python versions."""
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices()]
+    return {
+        "device": ", ".join(devices),
+        "cpu": cpu_name(),
+        "tf_version": tf.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def report(
+    bench: str,
+    rows: Sequence[Timing | dict[str, Any]],
+    ratios: dict[str, float] | None = None,
+    *,
+    logdir: str | Path = paths.DEFAULT_LOGDIR,
+    extra: dict[str, Any] | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Print a table, write ``logs/bench/<bench>-<timestamp>.json`` atomically, return the report."""
+    data: dict[str, Any] = {"bench": bench, **machine_info()}
+    data["rows"] = [r.row() if isinstance(r, Timing) else dict(r) for r in rows]
+    data["ratios"] = dict(ratios or {})
+    data.update(extra or {})
+    path = Path(logdir) / "bench" / f"{bench}-{paths.timestamp()}.json"
+    write_json(path, data)
+    data["path"] = str(path)
+    if not quiet:
+        print(format_table(data["rows"]))
+        for name, value in data["ratios"].items():
+            print(f"{name}: {value:.2f}x")
+        print(f"report: {path}")
+    return data
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of the rows (all keys as columns, floats to 3 significant digits)."""
+    if not rows:
+        return "(no rows)"
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return "" if value is None else str(value)
+
+    table = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``python -m tfbench.bench NAME [args...]`` to NAME's ``run_benchmark``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tfbench.bench",
+        description="Run a benchmark; each writes JSON under logs/bench/.",
+        epilog="\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (see NAME --help)")
+    ns = parser.parse_args(argv)
+    module_name, _ = BENCHMARKS[ns.name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            raise UserError(f"benchmark {ns.name!r} is not built yet ({module_name} does not exist)") from err
+        raise
+    module.run_benchmark(ns.args)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

@@ -1,0 +1,28 @@
+"""One exception type for mistakes a user can fix, and the CLI wrapper that prints it.
+
+Bad paths, bad shapes and bad flags raise :class:`UserError`; every ``python -m tfbench.*``
+command prints it as one line on stderr and exits with code 2 (like argparse does).
+Programming errors are not caught: their tracebacks are what a developer needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem with the user's input: the message says what was given and what was expected."""
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)`` and exit: 0 on success, 2 with a one-line message on :class:`UserError`."""
+    try:
+        code = main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,217 @@
+"""VGG19 (Simonyan & Zisserman 2014, configuration "E"), built two ways from one description.
+
+The architecture is data (:data:`CFG`, as in torchvision's ``vgg.py``); two small builders
+interpret it:
+
+- :class:`VGG19Module`, a ``tf.Module`` holding explicit ``tf.Variable`` s named like the
+  original Caffe model (``conv1_1`` ... ``conv5_4``, ``fc6``, ``fc7``, ``fc8``): the
+  textbook ``build_vggnet`` written for TensorFlow 2.  Call it eagerly, or get a
+  ``tf.function`` (optionally XLA-compiled) with :meth:`VGG19Module.as_function`.
+- :func:`build_keras_vgg19`, a Keras 3 functional model with ``keras.applications.VGG19``'s
+  layer names (``block1_conv1`` ... ``fc1``, ``fc2``, ``predictions``), so the weights of
+  one load into the other.
+
+Both take one weight dict ``{"conv1_1": (kernel HWIO, bias), ..., "fc8": (kernel, bias)}``;
+``fc6``'s kernel is ``(7*7*512, 4096)`` in the (H, W, C) flatten order of NHWC tensors.
+Both return logits; apply softmax yourself (or use :meth:`VGG19Module.probabilities`).
+Weights are seeded random unless you pass some: nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
+
+#: Configuration "E" of the paper: output channels of each 3x3 conv, "M" for a 2x2 max pool.
+CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                        512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+FC_UNITS = (4096, 4096)
+NUM_CLASSES = 1000
+INPUT_SIZE = 224
+TRAINABLE_PARAMS = 143_667_240  # with 1000 classes at 224x224: the paper's 144M
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer with weights: Caffe name, Keras name, kind, and kernel/bias shapes."""
+
+    name: str
+    keras_name: str
+    kind: str  # "conv" or "fc"
+    kernel_shape: tuple[int, ...]
+    bias_shape: tuple[int, ...]
+
+    @property
+    def params(self) -> int:
+        """Number of trainable parameters (kernel + bias)."""
+        return int(np.prod(self.kernel_shape)) + int(np.prod(self.bias_shape))
+
+
+def layer_specs(num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) -> list[LayerSpec]:
+    """The 19 weight layers in order, with their shapes for this class count and input size."""
+    if input_size % 32 or input_size < 32:
+        raise ValueError(f"VGG19 needs an input size divisible by 32 (five 2x2 pools), got {input_size}")
+    specs, channels, block, conv = [], 3, 1, 1
+    for item in CFG:
+        if item == "M":
+            block, conv = block + 1, 1
+            continue
+        specs.append(LayerSpec(f"conv{block}_{conv}", f"block{block}_conv{conv}", "conv",
+                               (3, 3, channels, int(item)), (int(item),)))
+        channels, conv = int(item), conv + 1
+    features = (input_size // 32) ** 2 * channels
+    dims = [features, *FC_UNITS, num_classes]
+    for i, keras_name in enumerate(("fc1", "fc2", "predictions")):
+        specs.append(LayerSpec(f"fc{6 + i}", keras_name, "fc", (dims[i], dims[i + 1]), (dims[i + 1],)))
+    return specs
+
+
+def keras_name_map() -> dict[str, str]:
+    """Caffe-style name -> keras.applications name, e.g. ``conv1_1 -> block1_conv1``, ``fc8 -> predictions``."""
+    return {s.name: s.keras_name for s in layer_specs()}
+
+
+def random_weights(seed: int = 0, num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) -> WeightDict:
+    """Seeded Glorot-uniform kernels and zero biases (Keras' defaults), as float32 NumPy arrays."""
+    rng = np.random.default_rng(seed)
+    weights: WeightDict = {}
+    for spec in layer_specs(num_classes, input_size):
+        receptive = int(np.prod(spec.kernel_shape[:-2])) if spec.kind == "conv" else 1
+        fan_in, fan_out = spec.kernel_shape[-2] * receptive, spec.kernel_shape[-1] * receptive
+        limit = np.float32(np.sqrt(6.0 / (fan_in + fan_out)))
+        kernel = rng.random(spec.kernel_shape, dtype=np.float32) * (2 * limit) - limit
+        weights[spec.name] = (kernel, np.zeros(spec.bias_shape, np.float32))
+    return weights
+
+
+def check_weights(weights: WeightDict, specs: list[LayerSpec], source: str = "weights") -> None:
+    """Raise ValueError naming the first layer that is missing or has the wrong shape."""
+    for spec in specs:
+        if spec.name not in weights:
+            raise ValueError(f"{source}: layer {spec.name} is missing (found layers: {sorted(weights)})")
+        kernel, bias = weights[spec.name]
+        for what, expected, found in (("kernel", spec.kernel_shape, kernel.shape),
+                                      ("bias", spec.bias_shape, bias.shape)):
+            if tuple(found) != tuple(expected):
+                raise ValueError(f"{source}: layer {spec.name} {what} has shape {tuple(found)}, "
+                                 f"expected {tuple(expected)}")
+
+
+class VGG19Module(tf.Module):
+    """VGG19 as explicit variables and ``tf.nn`` ops: the network with nothing hidden.
+
+    Input: float32 NHWC images already normalised the way the weights expect
+    (see ``tfbench.weights`` for each file format's channel order and mean).
+    """
+
+    def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,
+                 num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, name: str = "vgg19"):
+        super().__init__(name=name)
+        self.specs = layer_specs(num_classes, input_size)
+        self.input_size = input_size
+        weights = weights if weights is not None else random_weights(seed, num_classes, input_size)
+        check_weights(weights, self.specs)
+        self.kernels: dict[str, tf.Variable] = {}
+        self.biases: dict[str, tf.Variable] = {}
+        with self.name_scope:
+            for spec in self.specs:
+                kernel, bias = weights[spec.name]
+                with tf.name_scope(spec.name):
+                    self.kernels[spec.name] = tf.Variable(kernel, dtype=tf.float32, name="weights")
+                    self.biases[spec.name] = tf.Variable(bias, dtype=tf.float32, name="biases")
+
+    def layers(self, images: tf.Tensor) -> Iterator[tuple[str, tf.Tensor]]:
+        """Run the network step by step, yielding ``(layer name, output)`` after every layer."""
+        x = tf.convert_to_tensor(images, tf.float32)
+        convs = iter(s for s in self.specs if s.kind == "conv")
+        block = 1
+        for item in CFG:
+            if item == "M":
+                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
+                yield f"pool{block}", x
+                block += 1
+                continue
+            spec = next(convs)
+            with tf.name_scope(spec.name):
+                x = tf.nn.conv2d(x, self.kernels[spec.name], strides=1, padding="SAME")
+                x = tf.nn.relu(tf.nn.bias_add(x, self.biases[spec.name]))
+            yield spec.name, x
+        x = tf.reshape(x, [-1, self.specs[len(self.specs) - 3].kernel_shape[0]], name="flatten")
+        for spec in self.specs[-3:]:
+            with tf.name_scope(spec.name):
+                x = tf.nn.bias_add(tf.matmul(x, self.kernels[spec.name]), self.biases[spec.name])
+                if spec.name != "fc8":
+                    x = tf.nn.relu(x)
+            yield spec.name, x
+
+    @tf.Module.with_name_scope
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        """Logits ``(N, num_classes)`` for a batch of normalised NHWC images."""
+        for _, x in self.layers(images):
+            pass
+        return tf.identity(x, name="logits")
+
+    def probabilities(self, images: tf.Tensor) -> tf.Tensor:
+        """Softmax of the logits."""
+        return tf.nn.softmax(self(images))
+
+    def as_function(self, jit_compile: bool = False) -> tf.types.experimental.PolymorphicFunction:
+        """``self.__call__`` as a ``tf.function`` for any batch size (and XLA if ``jit_compile``)."""
+        signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32, name="images")]
+        return tf.function(self.__call__, input_signature=signature, jit_compile=jit_compile)
+
+    def get_weights(self) -> WeightDict:
+        """The current weights as a NumPy weight dict."""
+        return {s.name: (self.kernels[s.name].numpy(), self.biases[s.name].numpy()) for s in self.specs}
+
+    def count_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(int(np.prod(v.shape)) for v in self.trainable_variables)
+
+
+def build_keras_vgg19(weights: WeightDict | None = None, *, seed: int = 0, num_classes: int = NUM_CLASSES,
+                      input_size: int = INPUT_SIZE, classifier_activation: str | None = None,
+                      name: str = "vgg19"):
+    """Keras functional VGG19 with ``keras.applications.VGG19``'s layer names, returning logits by default."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((input_size, input_size, 3), name="input_layer")
+    x, block, conv = inputs, 1, 1
+    for item in CFG:
+        if item == "M":
+            x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+            block, conv = block + 1, 1
+            continue
+        x = layers.Conv2D(int(item), 3, padding="same", activation="relu", name=f"block{block}_conv{conv}")(x)
+        conv += 1
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(FC_UNITS[0], activation="relu", name="fc1")(x)
+    x = layers.Dense(FC_UNITS[1], activation="relu", name="fc2")(x)
+    outputs = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    set_keras_weights(model, weights if weights is not None else random_weights(seed, num_classes, input_size))
+    return model
+
+
+def set_keras_weights(model, weights: WeightDict) -> None:
+    """Copy a weight dict into a Keras VGG19 (ours or ``keras.applications.VGG19``) by layer name."""
+    specs = layer_specs(model.output_shape[-1], model.input_shape[1])
+    check_weights(weights, specs)
+    for spec in specs:
+        model.get_layer(spec.keras_name).set_weights(list(weights[spec.name]))
+
+
+def keras_weights(model) -> WeightDict:
+    """Read a weight dict out of a Keras VGG19 (ours or ``keras.applications.VGG19``)."""
+    specs = layer_specs(model.output_shape[-1], model.input_shape[1])
+    out: WeightDict = {}
+    for spec in specs:
+        kernel, bias = model.get_layer(spec.keras_name).get_weights()
+        out[spec.name] = (np.asarray(kernel), np.asarray(bias))
+    return out
