@@ -1,0 +1,112 @@
+"""TensorBoard writing helpers: graphs before and after grappler, traces, images, scalars.
+
+TensorBoard's graph plugin draws the graph a ``tf.summary.trace_export`` recorded, which is
+the graph *before* grappler optimised it.  To see what actually runs, we ask the eager
+runtime for the run metadata of one call: for each function it holds the graph before
+optimisation, after grappler, and the per-device partition graphs.  :func:`write_graph`
+then writes any of them as its own TensorBoard run, so they can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.eager import context
+
+
+@dataclass
+class FunctionGraphs:
+    """The three views of one executed ``tf.function`` (as ``GraphDef`` protos)."""
+
+    pre_optimization: tf.compat.v1.GraphDef
+    post_optimization: tf.compat.v1.GraphDef
+    partitions: list[tf.compat.v1.GraphDef]
+
+
+def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraphs:
+    """Call the ``tf.function`` ``fn(*args)`` once and return its graphs before/after grappler.
+
+    ``fn`` must not have run with these argument types before (the runtime reports the
+    graphs when it instantiates the function), so pass a freshly made ``tf.function``.
+    When ``fn`` calls other functions, the largest function graph is returned (the outer one).
+    """
+    ctx = context.context()
+    ctx.enable_run_metadata()
+    try:
+        result = fn(*args)
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
+        metadata = ctx.export_run_metadata()
+    finally:
+        ctx.disable_run_metadata()
+    if metadata is None or not metadata.function_graphs:
+        raise RuntimeError("no function graphs were recorded: pass a tf.function that has not run "
+                           "with these input types yet")
+    main = max(metadata.function_graphs, key=lambda g: len(g.pre_optimization_graph.node))
+    return FunctionGraphs(main.pre_optimization_graph, main.post_optimization_graph, list(main.partition_graphs))
+
+
+def op_counts(graph_def: tf.compat.v1.GraphDef) -> collections.Counter:
+    """How many nodes of each op type the graph has (its function library not included)."""
+    return collections.Counter(node.op for node in graph_def.node)
+
+
+def write_graph(run_dir: str | Path, graph_def: tf.compat.v1.GraphDef) -> None:
+    """Write ``graph_def`` as the graph of the TensorBoard run in ``run_dir``."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+        tf.summary.graph(graph)
+    writer.close()
+
+
+def write_trace(run_dir: str | Path, fn: Callable[..., Any], *args: Any, name: str = "trace") -> Any:
+    """Trace one call of the ``tf.function`` ``fn`` into ``run_dir`` (TensorBoard's op graph view)."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    tf.summary.trace_on(graph=True, profiler=False)
+    try:
+        result = fn(*args)
+    finally:
+        with writer.as_default():
+            tf.summary.trace_export(name=name, step=0)
+        writer.close()
+    return result
+
+
+def write_keras_graph(run_dir: str | Path, model: Any) -> None:
+    """Write a Keras model's conceptual graph (its layers), as Keras' TensorBoard callback does."""
+    from keras.src.callbacks.tensorboard import keras_model_summary
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        keras_model_summary("keras", model, step=0)
+    writer.close()
+
+
+def write_images(run_dir: str | Path, images: dict[str, np.ndarray | Sequence[np.ndarray]], step: int = 0) -> None:
+    """Write uint8 or [0, 1] float images (HxWxC or NxHxWxC) as TensorBoard image summaries."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for tag, value in images.items():
+            array = np.asarray(value)
+            if array.ndim == 3:
+                array = array[None]
+            if array.dtype == np.uint8:
+                array = array.astype(np.float32) / 255.0
+            tf.summary.image(tag, np.clip(array, 0.0, 1.0), step=step, max_outputs=len(array))
+    writer.close()
+
+
+def write_scalars(run_dir: str | Path, scalars: dict[str, float], step: int) -> None:
+    """Write a dict of scalars at one step."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for tag, value in scalars.items():
+            tf.summary.scalar(tag, value, step=step)
+    writer.close()
