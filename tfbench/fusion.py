@@ -1,0 +1,382 @@
+"""Operator fusion, measured: where fused kernels are faster and where they are not (ex. 5.11).
+
+A fused kernel does several ops in one pass over memory: ``relu(conv(x) + b)`` writes the
+conv output once instead of writing it, reading it back for the bias, writing it, reading it
+for the relu.  That saves memory traffic and kernel launches, nothing else: the multiply-adds
+are the same.  So fusion pays where the unfused graph is bound by memory or by per-op
+overhead, and changes nothing where the arithmetic dominates.  Four experiments, each
+checking that fused and unfused outputs agree (max abs difference) and timing both
+(median after warm-up):
+
+1. ``Conv2D + BiasAdd + Relu`` with grappler's remapper on (``_FusedConv2D``) vs off, from a
+   compute-bound layer (56x56x256, 3x3) to memory-bound ones (1x1, few channels, big batch);
+2. conv + BatchNorm + relu at inference: Keras 3's BN (elementwise ops, not folded by grappler)
+   vs ``FusedBatchNormV3`` (the remapper folds it into ``_FusedConv2D``) vs BN folded into the
+   conv weights by hand (:func:`tfbench.blocks.fold_batch_norm`);
+3. XLA (``jit_compile=True``) vs default on those blocks, on a chain of 10 elementwise ops, and
+   on VGG19 and LeNet-5 forward and training step; the HLO of one small case before and after
+   XLA's fusion pass is written out;
+4. ``MatMul + BiasAdd + Relu`` (``_FusedMatMul``) for fc-layer shapes.
+
+Run ``python -m tfbench.fusion`` (all four, plus the HLO files under ``logs/fusion/<ts>/``) or
+``python -m tfbench.bench fusion`` (timings only); ``--quick`` uses tiny shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from tfbench import bench, blocks, paths
+from tfbench.blocks import ConvShape, DenseShape
+from tfbench.errors import UserError, run_cli
+from tfbench.files import atomic_output
+from tfbench.graphs import BOOKKEEPING_OPS, grappler_options, onednn_enabled
+from tfbench.summaries import capture_function_graphs, op_counts
+
+TOLERANCE = 1e-4  # max abs difference allowed between fused and unfused float32 outputs
+
+#: Experiment 1 (and 3): from compute-bound to memory-bound conv layers.
+CONV_SHAPES = [ConvShape(1, 56, 256, 256, 3), ConvShape(1, 28, 128, 128, 3), ConvShape(32, 14, 64, 64, 1),
+               ConvShape(64, 7, 32, 32, 1), ConvShape(256, 4, 16, 16, 1)]
+#: Experiment 2: conv + BN + relu.
+BN_SHAPES = [ConvShape(1, 56, 64, 64, 3), ConvShape(8, 14, 256, 256, 1), ConvShape(64, 7, 32, 32, 1)]
+#: Experiment 3: the elementwise chain's input shapes (NHWC).
+CHAIN_SHAPES = [(1, 8, 8, 64), (1, 56, 56, 64), (8, 56, 56, 64)]
+#: Experiment 4: VGG19's fc7 at batch 1 and 64, LeNet-5's f5 and f6 at batch 256.
+DENSE_SHAPES = [DenseShape(1, 4096, 4096), DenseShape(64, 4096, 4096), DenseShape(256, 400, 120),
+                DenseShape(256, 120, 84)]
+
+QUICK_CONV = [ConvShape(1, 8, 8, 8, 3), ConvShape(16, 4, 4, 4, 1)]
+QUICK_CHAIN = [(1, 4, 4, 8)]
+QUICK_DENSE = [DenseShape(4, 32, 16)]
+
+
+@dataclass
+class Variant:
+    """One way of computing the same thing: a fresh ``tf.function``, the grappler options it runs under."""
+
+    name: str
+    fn: Callable[..., Any]
+    options: dict[str, Any]
+    xla: bool = False
+
+    def context(self) -> contextlib.AbstractContextManager:
+        """Grappler options apply when a function is instantiated, so calls (and timing) happen inside."""
+        return grappler_options(**self.options) if self.options else contextlib.nullcontext()
+
+
+UNFUSED = {"remapping": False}
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference over two nested structures of tensors."""
+    diffs = [float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+             for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b))]
+    return max(diffs) if diffs else 0.0
+
+
+HLO_BOOKKEEPING = frozenset({"parameter", "constant", "tuple", "get-tuple-element", "reshape", "broadcast", "bitcast"})
+
+
+def _join_counts(counts: collections.Counter, skip: frozenset) -> str:
+    return "+".join(f"{op}x{n}" if n > 1 else op for op, n in sorted(counts.items()) if op not in skip)
+
+
+def compute_ops(variant: Variant, args: Sequence[Any]) -> str:
+    """What actually runs: the post-grappler compute ops (``_FusedConv2D``), or XLA's kernels (``HLO: fusion``)."""
+    if variant.xla:
+        text = variant.fn.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+        return "HLO: " + _join_counts(hlo_entry_ops(text), HLO_BOOKKEEPING)
+    python_fn = getattr(variant.fn, "python_function", variant.fn)
+    with grappler_options(**variant.options):
+        graphs = capture_function_graphs(tf.function(python_fn), *args)
+    return _join_counts(op_counts(graphs.post_optimization), BOOKKEEPING_OPS)
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    """Every graph capture traces a fresh copy on purpose; TensorFlow's retracing warning is noise here."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequence[Any], *,
+            warmup: int, repeats: int, show_graph: bool = True, check: Callable[[], float] | None = None
+            ) -> list[bench.Timing]:
+    """Time each variant on ``args``; the first is the baseline for speedups and differences.
+
+    ``check`` (optional) replaces the output comparison, for functions with side effects
+    (training steps): it returns the max abs difference it measured.
+    """
+    outputs = []
+    for v in variants:
+        with v.context():
+            outputs.append(bench.block(v.fn(*args)))
+    diffs = [max_abs_diff(outputs[0], out) for out in outputs] if check is None else [0.0] + [check()] * (len(variants) - 1)
+    rows = []
+    for v, diff in zip(variants, diffs):
+        graph = compute_ops(v, args) if show_graph else ""
+        with v.context():
+            timing = bench.measure(f"{experiment} | {shape} | {v.name}", lambda: v.fn(*args), warmup=warmup,
+                                   repeats=repeats, experiment=experiment, shape=shape, variant=v.name,
+                                   max_abs_diff=diff, agree=bool(diff <= TOLERANCE), graph=graph)
+        rows.append(timing)
+    base = rows[0].median_ms
+    for i, t in enumerate(rows):
+        t.extra["speedup"] = base / t.median_ms
+        t.extra["vs"] = variants[0].name if i else ""
+    return rows
+
+
+# ---------------------------------------------------------------- the four experiments
+
+def exp1_conv_bias_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
+    """Remapper on vs off for Conv2D + BiasAdd + Relu."""
+    rows = []
+    for shape in shapes:
+        net, x = blocks.ConvBiasRelu(shape), shape.input()
+        rows += compare("1 conv+bias+relu", shape.label, [
+            Variant("unfused (remapper off)", tf.function(net.__call__), UNFUSED),
+            Variant("fused _FusedConv2D", tf.function(net.__call__), {})], [x], warmup=warmup, repeats=repeats)
+    return rows
+
+
+def exp2_conv_bn_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
+    """Keras BN vs FusedBatchNorm (remapper-fused) vs BN folded into the conv, at inference."""
+    rows = []
+    for shape in shapes:
+        model, x = blocks.keras_conv_bn_relu(shape), shape.input()
+        kernel, stats = blocks.keras_bn_weights(model)
+        fused = blocks.FusedBNConvRelu(kernel, stats)
+        folded = blocks.ConvBiasRelu(shape, kernel=blocks.fold_batch_norm(kernel, None, **stats)[0],
+                                     bias=blocks.fold_batch_norm(kernel, None, **stats)[1])
+        rows += compare("2 conv+BN+relu", shape.label, [
+            Variant("Keras BN layer", tf.function(lambda t: model(t, training=False)), {}),
+            Variant("FusedBatchNormV3, remapper off", tf.function(fused.__call__), UNFUSED),
+            Variant("FusedBatchNormV3 (remapper)", tf.function(fused.__call__), {}),
+            Variant("BN folded into conv", tf.function(folded.__call__), {})], [x], warmup=warmup, repeats=repeats)
+    return rows
+
+
+def sgd_step(module: tf.Module, learning_rate: float = 1e-3) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """One plain SGD training step on ``module`` (logits) with softmax cross-entropy; returns the loss."""
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, module(x)))
+        for var, grad in zip(module.trainable_variables, tape.gradient(loss, module.trainable_variables)):
+            var.assign_sub(learning_rate * grad)
+        return loss
+    return step
+
+
+def _xla_pair(name: str, fn: Callable[..., Any]) -> list[Variant]:
+    return [Variant("default (grappler)", tf.function(fn), {}),
+            Variant("XLA jit_compile", tf.function(fn, jit_compile=True), {}, xla=True)]
+
+
+def _train_pair(experiment: str, label: str, make: Callable[[], tf.Module], x: tf.Tensor, y: tf.Tensor,
+                warmup: int, repeats: int) -> list[bench.Timing]:
+    """Time a training step default vs XLA on two identically seeded models; check one step agrees."""
+    nets = [make(), make()]
+    steps = [tf.function(sgd_step(nets[0])), tf.function(sgd_step(nets[1]), jit_compile=True)]
+    losses = [bench.block(s(x, y)) for s in steps]  # first step of each, same starting weights
+
+    def check() -> float:
+        return max(max_abs_diff(losses[0], losses[1]),
+                   max_abs_diff([v.numpy() for v in nets[0].trainable_variables],
+                                [v.numpy() for v in nets[1].trainable_variables]))
+    diff = check()
+    return compare(experiment, label, [Variant("default (grappler)", steps[0], {}),
+                                       Variant("XLA jit_compile", steps[1], {}, xla=True)],
+                   [x, y], warmup=warmup, repeats=repeats, show_graph=False, check=lambda: diff)
+
+
+def exp3_xla(conv_shapes: Sequence[ConvShape], chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
+             vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
+    """XLA vs default on conv blocks, the elementwise chain, VGG19 and LeNet-5 (forward and training step)."""
+    from tfbench import lenet5, vgg19
+
+    rows = []
+    for shape in conv_shapes:
+        net = blocks.ConvBiasRelu(shape)
+        rows += compare("3 XLA conv+bias+relu", shape.label, _xla_pair(shape.label, net.__call__), [shape.input()],
+                        warmup=warmup, repeats=repeats)
+    chain = blocks.ElementwiseChain()
+    for dims in chain_shapes:
+        x = tf.random.stateless_normal(dims, seed=[0, 1])
+        rows += compare("3 XLA 10 elementwise ops", "x".join(map(str, dims)), _xla_pair("chain", chain.__call__),
+                        [x], warmup=warmup, repeats=repeats)
+    if not models:
+        return rows
+    rng = np.random.default_rng(0)
+    xv = tf.constant(rng.standard_normal((vgg_batch, vgg_size, vgg_size, 3), dtype=np.float32))
+    yv = tf.constant(rng.integers(0, vgg19.NUM_CLASSES, vgg_batch), tf.int32)
+    vgg_label = f"VGG19 {vgg_size}x{vgg_size} b{vgg_batch}"
+    vnet = vgg19.VGG19Module(input_size=vgg_size)
+    rows += compare("3 XLA forward", vgg_label, _xla_pair("vgg", vnet.__call__), [xv], warmup=warmup,
+                    repeats=repeats, show_graph=False)
+    rows += _train_pair("3 XLA training step", vgg_label, lambda: vgg19.VGG19Module(input_size=vgg_size),
+                        xv, yv, warmup, repeats)
+    xl = tf.constant(rng.standard_normal((lenet_batch, *lenet5.INPUT_SHAPE), dtype=np.float32))
+    yl = tf.constant(rng.integers(0, lenet5.NUM_CLASSES, lenet_batch), tf.int32)
+    lenet_label = f"LeNet-5 b{lenet_batch}"
+    lnet = lenet5.LeNet5Module()
+    rows += compare("3 XLA forward", lenet_label, _xla_pair("lenet", lnet.__call__), [xl], warmup=warmup,
+                    repeats=repeats, show_graph=False)
+    rows += _train_pair("3 XLA training step", lenet_label, lenet5.LeNet5Module, xl, yl, warmup, repeats)
+    return rows
+
+
+def exp4_dense_bias_relu(shapes: Sequence[DenseShape], warmup: int, repeats: int) -> list[bench.Timing]:
+    """Remapper on vs off for MatMul + BiasAdd + Relu."""
+    rows = []
+    for shape in shapes:
+        net, x = blocks.DenseBiasRelu(shape), shape.input()
+        rows += compare("4 matmul+bias+relu", shape.label, [
+            Variant("unfused (remapper off)", tf.function(net.__call__), UNFUSED),
+            Variant("fused _FusedMatMul", tf.function(net.__call__), {})], [x], warmup=warmup, repeats=repeats)
+    return rows
+
+
+# ---------------------------------------------------------------- HLO before / after XLA's fusion
+
+_HLO_OP_RE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+ = .*?\s([a-z][\w\-]*)\(")
+
+
+def hlo_entry_ops(hlo_text: str) -> collections.Counter:
+    """Opcode counts of the ENTRY computation of an HLO module's text (what runs as separate kernels)."""
+    counts: collections.Counter = collections.Counter()
+    in_entry = False
+    for line in hlo_text.splitlines():
+        if line.startswith("ENTRY"):
+            in_entry = True
+        elif in_entry and line.startswith("}"):
+            break
+        elif in_entry and (m := _HLO_OP_RE.match(line)):
+            counts[m.group(1)] += 1
+    return counts
+
+
+def write_hlo(out_dir: Path, dims: tuple[int, ...] = (1, 8, 8, 64)) -> dict[str, Any]:
+    """Write the elementwise chain's HLO before and after XLA's optimisation; return op counts of both."""
+    fn = tf.function(blocks.ElementwiseChain().__call__, jit_compile=True)
+    ir = fn.experimental_get_compiler_ir(tf.zeros(dims))
+    result: dict[str, Any] = {}
+    for stage, file_name in (("hlo", "chain-hlo-before.txt"), ("optimized_hlo", "chain-hlo-after.txt")):
+        text = ir(stage=stage)
+        with atomic_output(out_dir / file_name) as tmp:
+            tmp.write_text(text)
+        counts = hlo_entry_ops(text)
+        result[stage] = {"file": str(out_dir / file_name), "entry_ops": dict(counts),
+                         "kernels": sum(n for op, n in counts.items() if op not in HLO_BOOKKEEPING)}
+    return result
+
+
+# ---------------------------------------------------------------- CLI
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """The options shared by ``python -m tfbench.fusion`` and ``python -m tfbench.bench fusion``."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiments", default="1,2,3,4", help="which experiments, comma-separated (default 1,2,3,4)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, no VGG19/LeNet-5 (seconds; for tests)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per case (default 2)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per case (default 10)")
+    p.add_argument("--vgg-size", type=int, default=32, help="VGG19 input size for exp. 3 (multiple of 32; default 32)")
+    p.add_argument("--vgg-batch", type=int, default=8, help="VGG19 batch for exp. 3 (default 8)")
+    p.add_argument("--lenet-batch", type=int, default=256, help="LeNet-5 batch for exp. 3 (default 256)")
+    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where reports go (default logs)")
+    return p
+
+
+def _parse_experiments(text: str) -> list[int]:
+    try:
+        chosen = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        chosen = []
+    if not chosen or not set(chosen) <= {1, 2, 3, 4}:
+        raise UserError(f"--experiments must be a comma-separated subset of 1,2,3,4, got {text!r}")
+    return chosen
+
+
+def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
+    """Run the chosen experiments with a progress bar; return all timing rows."""
+    if ns.repeats < 1 or ns.warmup < 0:
+        raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {ns.repeats} and {ns.warmup}")
+    if ns.vgg_size % 32 or ns.vgg_size < 32:
+        raise UserError(f"--vgg-size must be a positive multiple of 32 (five 2x2 pools), got {ns.vgg_size}")
+    chosen = _parse_experiments(ns.experiments)
+    conv = QUICK_CONV if ns.quick else CONV_SHAPES
+    w, r = ns.warmup, ns.repeats
+    jobs: dict[int, Callable[[], list[bench.Timing]]] = {
+        1: lambda: exp1_conv_bias_relu(conv, w, r),
+        2: lambda: exp2_conv_bn_relu(QUICK_CONV if ns.quick else BN_SHAPES, w, r),
+        3: lambda: exp3_xla(conv if ns.quick else [CONV_SHAPES[0], CONV_SHAPES[2]],
+                            QUICK_CHAIN if ns.quick else CHAIN_SHAPES, vgg_size=ns.vgg_size,
+                            vgg_batch=ns.vgg_batch, lenet_batch=ns.lenet_batch, models=not ns.quick,
+                            warmup=w, repeats=r),
+        4: lambda: exp4_dense_bias_relu(QUICK_DENSE if ns.quick else DENSE_SHAPES, w, r),
+    }
+    rows: list[bench.Timing] = []
+    with _quiet_retracing():
+        for n in tqdm(chosen, desc="fusion experiments", unit="exp", disable=None):
+            rows += jobs[n]()
+    return rows
+
+
+def _report(ns: argparse.Namespace, rows: list[bench.Timing], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    ratios = {f"{t.case} vs {t.extra['vs']}": t.extra["speedup"] for t in rows if t.extra["vs"]}
+    info = {"onednn": onednn_enabled(), "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "quick": ns.quick, "vgg_size": ns.vgg_size, "vgg_batch": ns.vgg_batch, "lenet_batch": ns.lenet_batch,
+            "tolerance": TOLERANCE, "speedup": "baseline median / variant median (> 1: variant faster)"}
+    info.update(extra or {})
+    data = bench.report("fusion", rows, ratios, logdir=ns.logdir, extra=info, quiet=True)
+    print(summary_table(data["rows"]))
+    print(f"oneDNN kernels: {'on' if info['onednn'] else 'off'}; report: {data['path']}")
+    return data
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one compact table: experiment, shape, variant, median, speedup, max abs diff, graph."""
+    columns = ("experiment", "shape", "variant", "median_ms", "speedup", "max_abs_diff", "agree", "graph")
+    return bench.format_table([{c: r.get(c) for c in columns} for r in rows])
+
+
+def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python -m tfbench.bench fusion``: run the experiments, write ``logs/bench/fusion-<ts>.json``."""
+    ns = build_parser("python -m tfbench.bench fusion").parse_args(argv)
+    return _report(ns, run_experiments(ns))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tfbench.fusion``: the experiments, plus the HLO before/after fusion under ``logs/fusion/<ts>/``."""
+    ns = build_parser("python -m tfbench.fusion").parse_args(argv)
+    rows = run_experiments(ns)
+    run = paths.run_dir(ns.logdir, "fusion")
+    hlo = write_hlo(run)
+    _report(ns, rows, {"hlo": hlo})
+    print(f"HLO of the 10-op elementwise chain: {hlo['hlo']['kernels']} ops before XLA's passes, "
+          f"{hlo['optimized_hlo']['kernels']} kernel(s) after ({dict(hlo['optimized_hlo']['entry_ops'])}); "
+          f"files in {run}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
