@@ -1,0 +1,175 @@
+// PowerDifference: z = (x - y) ** pow, a custom TensorFlow op (course exercises 5.6 and 5.7).
+//
+// Two halves, as in every TensorFlow op:
+//   1. REGISTER_OP declares the op's interface (inputs, outputs, dtypes) and its shape
+//      function, which graph construction runs to know the output shape before any data exists.
+//   2. A kernel (an OpKernel subclass) computes it on one device; REGISTER_KERNEL_BUILDER
+//      binds it to the op for CPU and each dtype.
+// The gradient is not here: it is registered from Python (tfbench/ops/power_difference.py).
+//
+// Semantics, identical to NumPy's np.power(x - y, pow) and to tf.pow(x - y, pow):
+//   - x and y broadcast against each other like NumPy (in both directions);
+//   - pow is a scalar of the same dtype (a non-scalar pow is an InvalidArgument error);
+//   - x - y is rounded to T first, then raised to pow (IEEE rules: pow(negative, 0.5) is NaN,
+//     pow(0, -1) is inf, pow(NaN, 0) is 1).
+// Built against the installed TensorFlow with C++17: `python -m tfbench.ops build`.
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/platform/threadpool.h"
+#include "tensorflow/core/util/bcast.h"
+
+namespace tensorflow {
+namespace {
+
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+// Shape function: pow must be a scalar; z has the NumPy broadcast of x's and y's shapes.
+// (The course lab's version returned pow's shape here, which is wrong for every real input.)
+absl::Status PowerDifferenceShape(InferenceContext* c) {
+  ShapeHandle unused;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 0, &unused));
+  return shape_inference::BroadcastBinaryOpShapeFn(c);
+}
+
+}  // namespace
+
+REGISTER_OP("PowerDifference")
+    .Input("x: T")
+    .Input("y: T")
+    .Input("pow: T")
+    .Output("z: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn(PowerDifferenceShape);
+
+namespace {
+
+// Roughly how many CPU cycles one output element costs (a subtraction and a pow); the thread
+// pool uses it to decide how many shards are worth their scheduling overhead.
+constexpr int64_t kCyclesPerElement = 40;
+
+// z[0:n] = (x - y) ** p over one contiguous row of the output.  x_steps / y_steps say whether the
+// input advances along the row (true) or is broadcast (false: the same element for the whole row).
+// Eigen's Array maps give vectorised code (AVX for float/double) using the same pow as tf.pow.
+template <typename T>
+void PowRow(const T* x, bool x_steps, const T* y, bool y_steps, T p, T* z, int64_t n) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Eigen::Map<Array> out(z, n);
+  const auto exponent = Array::Constant(n, p);
+  if (x_steps && y_steps) {
+    out = (Eigen::Map<const Array>(x, n) - Eigen::Map<const Array>(y, n)).pow(exponent);
+  } else if (x_steps) {
+    out = (Eigen::Map<const Array>(x, n) - Array::Constant(n, *y)).pow(exponent);
+  } else if (y_steps) {
+    out = (Array::Constant(n, *x) - Eigen::Map<const Array>(y, n)).pow(exponent);
+  } else {
+    const T d = *x - *y;
+    out.setConstant(Eigen::numext::pow(d, p));
+  }
+}
+
+std::string ShapeString(const TensorShape& shape) { return shape.DebugString(); }
+
+template <typename T>
+class PowerDifferenceOp : public OpKernel {
+ public:
+  explicit PowerDifferenceOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const Tensor& y = context->input(1);
+    const Tensor& pow = context->input(2);
+
+    // Eager execution runs no shape function, so the kernel checks everything itself.
+    OP_REQUIRES(context, TensorShapeUtils::IsScalar(pow.shape()),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "PowerDifference: pow must be a scalar, got shape ", ShapeString(pow.shape()),
+                    " (x has shape ", ShapeString(x.shape()), ", y has shape ",
+                    ShapeString(y.shape()), ")")));
+    // BCast computes the NumPy broadcast and collapses adjacent dimensions that broadcast the
+    // same way, so [8, 16, 16, 3] - [8, 1, 1, 3] becomes a rank-3 problem.
+    BCast bcast(BCast::FromShape(x.shape()), BCast::FromShape(y.shape()));
+    OP_REQUIRES(context, bcast.IsValid(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "PowerDifference: x and y cannot be broadcast together: x has shape ",
+                    ShapeString(x.shape()), ", y has shape ", ShapeString(y.shape()),
+                    " (trailing dimensions must be equal or 1)")));
+    const TensorShape out_shape = BCast::ToShape(bcast.output_shape());
+
+    // Reuse x's or y's buffer for z when it has z's shape and nobody else holds it.
+    Tensor* z = nullptr;
+    OP_REQUIRES_OK(context, context->forward_input_or_allocate_output({0, 1}, 0, out_shape, &z));
+    const int64_t total = out_shape.num_elements();
+    if (total == 0) return;
+
+    // Collapsed problem: result dims, and per input the stride of each dim (0 = broadcast).
+    std::vector<int64_t> dims(bcast.result_shape().begin(), bcast.result_shape().end());
+    std::vector<int64_t> x_dims(bcast.x_reshape().begin(), bcast.x_reshape().end());
+    std::vector<int64_t> y_dims(bcast.y_reshape().begin(), bcast.y_reshape().end());
+    if (dims.empty()) dims = x_dims = y_dims = {1};  // both scalars
+    const int rank = static_cast<int>(dims.size());
+    std::vector<int64_t> x_strides(rank), y_strides(rank);
+    int64_t xs = 1, ys = 1;
+    for (int i = rank - 1; i >= 0; --i) {
+      x_strides[i] = x_dims[i] == 1 ? 0 : xs;
+      y_strides[i] = y_dims[i] == 1 ? 0 : ys;
+      xs *= x_dims[i];
+      ys *= y_dims[i];
+    }
+
+    const T* x_data = x.flat<T>().data();
+    const T* y_data = y.flat<T>().data();
+    const T p = pow.scalar<T>()();
+    T* z_data = z->flat<T>().data();
+    const int64_t row = dims[rank - 1];
+    const bool x_steps = x_strides[rank - 1] != 0;
+    const bool y_steps = y_strides[rank - 1] != 0;
+
+    // Each shard [begin, end) of the flat output walks its rows: find the row's coordinates,
+    // the matching offsets into x and y, and compute the contiguous run in one go.
+    auto work = [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> coord(rank);
+      int64_t i = begin;
+      while (i < end) {
+        int64_t rest = i, x_off = 0, y_off = 0;
+        for (int d = rank - 1; d >= 0; --d) {
+          coord[d] = rest % dims[d];
+          rest /= dims[d];
+          x_off += coord[d] * x_strides[d];
+          y_off += coord[d] * y_strides[d];
+        }
+        const int64_t n = std::min(row - coord[rank - 1], end - i);
+        PowRow<T>(x_data + x_off, x_steps, y_data + y_off, y_steps, p, z_data + i, n);
+        i += n;
+      }
+    };
+    // TensorFlow's intra-op thread pool (its size is tf.config.threading's intra_op setting).
+    thread::ThreadPool* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(total, thread::ThreadPool::SchedulingParams::Adaptive(kCyclesPerElement), work);
+  }
+};
+
+#define REGISTER_CPU(T)                                                        \
+  REGISTER_KERNEL_BUILDER(                                                     \
+      Name("PowerDifference").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+      PowerDifferenceOp<T>)
+
+REGISTER_CPU(Eigen::half);
+REGISTER_CPU(bfloat16);
+REGISTER_CPU(float);
+REGISTER_CPU(double);
+
+#undef REGISTER_CPU
+
+}  // namespace
+}  // namespace tensorflow

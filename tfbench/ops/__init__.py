@@ -1,0 +1,13 @@
+"""Custom C++ operators: build them, load them, use them (course exercises 5.6 and 5.7).
+
+- :mod:`tfbench.ops.build` compiles ``custom_ops/<name>/*.cc`` against the installed
+  TensorFlow (cached per TensorFlow version and source hash);
+- :mod:`tfbench.ops.power_difference` is ``PowerDifference(x, y, pow) = (x - y) ** pow``:
+  the Python wrapper, its gradient registered with ``tf.RegisterGradient``, and a pure-TF
+  fallback with the same semantics;
+- :mod:`tfbench.ops.instance_norm` uses it in a real graph (a style-transfer residual block);
+- :mod:`tfbench.ops.fuzz` checks it against NumPy on random shapes, dtypes and exponents;
+- :mod:`tfbench.ops.bench` times it against ``tf.pow(x - y, p)`` and NumPy.
+
+Run ``python -m tfbench.ops --help`` (build, info, demo, fuzz).
+"""
