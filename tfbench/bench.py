@@ -85,24 +85,39 @@ def measure(
     **extra: Any,
 ) -> Timing:
     """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed; return the summary."""
+    return compare({case: fn}, warmup=warmup, repeats=repeats, **extra)[0]
+
+
+def compare(
+    cases: dict[str, Callable[[], Any]],
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    **extra: Any,
+) -> list[Timing]:
+    """Time several cases side by side: warm each up, then run them round-robin, one call each per round.
+
+    Interleaving means a burst of load from another process hits every case alike, so the
+    ratios between cases stay meaningful on a busy machine.
+    """
     if repeats < 1:
         raise UserError(f"repeats must be at least 1, got {repeats}")
-    for _ in range(warmup):
-        block(fn())
-    times = []
+    for fn in cases.values():
+        for _ in range(warmup):
+            block(fn())
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        start = time.perf_counter()
-        block(fn())
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return Timing(
-        case=case,
-        median_ms=statistics.median(times),
-        p10_ms=_percentile(times, 0.1),
-        p90_ms=_percentile(times, 0.9),
-        repeats=repeats,
-        extra=dict(extra),
-    )
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            block(fn())
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return [_summarise(name, samples, extra) for name, samples in times.items()]
+
+
+def _summarise(case: str, samples: list[float], extra: dict[str, Any]) -> Timing:
+    samples = sorted(samples)
+    return Timing(case=case, median_ms=statistics.median(samples), p10_ms=_percentile(samples, 0.1),
+                  p90_ms=_percentile(samples, 0.9), repeats=len(samples), extra=dict(extra))
 
 
 def cpu_name() -> str:

@@ -125,12 +125,11 @@ def run_modes(model, batch: np.ndarray, *, xla: bool, bench: bool, repeats: int)
     modes = {"eager": model.__call__, "tf.function": model.as_function()}
     if xla:
         modes["tf.function+XLA"] = model.as_function(jit_compile=True)
-    outputs, timings = {}, []
-    for name, fn in modes.items():
-        outputs[name] = fn(x).numpy()  # first call traces/compiles: never timed
-        if bench:
-            timings.append(harness.measure(name, lambda fn=fn: fn(x), warmup=2, repeats=repeats,
-                                           batch=int(batch.shape[0])))
+    outputs = {name: fn(x).numpy() for name, fn in modes.items()}  # first calls trace/compile: never timed
+    timings = []
+    if bench:
+        timings = harness.compare({name: lambda fn=fn: fn(x) for name, fn in modes.items()},
+                                  warmup=2, repeats=repeats, batch=int(batch.shape[0]))
     return outputs, timings
 
 
