@@ -110,7 +110,7 @@ def step_timings(build: Callable[[], Any], images: np.ndarray, labels: np.ndarra
         elif mode == "fit":
             model.compile(optimizer=optimizer, loss=train.loss_function(), jit_compile=False)
             ds = tf.data.Dataset.from_tensors((x, y)).repeat(fit_steps)
-            timing = bench.measure("fit", lambda: model.fit(ds, epochs=1, verbose=0).history["loss"][-1],
+            timing = bench.measure("fit", lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"][-1],
                                    warmup=max(1, warmup // fit_steps), repeats=max(3, repeats // fit_steps),
                                    batch_size=batch, steps_per_call=fit_steps)
             for key in ("median_ms", "p10_ms", "p90_ms"):
