@@ -131,3 +131,47 @@ def test_benchmark_writes_json(tmp_path):
     assert set(saved["ratios"]) == {"eager/function", "eager/fit", "fit/function"}
     ms = {r["case"]: r["median_ms"] for r in saved["rows"]}
     assert saved["ratios"]["eager/function"] == pytest.approx(ms["eager"] / ms["function"])
+
+
+def write_tiny_imagenet(folder: Path) -> dict[str, int]:
+    """4 solid-grey JPEGs for each of classes 100..109 plus 3 of class 200, as TFRecord shards."""
+    from PIL import Image
+
+    from tfbench import tfrecord
+
+    images = folder / "jpeg"
+    images.mkdir(parents=True)
+    sources, grey = [], {}
+    for label in [*range(100, 110), 200]:
+        for i in range(4 if label < 200 else 3):
+            path = images / f"img_{label}_{i}.JPEG"
+            value = 10 + 20 * (label - 100) + 3 * i if label < 200 else 250
+            Image.new("RGB", (48, 40), (value, value, value)).save(path, quality=95)
+            grey[path.name] = value
+            sources.append(tfrecord.Source(str(path), label, f"n{label:08d}", f"class {label}"))
+    tfrecord.write_shards(sources, folder / "shards", num_shards=3, workers=1, progress=False)
+    return grey
+
+
+def test_imagenet_tfrecord_data(tmp_path, capsys):
+    write_tiny_imagenet(tmp_path)
+    classes = [109, 108, 107, 106, 105, 104, 103, 102, 101, 100]
+    data = lenet.load_imagenet_tfrecord(tmp_path / "shards", classes, size=32)
+    assert data.x_train.shape == (30, 32, 32, 1) and data.x_test.shape == (10, 32, 32, 1)
+    assert sorted(data.y_test.tolist()) == list(range(10))  # one of each class held out, none of class 200
+    for x, y in zip(np.concatenate([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])):
+        label = classes[y]  # 0..9 in --classes order
+        assert 10 + 20 * (label - 100) - 2 <= x.mean() * 255 <= 10 + 20 * (label - 100) + 3 * 3 + 2
+        assert x.std() * 255 < 2  # a solid image stays solid
+    assert lenet.main(["--data", "imagenet-tfrecord", str(tmp_path / "shards"), "--classes", "100-109",
+                       "--epochs", "1", "--batch-size", "8", "--logdir", str(tmp_path / "logs"),
+                       "--no-progress", "--compare-steps", "0"]) == 0
+    history = json.loads((only_run(tmp_path / "logs") / "history.json").read_text())
+    assert history["data"].startswith(f"ImageNet val TFRecords at {tmp_path / 'shards'}")
+    assert history["final_step"] == 30 // 8 and history["params"] == 61_706
+    with pytest.raises(UserError, match="--classes must name 10 distinct"):
+        lenet.main(["--data", "imagenet-tfrecord", str(tmp_path / "shards"), "--classes", "1,2,3"])
+    with pytest.raises(UserError, match="need at least 2 images of each chosen class"):
+        lenet.main(["--data", "imagenet-tfrecord", str(tmp_path / "shards"), "--classes", "101-110"])
+    with pytest.raises(UserError, match="needs exactly one folder"):
+        lenet.main(["--data", "imagenet-tfrecord"])

@@ -8,11 +8,13 @@ Exercises 4.11 (LeNet-5 on MNIST), 3.10 (an MLP above 95%), 4.8 (learning rate 0
     python -m tfbench.lenet --mode eager --epochs 3      # the same step, op by op
     python -m tfbench.lenet --model mlp --mode fit --data ~/mnist   # MNIST IDX files or mnist.npz
     python -m tfbench.lenet --checkpoint-dir logs/lenet/ckpt   # run again after a kill: resumes
+    python -m tfbench.lenet --data imagenet-tfrecord DIR --classes 0-9   # ImageNet val shards
     python -m tfbench.bench lenet                        # ms/step: eager vs tf.function vs fit
 
 Data: :func:`tfbench.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
-handwritten digits, labelled as such).  LeNet-5 reads 32x32 (MNIST padded by 2), the MLP
-28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
+handwritten digits, labelled as such), or ten classes of the ImageNet-val TFRecords through
+the reader VGG19 uses (:mod:`tfbench.tfrecord`), grayscale 32x32.  LeNet-5 reads 32x32
+(MNIST padded by 2), the MLP 28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
 ``logs/lenet/<timestamp>/``; at the end it prints the parameter count, the held-out test
 accuracy and ms/step of the same step eager vs ``tf.function`` measured side by side.
 """
@@ -71,8 +73,66 @@ def build_model(model: str = "lenet5", *, impl: str = "keras", seed: int = 0, ac
 
 
 def model_inputs(model: str, x: np.ndarray) -> np.ndarray:
-    """What each model reads: LeNet-5 32x32 (padded by 2), the MLP 28x28."""
-    return mnist.pad_to_32(x) if model == "lenet5" else x
+    """What each model reads: LeNet-5 32x32 (28x28 digits padded by 2), the MLP 28x28."""
+    return mnist.pad_to_32(x) if model == "lenet5" and x.shape[1] == mnist.IMAGE_SIZE else x
+
+
+def parse_classes(text: str) -> list[int]:
+    """``"0,1,...,9"`` or ``"0-9"`` -> ten distinct 0-based ImageNet class indices."""
+    try:
+        if "-" in text:
+            first, last = (int(v) for v in text.split("-"))
+            classes = list(range(first, last + 1))
+        else:
+            classes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        classes = []
+    if len(classes) != 10 or len(set(classes)) != 10 or min(classes) < 0 or max(classes) > 999:
+        raise UserError(f"--classes must name 10 distinct ImageNet classes in 0..999 (e.g. 0-9 or "
+                        f"0,1,...,9) for LeNet-5's 10 outputs, got {text!r}")
+    return classes
+
+
+def load_imagenet_tfrecord(folder: str | Path, classes: Sequence[int], size: int = 32) -> mnist.DigitData:
+    """Ten ImageNet classes from the TFRecord shards of ``tfbench.imagenet convert``, for LeNet-5.
+
+    The same reader VGG19 uses (:func:`tfbench.tfrecord.decoded_dataset`), here decoding to
+    grayscale ``size`` x ``size``; labels become 0..9 in the order of ``classes``; a fixed
+    stratified 20% (at least one image per class) is held out.
+    """
+    from sklearn.model_selection import train_test_split
+
+    from tfbench import tfrecord
+
+    ds = tfrecord.decoded_dataset(folder, size=(size, size), grayscale=True, classes=classes)
+    images, labels = [], []
+    for image, label in tfrecord.iterate(ds, folder):
+        images.append(image.numpy())
+        labels.append(int(label))
+    counts = {c: labels.count(c) for c in classes}
+    if min(counts.values()) < 2:
+        raise UserError(f"{folder}: need at least 2 images of each chosen class, found {counts}")
+    x = np.stack(images).astype(np.float32) / 255.0
+    y = np.array([list(classes).index(label) for label in labels], np.int64)
+    test_size = max(len(classes), round(0.2 * len(y)))
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=0)
+    source = (f"ImageNet val TFRecords at {folder}: classes {list(classes)} as 0..9, "
+              f"grayscale {size}x{size}")
+    return mnist.DigitData(x_train, y_train, x_test, y_test, source)
+
+
+def load_data(data: Sequence[str] | None, model: str, classes: str) -> mnist.DigitData:
+    """``--data``: nothing (default), PATH (MNIST), or ``imagenet-tfrecord DIR``."""
+    if not data:
+        return mnist.load()
+    if data[0] == "imagenet-tfrecord":
+        if len(data) != 2:
+            raise UserError("--data imagenet-tfrecord needs exactly one folder: --data imagenet-tfrecord DIR")
+        size = 32 if model == "lenet5" else mnist.IMAGE_SIZE
+        return load_imagenet_tfrecord(data[1], parse_classes(classes), size)
+    if len(data) != 1:
+        raise UserError(f"--data takes PATH or 'imagenet-tfrecord DIR', got {' '.join(data)!r}")
+    return mnist.load(data[0])
 
 
 def count_trainable(model: Any) -> int:
@@ -110,7 +170,10 @@ def step_timings(build: Callable[[], Any], images: np.ndarray, labels: np.ndarra
         elif mode == "fit":
             model.compile(optimizer=optimizer, loss=train.loss_function(), jit_compile=False)
             ds = tf.data.Dataset.from_tensors((x, y)).repeat(fit_steps)
-            timing = bench.measure("fit", lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"][-1],
+            def fit_call() -> float:
+                return model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"][-1]
+
+            timing = bench.measure("fit", fit_call,
                                    warmup=max(1, warmup // fit_steps), repeats=max(3, repeats // fit_steps),
                                    batch_size=batch, steps_per_call=fit_steps)
             for key in ("median_ms", "p10_ms", "p90_ms"):
@@ -167,9 +230,12 @@ def make_parser() -> argparse.ArgumentParser:
                         help="Keras model or tf.Module of explicit variables (module: eager/function only)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--data", default=None, metavar="PATH",
+    parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
                         help="folder with the four MNIST IDX files, or mnist.npz (default: "
-                             "~/.keras/datasets/mnist.npz if present, else scikit-learn's digits)")
+                             "~/.keras/datasets/mnist.npz if present, else scikit-learn's digits); "
+                             "or 'imagenet-tfrecord DIR': ImageNet val shards of `tfbench.imagenet convert`")
+    parser.add_argument("--classes", default="0-9",
+                        help="with imagenet-tfrecord: the 10 ImageNet classes (0-based) to learn")
     parser.add_argument("--activation", default=None,
                         help="LeNet-5: tanh + average pooling (paper, default) or relu + max pooling; "
                              "MLP: relu (default), tanh, sigmoid")
@@ -202,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tfbench import train
 
-    data = mnist.load(ns.data)
+    data = load_data(ns.data, ns.model, ns.classes)
     print(f"data: {data.summary()}")
     x_train, y_train = data.x_train, data.y_train
     if ns.train_limit is not None:
