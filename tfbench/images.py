@@ -242,9 +242,14 @@ def load_image(path: str | Path, library: str = "pil") -> Image:
 
 
 def skimage_photo(name: str) -> np.ndarray:
-    """One of scikit-image's bundled photos (``chelsea``, ``coffee``, ``astronaut``...) as RGB uint8 (offline)."""
+    """One of scikit-image's bundled photos (``chelsea``, ``coffee``, ``motorcycle_left``...) as uint8 (offline).
+
+    Color photos come back RGB, grayscale ones (``camera``) as ``HxW``.
+    """
     import skimage.data
 
+    if name == "motorcycle_left":
+        return np.asarray(skimage.data.stereo_motorcycle()[0])
     fn = getattr(skimage.data, name, None)
     if fn is None:
         raise UserError(f"scikit-image has no bundled image {name!r}")

@@ -1,0 +1,204 @@
+"""TFRecord writer and reader: round trip, dirty data, crash-resume, damaged shards, the reusable decode step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image as PILImage
+
+from tfbench import imagenet, images, labels, tfrecord
+from tfbench import preprocess as pp
+from tfbench.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The embedded sample in val layout, converted with two worker processes into 3 shards."""
+    root = tmp_path_factory.mktemp("sample")
+    src = imagenet.embedded_sample(root / "val")
+    manifest = imagenet.convert(src, root / "tfrecords", num_shards=3, workers=2, progress=False)
+    return src, root / "tfrecords", manifest
+
+
+def expected_labels() -> dict[str, int]:
+    """File name -> class index of the embedded sample, from the bundled val list (independently of the code)."""
+    val = (REPO / "datasets/imagenet/imagenet_2012_validation_synset_labels.txt").read_text().split()
+    index = {s: i for i, s in enumerate(labels.synsets())}
+    return {f"ILSVRC2012_val_{val.index(s) + 1:08d}.JPEG": index[s] for s in imagenet.EMBEDDED_PHOTOS.values()}
+
+
+def test_round_trip_of_the_embedded_sample(sample):
+    src, out, manifest = sample
+    assert manifest["found"] == manifest["written"] == 5 and manifest["skipped"] == []
+    assert sorted(p.name for p in out.glob("validation-*")) == [f"validation-0000{i}-of-00003" for i in range(3)]
+    assert sum(s["count"] for s in manifest["shards"]) == 5
+    for shard in manifest["shards"]:
+        assert tfrecord.sha256_file(out / shard["name"]) == shard["sha256"]
+    ds = tfrecord.make_dataset(out, batch_size=2, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True)
+    got = {}
+    for x, y, names in ds:
+        assert x.dtype == tf.float32 and x.shape[1:] == (224, 224, 3)
+        for image, label, name in zip(x.numpy(), y.numpy(), names.numpy()):
+            got[name.decode()] = (int(label), image)
+    assert {k: v[0] for k, v in got.items()} == expected_labels()
+    # The pipeline's input equals the NumPy path (PIL decode, OpenCV resize, normalise) to resizer rounding.
+    for name, (_, image) in got.items():
+        reference = pp.prepare(images.load_image(src / name, "pil"), pp.CAFFE, "A-aspect", backend="cv2")
+        assert np.abs(image - reference).max() <= 1.0, name
+
+
+def test_stored_features_follow_the_tensorflow_models_schema(sample):
+    src, out, _ = sample
+    raw = next(iter(tf.data.TFRecordDataset(str(out / "validation-00000-of-00003"))))
+    example = tf.train.Example.FromString(raw.numpy())
+    assert set(example.features.feature) == set(tfrecord.FEATURE_KEYS)
+    f = example.features.feature
+    name = f["image/filename"].bytes_list.value[0].decode()
+    assert f["image/encoded"].bytes_list.value[0] == (src / name).read_bytes()  # clean JPEGs are stored as is
+    assert f["image/format"].bytes_list.value[0] == b"JPEG" and f["image/colorspace"].bytes_list.value[0] == b"RGB"
+    label = f["image/class/label"].int64_list.value[0]
+    assert labels.class_index()[label] == (f["image/class/synset"].bytes_list.value[0].decode(),
+                                           f["image/class/text"].bytes_list.value[0].decode())
+
+
+def test_decoded_dataset_resizes_to_grayscale_subset(sample):
+    _, out, _ = sample
+    keep = {281, 872}  # tabby, tripod
+    pairs = list(tfrecord.decoded_dataset(out, size=(32, 32), grayscale=True, classes=keep))
+    assert sorted(int(label) for _, label in pairs) == sorted(keep)
+    for image, _ in pairs:
+        assert image.dtype == tf.uint8 and image.shape == (32, 32, 1)
+    full = list(tfrecord.decoded_dataset(out))
+    assert len(full) == 5 and {tuple(im.shape[2:]) for im, _ in full} == {(3,)}
+
+
+def _dirty_folder(folder: Path) -> dict[str, str]:
+    """Six files named like val images: clean, grayscale, PNG-as-JPEG, CMYK, truncated, zero-byte."""
+    folder.mkdir()
+    rgb = images.skimage_photo("coffee")[::2, ::2]
+    names = {kind: f"ILSVRC2012_val_{i + 1:08d}.JPEG" for i, kind in
+             enumerate(["clean", "gray", "png", "cmyk", "corrupt", "empty"])}
+    images.save_jpeg(rgb, folder / names["clean"])
+    images.save_jpeg(images.skimage_photo("camera")[::2, ::2], folder / names["gray"])
+    PILImage.fromarray(rgb).save(folder / names["png"], format="PNG")
+    PILImage.fromarray(rgb).convert("CMYK").save(folder / names["cmyk"], format="JPEG", quality=95)
+    whole = (folder / names["clean"]).read_bytes()
+    (folder / names["corrupt"]).write_bytes(whole[: len(whole) // 2])
+    (folder / names["empty"]).write_bytes(b"")
+    return names
+
+
+def test_dirty_data_outcomes(tmp_path):
+    names = _dirty_folder(tmp_path / "val")
+    manifest = imagenet.convert(tmp_path / "val", tmp_path / "out", num_shards=2, workers=1, progress=False)
+    assert manifest["found"] == 6 and manifest["written"] == 4
+    assert manifest["written"] + len(manifest["skipped"]) == manifest["found"]
+    skipped = {item["file"]: item["reason"] for item in manifest["skipped"]}
+    assert set(skipped) == {names["corrupt"], names["empty"]}
+    assert "zero-byte" in skipped[names["empty"]] and "corrupt" in skipped[names["corrupt"]]
+    reencoded = {item["file"]: item["reason"] for item in manifest["reencoded"]}
+    assert set(reencoded) == {names["png"], names["cmyk"]}
+    assert "PNG" in reencoded[names["png"]] and "CMYK" in reencoded[names["cmyk"]]
+    decoded = {}
+    for serialized in tfrecord.records(tmp_path / "out")[0]:
+        f = tfrecord.parse_example(serialized)
+        decoded[f["image/filename"].numpy().decode()] = tfrecord.decode_image(f["image/encoded"]).numpy()
+    assert set(decoded) == {names["clean"], names["gray"], names["png"], names["cmyk"]}
+    gray = decoded[names["gray"]]
+    assert gray.shape[2] == 3 and np.array_equal(gray[..., 0], gray[..., 2])  # grayscale kept, 3 channels out
+    original = images.skimage_photo("coffee")[::2, ::2]
+    again = tmp_path / "again.jpg"
+    PILImage.fromarray(original).save(again, format="JPEG", quality=tfrecord.REENCODE_QUALITY)
+    np.testing.assert_array_equal(decoded[names["png"]], images.load_image(again, "pil").pixels)  # PNG -> JPEG
+    assert np.abs(decoded[names["cmyk"]] - original.astype(int)).mean() < 6  # CMYK -> RGB, two JPEG generations
+
+
+def test_empty_or_wrong_source_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no ImageNet val images"):
+        imagenet.convert(tmp_path / "empty", tmp_path / "out", progress=False)
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match="holiday.jpg"):
+        imagenet.convert(tmp_path / "wrong", tmp_path / "out", progress=False)
+    with pytest.raises(UserError, match="no such folder"):
+        imagenet.convert(tmp_path / "missing", tmp_path / "out", progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    with pytest.raises(UserError, match="none of the 1 images"):
+        imagenet.convert(tmp_path / "bad", tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2" / tfrecord.MANIFEST).exists()
+
+
+def test_truncated_and_corrupt_shards_are_named(sample, tmp_path):
+    _, out, manifest = sample
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for p in out.iterdir():
+        if p.is_file():
+            (damaged / p.name).write_bytes(p.read_bytes())
+    victim = damaged / manifest["shards"][1]["name"]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 100])
+    with pytest.raises(UserError, match=f"{victim.name}.*truncated"):
+        tfrecord.make_dataset(damaged, batch_size=2)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # same size: only the record CRC can tell
+    victim.write_bytes(bytes(flipped))
+    ds = tfrecord.make_dataset(damaged, batch_size=2)
+    with pytest.raises(UserError, match=f"{victim.name}.*sha256"):
+        for _ in tfrecord.iterate(ds, damaged):
+            pass
+    (damaged / tfrecord.MANIFEST).unlink()
+    with pytest.raises(UserError, match="manifest.json not found"):
+        tfrecord.make_dataset(damaged, batch_size=2)
+
+
+def _big_val_folder(folder: Path, count: int) -> None:
+    """``count`` large JPEGs (slow enough to decode that a writer can be killed between shards)."""
+    folder.mkdir()
+    big = np.asarray(PILImage.fromarray(images.skimage_photo("chelsea")).resize((1800, 1200)))
+    for i in range(count):
+        images.save_jpeg(np.roll(big, 7 * i, axis=1), folder / f"ILSVRC2012_val_{i + 1:08d}.JPEG", quality=95)
+
+
+@pytest.mark.slow
+def test_crash_resume(tmp_path):
+    count = 24
+    _big_val_folder(tmp_path / "val", count)
+    out = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "tfbench.imagenet", "convert", "--src", str(tmp_path / "val"), "--out", str(out),
+           "--shards", str(count), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if len(list(out.glob("validation-*"))) >= 2:
+                break
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)  # the writer dies between (or inside) shards
+    finally:
+        proc.wait()
+    done = {p.name: p.stat().st_ino for p in out.glob("validation-*")}
+    assert 2 <= len(done) < count, "the writer was not caught mid-way"
+    assert not (out / tfrecord.MANIFEST).exists()  # an interrupted conversion has no manifest
+
+    resumed = imagenet.convert(tmp_path / "val", out, num_shards=count, workers=1, progress=False)
+    for name, inode in done.items():
+        assert (out / name).stat().st_ino == inode  # complete shards were kept, not rewritten
+    assert not list(out.glob(".*.partial"))
+    clean = imagenet.convert(tmp_path / "val", tmp_path / "clean", num_shards=count, workers=2, progress=False)
+    assert resumed == clean  # same counts, same checksums as a run that never crashed
+    assert json.loads((out / tfrecord.MANIFEST).read_text()) == resumed
