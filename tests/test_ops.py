@@ -1,0 +1,195 @@
+"""Building and loading custom ops, the no-compiler fallback, the graph demo and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tfbench import paths
+from tfbench.errors import UserError
+from tfbench.ops import build, instance_norm as inorm, power_difference as pd
+from tfbench.ops.__main__ import main as ops_main
+from tfbench.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def library() -> Path:
+    """The real library, compiled once per TensorFlow version and source hash (cached)."""
+    pd.load_library()
+    return build.plan("power_difference").library
+
+
+def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path) -> None:
+    assert library.exists() and library.parent == REPO_ROOT / "custom_ops" / "power_difference" / "build"
+    assert f"-tf{tf.__version__}-" in library.name
+    before = library.stat().st_mtime_ns
+    start = time.perf_counter()
+    assert build.build("power_difference", quiet=True) == library  # a cache hit compiles nothing
+    assert library.stat().st_mtime_ns == before
+    assert time.perf_counter() - start < 10
+    flags = build.plan("power_difference").flags
+    assert "-std=c++17" in flags and any(f.startswith("-I") and f.endswith("include") for f in flags)
+
+
+def test_a_changed_source_gets_a_new_cache_name(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(paths.CUSTOM_OPS_DIR / "power_difference", tmp_path / "power_difference",
+                    ignore=shutil.ignore_patterns("build"))
+    monkeypatch.setattr(paths, "CUSTOM_OPS_DIR", tmp_path)
+    same = build.plan("power_difference")
+    assert same.library.name == library.name  # same sources, flags and TF: same name
+    source = tmp_path / "power_difference" / "power_difference.cc"
+    source.write_text(source.read_text() + "\n// changed\n")
+    assert build.plan("power_difference").library.name != library.name
+
+
+def test_no_compiler_is_a_clear_error_and_auto_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+    monkeypatch.setenv(build.ENV_BUILD_DIR, str(tmp_path / "cache"))  # an empty cache: must compile
+    with pytest.raises(build.BuildError, match="no C\\+\\+ compiler found.*no-such-g\\+\\+"):
+        ops_main(["build"])
+    monkeypatch.setattr(pd, "_library", None)  # as in a fresh process
+    monkeypatch.setattr(pd, "_fallback_reason", None)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*fallback"):
+        assert pd.resolve_backend("auto") == "fallback"
+    z = pd.power_difference([3.0, 4.0], [1.0, 1.0], 2.0)  # everything else still runs
+    np.testing.assert_allclose(z, [4.0, 9.0])
+    with pytest.raises(build.BuildError):
+        pd.resolve_backend("cpp")
+
+
+def _fake_compiler(tmp_path: Path, library: Path) -> tuple[Path, Path]:
+    """A 'compiler' that takes 1.5 s, logs each run and writes a copy of the real library to -o."""
+    calls = tmp_path / "calls.log"
+    script = tmp_path / "fake-g++"
+    script.write_text(f"""#!/bin/sh
+if [ "$1" = "--version" ]; then echo "fake-g++ 1.0"; exit 0; fi
+echo run >> {calls}
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done
+head -c 1000 {library} > "$out"; sleep 1.5; cat {library} > "$out"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script, calls
+
+
+def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library: Path, tmp_path: Path) -> None:
+    compiler, calls = _fake_compiler(tmp_path, library)
+    cache = tmp_path / "cache"
+    target = build.plan("power_difference", compiler=str(compiler), build_directory=cache).library
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        build.build("power_difference", compiler=str(compiler), build_directory=cache, quiet=True))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)  # the compile is running now
+    assert not target.exists(), "the library appeared before the compiler finished"
+    for t in threads:
+        t.join()
+    assert results == [target] * 3
+    assert calls.read_text().count("run") == 1
+    assert target.read_bytes() == library.read_bytes()
+    assert not list(cache.glob("*.partial"))
+
+
+def test_a_compile_error_names_the_file_and_keeps_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "broken.cc").write_text("this is not C++;\n")
+    monkeypatch.setattr(paths, "CUSTOM_OPS_DIR", tmp_path)
+    with pytest.raises(build.BuildError, match="compiling custom_ops/broken failed.*error") as err:
+        build.build("broken", quiet=True)
+    assert "full log" in str(err.value)
+    assert not list((tmp_path / "broken" / "build").glob("*.so"))
+    with pytest.raises(UserError, match="no custom op 'nope'"):
+        build.build("nope")
+
+
+def test_build_cli_prints_the_cached_library(library: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "tfbench.ops", "build"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(library)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "fallback"])
+def test_instance_norm_matches_keras_group_normalization(library: Path, backend: str) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(2, 5, 6, 4)).astype(np.float32)
+    gamma, beta = rng.normal(1, 0.2, size=4).astype(np.float32), rng.normal(0, 0.2, size=4).astype(np.float32)
+    layer = keras.layers.GroupNormalization(groups=-1)  # one group per channel: instance normalisation
+    layer.build(x.shape)
+    layer.set_weights([gamma, beta])
+    want = layer(x).numpy()
+    got = inorm.instance_norm(tf.constant(x), gamma, beta, epsilon=layer.epsilon, backend=backend).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_residual_block_trains_through_either_backend_identically(library: Path) -> None:
+    x = tf.constant(np.random.default_rng(1).uniform(0, 1, size=(1, 8, 8, 3)).astype(np.float32))
+    target = tf.image.flip_left_right(x)
+    losses, weights = {}, {}
+    for backend in ("cpp", "fallback"):
+        block = inorm.ResidualBlock.create(channels=3, seed=0)
+        step = inorm.make_train_step(block, backend=backend)
+        losses[backend] = [float(step(x, target)) for _ in range(3)]
+        weights[backend] = [v.numpy() for v in block.variables]
+    assert losses["cpp"][-1] < losses["cpp"][0]
+    np.testing.assert_allclose(losses["cpp"], losses["fallback"], rtol=1e-5)
+    for a, b in zip(weights["cpp"], weights["fallback"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _graph_ops(run: Path) -> set[str]:
+    accumulator = EventAccumulator(str(run))
+    accumulator.Reload()
+    return {node.op for node in accumulator.Graph().node}
+
+
+@pytest.mark.parametrize("backend", ["cpp", "fallback"])
+def test_demo_writes_the_custom_node_to_tensorboard(library: Path, backend: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    assert ops_main(["demo", "--backend", backend, "--logdir", str(tmp_path), "--size", "16", "--steps", "2"]) == 0
+    run = next((tmp_path / "ops").iterdir())
+    pre, post = _graph_ops(run / "forward_pre_grappler"), _graph_ops(run / "forward_post_grappler")
+    if backend == "cpp":
+        assert "PowerDifference" in pre and "PowerDifference" in post
+        assert "PowerDifference nodes before grappler 2, after 2" in capsys.readouterr().out
+    else:
+        assert "PowerDifference" not in pre and "Pow" in pre
+    assert (run / "train_step").is_dir() and (run / "images").is_dir()
+
+
+def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: Path) -> None:
+    from tfbench.ops.bench import run_benchmark
+
+    report = run_benchmark(["--sizes", "2000", "--repeats", "1", "--warmup", "0", "--logdir", str(tmp_path)])
+    data = json.loads(Path(report["path"]).read_text())
+    assert Path(report["path"]).parent == tmp_path / "bench"
+    rows = data["rows"]
+    assert {r["threads"] for r in rows} == {1, 2}
+    assert {r["impl"] for r in rows} == {"PowerDifference (cpp)", "composite tf.pow(x - y, p)", "NumPy np.power(x - y, p)"}
+    assert {r["mode"] for r in rows} == {"forward", "forward+backward"} and {r["broadcast"] for r in rows} == {"none", "rows"}
+    assert all(r["median_ms"] > 0 for r in rows)
+    assert "cpp/composite forward n=2e+03 bcast=none t=1" in data["ratios"]
+    assert "speedup 2 threads, cpp forward+backward n=2e+03 bcast=rows" in data["ratios"]
+
+
+def test_bad_benchmark_flags_are_user_errors() -> None:
+    from tfbench.ops.bench import run_benchmark
+
+    with pytest.raises(UserError, match="--sizes"):
+        run_benchmark(["--sizes", "big"])
+    with pytest.raises(UserError, match="--threads"):
+        run_benchmark(["--threads", "0"])
