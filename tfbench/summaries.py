@@ -37,6 +37,9 @@ def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraph
     """
     ctx = context.context()
     ctx.enable_run_metadata()
+    # Once run metadata has been enabled, the runtime keeps storing the graphs of every function
+    # instantiated later, even after disable_run_metadata(); drain them so they are not taken for fn's.
+    ctx.export_run_metadata()
     try:
         result = fn(*args)
         tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
