@@ -220,10 +220,10 @@ def check_all(seed: int = 0) -> list[Check]:
     taped = gradient_with_override(tf.nn.relu, r, {"Relu": GUIDED_RELU}, method="tape", upstream=up)
     checks.append(Check("guided ReLU via GradientTape (map ignored)", "plain ReLU gradient up * (x > 0)",
                         float(np.max(np.abs(taped.numpy() - up * (r > 0))))))
-    from tfbench.ops.power_difference import power_difference
+    from tfbench.ops.power_difference import power_difference, resolve_backend
 
     x, yv = rng.uniform(1, 3, size=(3, 4)), rng.uniform(-1, 0.5, size=(4,))
-    for backend in ("cpp", "fallback"):
+    for backend in sorted({resolve_backend("auto"), "fallback"}):  # the C++ op when it can be built
         def pd(a: tf.Tensor, b: tf.Tensor, p: tf.Tensor, backend: str = backend) -> tf.Tensor:
             return power_difference(a, b, p, backend=backend)
 
