@@ -1,0 +1,639 @@
+"""Past one device: synchronous data-parallel training with ``tf.distribute``, and a shared input pipeline.
+
+Course exercise 5.3 (single device, several devices, several machines: what runs in parallel,
+what must be serial), done with TensorFlow's own engines::
+
+    python -m tfbench.distributed train                          # one device (the baseline)
+    python -m tfbench.distributed train --strategy mirrored      # 2 replicas: the CPU split in 2 logical devices
+    python -m tfbench.distributed train --strategy multiworker --workers 2   # 2 local worker processes
+    TF_CONFIG='{...}' python -m tfbench.distributed train --strategy multiworker   # join a real cluster
+    python -m tfbench.distributed data-service --data-workers 2 --consumers 2   # tf.data service
+    python -m tfbench.distributed estimate --link-gbps 10        # ring all-reduce cost on N machines
+    python -m tfbench.bench distributed                          # examples/s and all-reduce ms per strategy
+
+What runs in parallel: each replica runs the *same* training step (``tfbench.train.make_train_step``,
+forward + backward) on its own slice of the global batch.  What must be serial: the gradients
+of all replicas are summed (an all-reduce, inside Keras' ``apply_gradients`` under a strategy)
+before any replica may update its weights, so every step ends with a barrier.  The loss of
+each replica is its examples' summed loss divided by the *global* batch
+(``tf.nn.compute_average_loss``), so the summed gradients equal the single-device gradient of
+the mean loss, and 1 and N replicas train the same model (``tests/test_distributed.py``
+checks the loss curves agree to ``rtol=1e-4`` over the first 10 steps).
+
+Strategies: ``one`` = ``OneDeviceStrategy("/cpu:0")``; ``mirrored`` = ``MirroredStrategy`` over
+all GPUs, or, on a CPU-only machine, over the CPU split into ``--replicas`` logical devices
+(``tf.config.set_logical_device_configuration``), so the all-reduce really happens, between
+two devices of one process; ``multiworker`` = ``MultiWorkerMirroredStrategy`` (ring collectives
+over gRPC) with one replica per worker process.  Checkpoints: ``tf.train.CheckpointManager``,
+written by the chief (worker 0; the others write to a scratch folder they delete, as
+TensorFlow requires every worker to take part in a save).  Rerunning with the same
+``--checkpoint-dir`` resumes from the last saved step.  See the README's *distributed*
+section for what TensorFlow does when a worker dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tfbench import distributed_cluster as cluster
+from tfbench import paths
+from tfbench.errors import UserError, run_cli
+from tfbench.files import write_json
+
+STRATEGIES = ("one", "mirrored", "multiworker")
+MODELS = ("lenet5", "vgg19")
+CONFIG_FILE = "distributed_config.json"
+HISTORY_FILE = "history.json"
+DEFAULT_TIMEOUT = 3600.0
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def split_cpu(replicas: int) -> None:
+    """Split the physical CPU into ``replicas`` logical devices; must run before TensorFlow touches a device."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError as err:  # the runtime was already initialised in this process
+        if len(tf.config.list_logical_devices("CPU")) != replicas:
+            raise RuntimeError(f"cannot split the CPU into {replicas} devices after TensorFlow started: {err}") from err
+
+
+def make_strategy(kind: str, replicas: int = 2):
+    """The ``tf.distribute`` strategy for ``kind`` (multiworker reads TF_CONFIG from the environment)."""
+    import tensorflow as tf
+
+    if kind == "one":
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    if kind == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        split_cpu(replicas)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
+        return tf.distribute.MirroredStrategy(devices)
+    if kind == "multiworker":
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    raise UserError(f"--strategy must be one of {STRATEGIES}, got {kind!r}")
+
+
+def describe(strategy) -> str:
+    """One line: strategy class, replicas, devices, and how gradients are all-reduced."""
+    extended = strategy.extended
+    reduce = getattr(extended, "_cross_device_ops", None) or getattr(extended, "_collective_ops", None)
+    how = type(reduce).__name__ if reduce is not None else "none (one replica)"
+    return (f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
+            f"{', '.join(extended.worker_devices)}; all-reduce: {how}")
+
+
+# ----------------------------------------------------------------------------- data and model
+
+
+@dataclass
+class Data:
+    """What to train on: arrays in memory (sliced per worker) or streamed TFRecord shards."""
+
+    source: str
+    x_train: Any = None
+    y_train: Any = None
+    x_test: Any = None
+    y_test: Any = None
+    records: Any = None  # distributed_data.ShardedRecords
+
+    @property
+    def num_train(self) -> int:
+        """Training examples."""
+        return self.records.num_examples if self.records is not None else len(self.x_train)
+
+
+def load_data(model: str, data: str | None, classes: str, logdir: str | Path) -> Data:
+    """LeNet-5: digits (embedded, MNIST) or ten classes of TFRecords, in memory; VGG19: TFRecords, streamed."""
+    from tfbench import distributed_data, imagenet, lenet, mnist, tfrecord
+
+    is_records = data is not None and (Path(data) / tfrecord.MANIFEST).is_file()
+    if model == "vgg19":
+        if data is not None and not is_records:
+            raise UserError(f"--data {data}: VGG19 trains on ImageNet TFRecord shards (a folder with "
+                            f"{tfrecord.MANIFEST}, from `python -m tfbench.imagenet convert`)")
+        folder = Path(data) if data is not None else imagenet.default_tfrecords(logdir)
+        records = distributed_data.open_records(folder)
+        return Data(f"ImageNet TFRecords {folder}: {records.num_examples} images in {len(records.files)} shards",
+                    records=records)
+    if is_records:
+        digits = lenet.load_imagenet_tfrecord(data, lenet.parse_classes(classes), 32)
+    else:
+        digits = mnist.load(data)
+    return Data(digits.source, mnist.pad_to_32(digits.x_train) if digits.x_train.shape[1] == 28 else digits.x_train,
+                digits.y_train, mnist.pad_to_32(digits.x_test) if digits.x_test.shape[1] == 28 else digits.x_test,
+                digits.y_test)
+
+
+def build_model(model: str, seed: int, image_size: int):
+    """LeNet-5 (Keras, tanh) or VGG19 (Keras, 1000 classes at ``image_size``), seeded."""
+    if model == "lenet5":
+        from tfbench import lenet5
+
+        return lenet5.build_keras_lenet5(seed=seed)
+    from tfbench import vgg19
+
+    return vgg19.build_keras_vgg19(seed=seed, input_size=image_size)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class RunResult:
+    """What one worker did: per step global step, loss and ms; where it started; timings and checks."""
+
+    strategy: str
+    replicas: int
+    workers: int
+    worker: int
+    global_batch: int
+    start_step: int = 0
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    step_ms: list[float] = field(default_factory=list)
+    checkpoints: list[int] = field(default_factory=list)
+    allreduce_ms: float = float("nan")
+    test_accuracy: float = float("nan")
+    weights_abs_sum: float = float("nan")
+    examples_per_step: int = 0
+
+    @property
+    def median_step_ms(self) -> float:
+        """Median ms of a step after the first two (tracing and warm-up)."""
+        times = self.step_ms[2:] or self.step_ms
+        return statistics.median(times) if times else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        """The history written to ``history.json``."""
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["median_step_ms"] = self.median_step_ms
+        data["final_step"] = self.start_step + len(self.steps)
+        ms = self.median_step_ms
+        data["examples_per_s"] = self.global_batch / ms * 1e3 if ms == ms and ms > 0 else float("nan")
+        return data
+
+
+class DistributedCheckpoints:
+    """``CheckpointManager`` where only the chief's copy is kept (TensorFlow's multi-worker recipe).
+
+    Every worker must call :meth:`save` (a save reads mirrored variables on all of them); non-chief
+    workers write into ``<dir>/.worker-<i>`` and delete it right after.
+    """
+
+    def __init__(self, directory: Path, checkpoint, step_counter, *, is_chief: bool, worker: int):
+        import tensorflow as tf
+
+        self.directory, self.is_chief = Path(directory), is_chief
+        self.write_dir = self.directory if is_chief else self.directory / f".worker-{worker}"
+        self.checkpoint, self.step_counter = checkpoint, step_counter
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.write_dir), max_to_keep=3,
+                                                  step_counter=step_counter)
+
+    def restore(self) -> str | None:
+        """Restore the chief's latest checkpoint (every worker reads the same files); return its path."""
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(str(self.directory))
+        if latest is not None:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return latest
+
+    def save(self) -> int:
+        """Save at the current step; returns the step."""
+        step = int(self.step_counter.numpy())
+        self.manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return step
+
+
+def _check_config(directory: Path, config: dict[str, Any], is_chief: bool) -> None:
+    """Refuse to resume from a checkpoint folder written by a run with other settings."""
+    import tensorflow as tf
+
+    path = directory / CONFIG_FILE
+    if tf.train.latest_checkpoint(str(directory)) and path.is_file():
+        saved = json.loads(path.read_text())
+        diffs = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        if diffs:
+            detail = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diffs.items())
+            raise UserError(f"{directory}: checkpoint was written by a different run ({detail}); "
+                            "use the same settings or another --checkpoint-dir")
+    if is_chief:
+        write_json(path, config)
+
+
+def measure_allreduce(strategy, variables, *, warmup: int = 3, repeats: int = 20) -> float:
+    """Median ms of one all-reduce (SUM) of tensors shaped like ``variables``, across all replicas, alone.
+
+    Every worker must call this the same number of times (it is a collective).
+    """
+    import tensorflow as tf
+
+    shapes = [v.shape for v in variables]
+
+    def replica_fn():
+        reduced = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.ones(s) for s in shapes])
+        return tf.add_n([tf.reduce_sum(r) for r in reduced])  # depends on every reduced tensor
+
+    @tf.function
+    def allreduce():
+        return strategy.experimental_local_results(strategy.run(replica_fn))[0]
+
+    for _ in range(warmup):
+        allreduce().numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        allreduce().numpy()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def train_distributed(strategy, data: Data, *, strategy_name: str, model_name: str = "lenet5",
+                      global_batch: int = 64, epochs: int = 1, max_steps: int | None = None, seed: int = 0,
+                      momentum: float = 0.9, image_size: int = 224, task: cluster.TaskConfig | None = None,
+                      run_dir: Path | None = None, checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
+                      profile_steps: int = 0, allreduce_repeats: int = 20, progress: bool = True,
+                      log: Callable[[str], None] = print) -> RunResult:
+    """Train ``model_name`` under ``strategy`` with the single-device step, distributed; resume from checkpoints.
+
+    ``task`` says which worker this is (None: the only one).  The chief writes TensorBoard logs
+    and the profiler trace (``profile_steps`` steps from step 3) to ``run_dir``.
+    """
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from tfbench import distributed_data, train
+
+    worker = task.index if task else 0
+    num_workers = task.num_workers if task else 1
+    is_chief = task.is_chief if task else True
+    replicas = strategy.num_replicas_in_sync
+    if global_batch < 1 or global_batch % replicas:
+        raise UserError(f"--global-batch {global_batch} must be a positive multiple of the {replicas} replicas")
+    if data.records is not None:
+        steps_per_epoch = data.records.steps_per_epoch(num_workers, global_batch // num_workers)
+    else:
+        steps_per_epoch = train.steps_per_epoch(data.num_train, global_batch)
+    if steps_per_epoch < 1:
+        raise UserError(f"global batch {global_batch} is larger than what each of the {num_workers} worker(s) "
+                        f"can read from {data.num_train} examples")
+    total = epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps)
+
+    with strategy.scope():
+        model = build_model(model_name, seed, image_size)
+        optimizer = train.make_optimizer(momentum)
+        optimizer.build(model.trainable_variables)
+    per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def loss_fn(labels, logits):  # sum over this replica's examples / global batch
+        return tf.nn.compute_average_loss(per_example(labels, logits), global_batch_size=global_batch)
+
+    step_fn = train.make_train_step(model, optimizer, loss_fn)
+
+    @tf.function
+    def distributed_step(batch):
+        loss, correct, _ = strategy.run(step_fn, args=batch)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    result = RunResult(strategy_name, replicas, num_workers, worker, global_batch,
+                       examples_per_step=global_batch)
+    ckpts = None
+    if checkpoint_dir is not None:
+        config = {"model": model_name, "global_batch": global_batch, "seed": seed, "image_size": image_size,
+                  "data": data.source, "train_examples": data.num_train}
+        _check_config(Path(checkpoint_dir), config, is_chief)
+        ckpts = DistributedCheckpoints(Path(checkpoint_dir), tf.train.Checkpoint(model=model, optimizer=optimizer),
+                                       optimizer.iterations, is_chief=is_chief, worker=worker)
+        latest = ckpts.restore()
+        if latest:
+            step = int(optimizer.iterations.numpy())
+            log(f"resumed from {latest} at step {step} (epoch {step // steps_per_epoch + 1}, "
+                f"batch {step % steps_per_epoch + 1} of {steps_per_epoch})")
+    result.start_step = step = int(optimizer.iterations.numpy())
+
+    writer = tf.summary.create_file_writer(str(run_dir / "train")) if (run_dir and is_chief) else None
+    profiling = False
+    bar = tqdm(total=total, initial=step, unit="step", disable=not (progress and is_chief),
+               desc=f"{strategy_name} x{replicas}")
+    for epoch in range(step // steps_per_epoch, epochs):
+        skip = step - epoch * steps_per_epoch
+        if step >= total:
+            break
+        if data.records is not None:
+            fn = distributed_data.tfrecord_input_fn(data.records, global_batch=global_batch, size=image_size,
+                                                    seed=seed, epoch=epoch, skip_steps=skip)
+        else:
+            fn = distributed_data.array_input_fn(data.x_train, data.y_train, global_batch=global_batch, seed=seed,
+                                                 epoch=epoch, skip_steps=skip)
+        for batch in strategy.distribute_datasets_from_function(fn):
+            if step >= total:
+                break
+            if is_chief and run_dir and profile_steps and step - result.start_step == 2:
+                tf.profiler.experimental.start(str(run_dir))
+                profiling = True
+            start = time.perf_counter()
+            loss, correct = distributed_step(batch)
+            loss = float(loss)  # waits for the step (and its all-reduce)
+            ms = (time.perf_counter() - start) * 1e3
+            step += 1
+            if profiling and step - result.start_step >= 2 + profile_steps:
+                tf.profiler.experimental.stop()
+                profiling = False
+                log(f"profiler trace of {profile_steps} steps: {run_dir}/plugins/profile")
+            result.steps.append(step)
+            result.losses.append(loss)
+            result.step_ms.append(ms)
+            if writer is not None:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("step_ms", ms)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if ckpts is not None and checkpoint_every and step % checkpoint_every == 0:
+                result.checkpoints.append(ckpts.save())
+                log(f"checkpoint step {step}")
+    bar.close()
+    if profiling:
+        tf.profiler.experimental.stop()
+    if ckpts is not None and (not result.checkpoints or result.checkpoints[-1] != step) and step > result.start_step:
+        result.checkpoints.append(ckpts.save())
+        log(f"checkpoint step {step}")
+    if allreduce_repeats > 0:
+        result.allreduce_ms = measure_allreduce(strategy, model.trainable_variables, repeats=allreduce_repeats)
+    if data.x_test is not None and is_chief:
+        result.test_accuracy = train.evaluate(model, data.x_test, data.y_test)
+    result.weights_abs_sum = float(sum(tf.reduce_sum(tf.abs(tf.cast(v, tf.float64))).numpy()
+                                       for v in model.trainable_variables))
+    if writer is not None:
+        writer.close()
+    return result
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", choices=STRATEGIES, default="one", help="one device, mirrored, or multiworker")
+    p.add_argument("--workers", type=int, default=None,
+                   help="multiworker: start this many local worker processes on --host (default 2); "
+                        "omit when TF_CONFIG is exported (then this process is one worker of that cluster)")
+    p.add_argument("--replicas", type=int, default=2, help="mirrored on CPU: logical devices to split the CPU into")
+    p.add_argument("--host", default=cluster.LOCALHOST, help="address the local workers use (default 127.0.0.1)")
+    p.add_argument("--model", choices=MODELS, default="lenet5")
+    p.add_argument("--data", default=None, help="LeNet-5: MNIST (IDX folder or mnist.npz) or ImageNet TFRecords "
+                   "(with --classes); VGG19: ImageNet TFRecords (default: the embedded sample)")
+    p.add_argument("--classes", default="0-9", help="LeNet-5 on ImageNet TFRecords: the 10 classes to learn")
+    p.add_argument("--image-size", type=int, default=224, help="VGG19 input size (a multiple of 32)")
+    p.add_argument("--global-batch", type=int, default=64, help="examples per step over all replicas")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this global step")
+    p.add_argument("--seed", type=int, default=0, help="weights and data order")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--checkpoint-dir", default=None, help="checkpoints (default: <run>/checkpoints); rerun "
+                   "with the same folder to resume")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (and at the end)")
+    p.add_argument("--profile-steps", type=int, default=5, help="steps traced by the profiler (0: none)")
+    p.add_argument("--allreduce-repeats", type=int, default=20,
+                   help="after training, time this many all-reduces of gradient-sized tensors (0: skip)")
+    p.add_argument("--link-gbps", type=float, default=10.0, help="link speed for the printed N-machine estimate")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help="multiworker launcher: stop every worker after this many seconds")
+    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)  # set by the launcher for its workers
+    p.add_argument("--no-progress", action="store_true")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """``python -m tfbench.distributed`` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m tfbench.distributed", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_args(sub.add_parser("train", help="data-parallel training: one | mirrored | multiworker"))
+    from tfbench import distributed_service
+
+    distributed_service.add_arguments(sub)
+    e = sub.add_parser("estimate", help="ring all-reduce time on N machines (VGG19 vs its conv stack vs LeNet-5)")
+    _add_estimate_args(e)
+    return parser
+
+
+def _add_estimate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--link-gbps", type=float, default=10.0, help="network link speed per machine, Gbit/s")
+    p.add_argument("--device-tflops", type=float, default=15.0,
+                   help="sustained fp32 TFLOP/s per machine (15: a V100-class GPU)")
+    p.add_argument("--batch-per-worker", type=int, default=32)
+    p.add_argument("--machines", default="1,2,4,8,16,32", help="comma-separated N")
+
+
+def print_estimate(link_gbps: float, device_tflops: float = 15.0, batch_per_worker: int = 32,
+                   machines: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> list[dict]:
+    """Print the ring all-reduce estimate table; return its rows."""
+    from tfbench import distributed_estimate as est
+
+    if link_gbps <= 0 or device_tflops <= 0 or batch_per_worker < 1 or min(machines) < 1:
+        raise UserError("--link-gbps and --device-tflops must be positive, --batch-per-worker and N at least 1")
+    models = [*est.vgg19_costs(), est.lenet5_cost()]
+    rows = est.estimate_rows(models, list(machines), link_gbps=link_gbps, device_tflops=device_tflops,
+                             batch_per_worker=batch_per_worker)
+    print(est.format_estimate(rows, models, link_gbps=link_gbps, device_tflops=device_tflops,
+                              batch_per_worker=batch_per_worker))
+    return rows
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{what} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Start ``--workers`` local processes of this same command, each with its own TF_CONFIG; supervise them."""
+    configs = cluster.local_tf_configs(ns.workers or 2, ns.host)
+    run = Path(ns.run_dir) if ns.run_dir else paths.run_dir(ns.logdir, "distributed")
+    checkpoint_dir = Path(ns.checkpoint_dir) if ns.checkpoint_dir else run / "checkpoints"
+    if ns.model == "vgg19" and ns.data is None:  # make the embedded TFRecords once, not in every worker
+        from tfbench import imagenet
+
+        ns.data = str(imagenet.default_tfrecords(ns.logdir))
+    extra = ["--run-dir", str(run), "--checkpoint-dir", str(checkpoint_dir)]
+    if ns.data is not None:
+        extra += ["--data", ns.data]
+    print(f"run: {run}  (tensorboard --logdir {run})")
+    print(f"cluster: {len(configs)} workers on {', '.join(configs[0].workers)}; worker 0 is the chief")
+    with cluster.Supervisor() as supervisor:
+        for config in configs:
+            child = supervisor.start(f"worker {config.index}",
+                                     cluster.python_module_argv("tfbench.distributed", [*argv, *extra]),
+                                     env={"TF_CONFIG": config.to_json()})
+            print(f"worker {config.index}: pid {child.pid}, TF_CONFIG {config.to_json()}", flush=True)
+        try:
+            supervisor.wait(timeout=ns.timeout)
+        except cluster.ChildFailed as failed:
+            print(f"error: {failed}; stopped the other workers. Rerun with --checkpoint-dir {checkpoint_dir} "
+                  "to resume from the last checkpoint", file=sys.stderr, flush=True)
+            return 1
+    print(f"all {len(configs)} workers finished; history: {run / HISTORY_FILE}")
+    return 0
+
+
+def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``train``: validate, launch local workers if asked, else train in this process."""
+    if ns.global_batch < 1 or ns.epochs < 0 or ns.checkpoint_every < 0 or ns.replicas < 1:
+        raise UserError("need --global-batch >= 1, --epochs >= 0, --checkpoint-every >= 0, --replicas >= 1")
+    if ns.max_steps is not None and ns.max_steps < 0:
+        raise UserError(f"--max-steps must be >= 0, got {ns.max_steps}")
+    if ns.model == "vgg19" and (ns.image_size < 32 or ns.image_size % 32):
+        raise UserError(f"--image-size must be a multiple of 32 (VGG19's five 2x2 pools), got {ns.image_size}")
+    task = None
+    if ns.strategy == "multiworker":
+        task = cluster.env_tf_config()
+        if task is None:
+            return launch_local_workers(ns, argv)
+        if ns.workers is not None and ns.workers != task.num_workers and not os.environ.get(cluster.CHILD_ENV):
+            raise UserError(f"--workers {ns.workers} but TF_CONFIG describes {task.num_workers} workers; "
+                            "omit --workers when TF_CONFIG is set")
+        cluster.exit_with_parent()
+    elif ns.workers is not None:
+        raise UserError(f"--workers is for --strategy multiworker, not {ns.strategy!r}")
+
+    strategy = make_strategy(ns.strategy, ns.replicas)  # before any other TensorFlow call (device split)
+    is_chief = task.is_chief if task else True
+    log = (lambda msg: print(msg, flush=True)) if is_chief else (lambda msg: None)
+    run = Path(ns.run_dir) if ns.run_dir else (paths.run_dir(ns.logdir, "distributed") if is_chief else None)
+    if ns.checkpoint_dir:
+        checkpoint_dir: Path | None = Path(ns.checkpoint_dir)
+    elif run is not None:
+        checkpoint_dir = run / "checkpoints"
+    else:  # a non-chief worker of a user's cluster without --checkpoint-dir: it only needs scratch space
+        checkpoint_dir = Path(ns.logdir) / "distributed" / "checkpoints"
+    data = load_data(ns.model, ns.data, ns.classes, ns.logdir)
+    log(f"run: {run}  (tensorboard --logdir {run})")
+    log(f"data: {data.source}")
+    log(describe(strategy))
+    if task is not None:
+        log(f"worker {task.index} of {task.num_workers} (chief); cluster {list(task.workers)}")
+    result = train_distributed(strategy, data, strategy_name=ns.strategy, model_name=ns.model,
+                               global_batch=ns.global_batch, epochs=ns.epochs, max_steps=ns.max_steps, seed=ns.seed,
+                               momentum=ns.momentum, image_size=ns.image_size, task=task, run_dir=run,
+                               checkpoint_dir=checkpoint_dir, checkpoint_every=ns.checkpoint_every,
+                               profile_steps=ns.profile_steps, allreduce_repeats=ns.allreduce_repeats,
+                               progress=not ns.no_progress, log=log)
+    if not is_chief:
+        return 0
+    history = result.to_json()
+    history.update({"model": ns.model, "data": data.source, "strategy_description": describe(strategy),
+                    "checkpoint_dir": str(checkpoint_dir)})
+    write_json(run / HISTORY_FILE, history)
+    ms, ar = result.median_step_ms, result.allreduce_ms
+    log(f"steps {result.start_step}..{history['final_step']}: last loss "
+        f"{result.losses[-1] if result.losses else float('nan'):.4f}; median {ms:.2f} ms/step = "
+        f"{history['examples_per_s']:.0f} examples/s; all-reduce of the {len(result.steps) and ''}gradients "
+        f"alone: {ar:.2f} ms")
+    if result.test_accuracy == result.test_accuracy:
+        log(f"test accuracy: {result.test_accuracy:.4f}")
+    log(f"history: {run / HISTORY_FILE}")
+    print_estimate(ns.link_gbps)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``train``, ``data-service``, ``consume`` or ``estimate``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ns = make_parser().parse_args(argv)
+    if ns.command == "train":
+        return command_train(ns, argv)
+    if ns.command == "estimate":
+        print_estimate(ns.link_gbps, ns.device_tflops, ns.batch_per_worker, _parse_ints(ns.machines, "--machines"))
+        return 0
+    from tfbench import distributed_service
+
+    return distributed_service.run(ns, argv)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def run_benchmark(argv: Sequence[str] | None = None) -> dict:
+    """``python -m tfbench.bench distributed``: examples/s and all-reduce ms for one, mirrored, multiworker.
+
+    Each case runs in fresh processes (the CPU split and the cluster must be set up before
+    TensorFlow starts): ``train --max-steps S``, then the median step time of the chief.
+    """
+    from tfbench import bench
+
+    parser = argparse.ArgumentParser(prog="python -m tfbench.bench distributed",
+                                     description="LeNet-5 training: one device vs mirrored (2 logical CPUs) "
+                                                 "vs multiworker (2 local processes).")
+    parser.add_argument("--steps", type=int, default=60, help="training steps per case")
+    parser.add_argument("--global-batch", type=int, default=64)
+    parser.add_argument("--allreduce-repeats", type=int, default=30)
+    parser.add_argument("--cases", default="one,mirrored,multiworker")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
+    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    ns = parser.parse_args(argv)
+    cases = [c.strip() for c in ns.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(STRATEGIES))
+    if unknown or ns.steps < 3:
+        raise UserError(f"--cases must be among {STRATEGIES} (got {unknown}) and --steps >= 3")
+    rows = []
+    for case in cases:
+        run = paths.run_dir(ns.logdir, "distributed")
+        args = ["train", "--strategy", case, "--max-steps", str(ns.steps), "--epochs", "1000",
+                "--global-batch", str(ns.global_batch), "--allreduce-repeats", str(ns.allreduce_repeats),
+                "--checkpoint-every", "0", "--profile-steps", "0", "--no-progress", "--logdir", ns.logdir,
+                "--run-dir", str(run)]
+        if case == "multiworker":
+            args += ["--workers", "2"]
+        with cluster.Supervisor() as supervisor:
+            supervisor.start(case, cluster.python_module_argv("tfbench.distributed", args))
+            supervisor.wait(timeout=ns.timeout)
+        history = json.loads((run / HISTORY_FILE).read_text())
+        times = sorted(history["step_ms"][2:])
+        rows.append(bench.Timing(case=case, median_ms=history["median_step_ms"],
+                                 p10_ms=bench._percentile(times, 0.1), p90_ms=bench._percentile(times, 0.9),
+                                 repeats=len(times),
+                                 extra={"replicas": history["replicas"], "global_batch": ns.global_batch,
+                                        "examples_per_s": history["examples_per_s"],
+                                        "allreduce_ms": history["allreduce_ms"],
+                                        "compute_ms": history["median_step_ms"] - (history["allreduce_ms"]
+                                                                                  if history["replicas"] > 1 else 0.0),
+                                        "final_loss": history["losses"][-1]}))
+    ms = {r.case: r.median_ms for r in rows}
+    ratios = {f"{c}/one": ms[c] / ms["one"] for c in ms if c != "one" and "one" in ms}
+    return bench.report("distributed", rows, ratios, logdir=ns.logdir,
+                        extra={"model": "lenet5", "steps": ns.steps,
+                               "note": "each case in fresh processes; step time of the chief; all-reduce of "
+                                       "gradient-shaped tensors timed alone after training"})
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

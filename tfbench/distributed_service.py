@@ -1,0 +1,177 @@
+"""``python -m tfbench.distributed data-service`` and ``consume``: one input pipeline shared by several trainers.
+
+Part of exercise 5.3.  Decoding and preprocessing JPEGs can cost more CPU than a trainer
+has; tf.data service moves that work onto separate *data workers*.  The command starts, on
+127.0.0.1 and free ports:
+
+- a ``DispatchServer`` (the dispatcher: it keeps the list of jobs and splits, and tells each
+  data worker which part of the source to read),
+- ``--data-workers N`` ``WorkerServer``s (each runs the registered pipeline: read the
+  TFRecord shards, decode, preprocess, batch),
+- ``--consumers M`` consumer processes (``consume``, the trainers' input side), which iterate
+  ``dataset.apply(tf.data.experimental.service.distribute("distributed_epoch", service, job_name))``:
+  all consumers with the same ``job_name`` share one job, and in ``distributed_epoch`` mode
+  the dispatcher hands each source split (a shard file) to one data worker, so together the
+  consumers receive every example exactly once per epoch.
+
+Then it checks that claim (every file name exactly ``--epochs`` times, none missing) and prints
+per-consumer counts and throughput.  To feed trainers on other machines, run the dispatcher and
+workers with ``--host`` set to this machine's address, then on each trainer host::
+
+    python -m tfbench.distributed consume --dispatcher grpc://DISPATCHER_HOST:PORT --job-name NAME --data DIR
+
+where ``DIR`` is the same shard folder path on the data workers' machine (the pipeline's
+graph, file paths included, is shipped to the data workers, which do the reading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tfbench import distributed_cluster as cluster
+from tfbench import paths
+from tfbench.errors import UserError
+from tfbench.files import write_json
+
+SUMMARY_FILE = "data_service.json"
+
+
+def add_arguments(sub: Any) -> None:
+    """Add the ``data-service`` and ``consume`` subcommands to ``python -m tfbench.distributed``."""
+    d = sub.add_parser("data-service", help="dispatcher + data workers + consumers (tf.data service)")
+    d.add_argument("--data-workers", type=int, default=2, help="tf.data service workers (decode + preprocess)")
+    d.add_argument("--consumers", type=int, default=2, help="consumer (trainer) processes sharing the job")
+    d.add_argument("--host", default=cluster.LOCALHOST, help="address servers advertise (default 127.0.0.1)")
+    d.add_argument("--timeout", type=float, default=600.0, help="stop everything after this many seconds")
+    d.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    _add_pipeline_args(d)
+    c = sub.add_parser("consume", help="iterate a shared tf.data service job (a trainer's input side)")
+    c.add_argument("--dispatcher", required=True, help="grpc://HOST:PORT of the dispatcher")
+    c.add_argument("--job-name", required=True, help="consumers with the same job name share the data")
+    c.add_argument("--out", default=None, help="write what was received (file names, counts) as JSON here")
+    _add_pipeline_args(c)
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="ImageNet TFRecord folder (default: the embedded sample)")
+    p.add_argument("--image-size", type=int, default=224, help="preprocessed size (VGG19 input)")
+    p.add_argument("--batch-size", type=int, default=2, help="batch size formed on the data workers")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data")
+
+
+def _records(data: str | None, logdir: str | Path):
+    from tfbench import distributed_data, imagenet
+
+    folder = Path(data) if data is not None else imagenet.default_tfrecords(logdir)
+    return distributed_data.open_records(folder)
+
+
+def all_filenames(records: Any) -> list[str]:
+    """Every example's stored file name, read from the shards (parse only, no decoding)."""
+    import tensorflow as tf
+
+    from tfbench import tfrecord
+
+    ds = tf.data.TFRecordDataset(list(records.files)).map(lambda r: tfrecord.parse_example(r)["image/filename"])
+    return [name.decode() for name in ds.as_numpy_iterator()]
+
+
+def consume(ns: argparse.Namespace) -> dict[str, Any]:
+    """Iterate the shared job; return what arrived (file names in order, batch count, timings)."""
+    import numpy as np
+
+    from tfbench import distributed_data
+
+    cluster.exit_with_parent()
+    records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
+    ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
+                                          job_name=ns.job_name, epochs=ns.epochs)
+    names: list[str] = []
+    shapes = set()
+    start = time.perf_counter()
+    first_ms = None
+    batches = 0
+    for images, labels, filenames in ds:
+        if first_ms is None:
+            first_ms = (time.perf_counter() - start) * 1e3
+        batches += 1
+        names += [n.decode() for n in filenames.numpy()]
+        shapes.add(tuple(images.shape[1:]))
+        if not np.all(np.isfinite(images.numpy())) or int(labels.numpy().min()) < 0:
+            raise RuntimeError("received a batch with non-finite pixels or a negative label")
+    seconds = time.perf_counter() - start
+    result = {"pid": os.getpid(), "job_name": ns.job_name, "batches": batches, "examples": len(names),
+              "filenames": names, "image_shapes": sorted(list(s) for s in shapes), "seconds": seconds,
+              "first_batch_ms": first_ms, "examples_per_s": len(names) / seconds if seconds > 0 else 0.0}
+    if ns.out:
+        write_json(ns.out, result)
+    print(f"consumer pid {os.getpid()}: {batches} batches, {len(names)} examples in {seconds:.2f} s", flush=True)
+    return result
+
+
+def check_exactly_once(expected: Sequence[str], received: Sequence[Sequence[str]], epochs: int) -> dict[str, Any]:
+    """Compare what the consumers received with every example x ``epochs``: missing and repeated names."""
+    want = collections.Counter({name: epochs for name in expected})
+    got = collections.Counter(name for names in received for name in names)
+    missing = sorted((want - got).elements())
+    extra = sorted((got - want).elements())
+    return {"expected": sum(want.values()), "received": sum(got.values()), "missing": missing, "extra": extra,
+            "exactly_once": not missing and not extra}
+
+
+def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``data-service`` (start everything, check exactly-once) or ``consume`` (one consumer)."""
+    if ns.image_size < 1 or ns.batch_size < 1 or ns.epochs < 1:
+        raise UserError("--image-size, --batch-size and --epochs must be positive")
+    if ns.command == "consume":
+        if not ns.dispatcher.startswith("grpc://"):
+            raise UserError(f"--dispatcher must look like grpc://HOST:PORT, got {ns.dispatcher!r}")
+        consume(ns)
+        return 0
+    if ns.data_workers < 1 or ns.consumers < 1:
+        raise UserError(f"--data-workers and --consumers must be at least 1, got {ns.data_workers}, {ns.consumers}")
+    from tfbench import distributed_data
+
+    records = _records(ns.data, ns.logdir)
+    expected = all_filenames(records)
+    run_dir = paths.run_dir(ns.logdir, "distributed")
+    service = distributed_data.start_servers(ns.data_workers, ns.host)
+    job = f"tfbench-{os.getpid()}-{run_dir.name}"
+    print(f"dispatcher {service.target}; {ns.data_workers} data workers; job {job!r}; "
+          f"{records.num_examples} examples in {len(records.files)} shards ({records.directory})", flush=True)
+    outs = [run_dir / f"consumer-{i}.json" for i in range(ns.consumers)]
+    try:
+        with cluster.Supervisor() as supervisor:
+            for i, out in enumerate(outs):
+                args = ["consume", "--dispatcher", service.target, "--job-name", job, "--data", str(records.directory),
+                        "--image-size", str(ns.image_size), "--batch-size", str(ns.batch_size),
+                        "--epochs", str(ns.epochs), "--out", str(out)]
+                child = supervisor.start(f"consumer {i}", cluster.python_module_argv("tfbench.distributed", args))
+                print(f"consumer {i}: pid {child.pid}", flush=True)
+            try:
+                supervisor.wait(timeout=ns.timeout)
+            except cluster.ChildFailed as failed:
+                print(f"error: {failed}; stopped the other consumers", file=sys.stderr, flush=True)
+                return 1
+    finally:
+        service.stop()
+    results = [__import__("json").loads(out.read_text()) for out in outs]
+    check = check_exactly_once(expected, [r["filenames"] for r in results], ns.epochs)
+    for i, r in enumerate(results):
+        print(f"  consumer {i}: {r['batches']} batches, {r['examples']} examples, {r['examples_per_s']:.1f} "
+              f"examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
+    verdict = "yes" if check["exactly_once"] else f"NO (missing {check['missing'][:5]}, repeated {check['extra'][:5]})"
+    print(f"every example exactly once per epoch over {ns.epochs} epoch(s): {verdict} "
+          f"({check['received']} received, {check['expected']} expected)")
+    summary = {"dispatcher": service.target, "data_workers": ns.data_workers, "consumers": ns.consumers,
+               "epochs": ns.epochs, "job_name": job, **check,
+               "per_consumer": [{k: r[k] for k in ("pid", "batches", "examples", "examples_per_s")} for r in results]}
+    write_json(run_dir / SUMMARY_FILE, summary)
+    print(f"summary: {run_dir / SUMMARY_FILE}")
+    return 0 if check["exactly_once"] else 1
