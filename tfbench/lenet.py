@@ -144,43 +144,40 @@ def count_trainable(model: Any) -> int:
 def step_timings(build: Callable[[], Any], images: np.ndarray, labels: np.ndarray, *,
                  modes: Sequence[str] = ("eager", "function", "fit"), warmup: int = 3, repeats: int = 20,
                  fit_steps: int = 10) -> list[bench.Timing]:
-    """Median ms/step of one training step, each mode on its own fresh model and optimizer.
+    """Median ms/step of one training step, each mode on its own fresh model and optimizer, interleaved.
 
     ``eager`` and ``function`` time one call of :func:`tfbench.train.make_train_step` on one
     batch; ``fit`` times ``model.fit`` over ``fit_steps`` batches and divides by ``fit_steps``
-    (fit's per-call set-up is part of what fit costs, spread over its steps).
+    (fit's per-call set-up is part of what fit costs, spread over its steps).  The cases run
+    round-robin (:func:`tfbench.bench.compare`), so load from other processes hits all alike.
     """
     import tensorflow as tf
 
     from tfbench import train
 
     x, y = tf.constant(images), tf.constant(labels)
-    batch = int(x.shape[0])
-    rows = []
+    cases: dict[str, Callable[[], Any]] = {}
     for mode in modes:
         model = build()
         optimizer = train.make_optimizer()
         optimizer.build(model.trainable_variables)
         if mode in ("eager", "function"):
             step = train.make_train_step(model, optimizer)
-            if mode == "function":
-                step = tf.function(step)
-            rows.append(bench.measure(mode, lambda: step(x, y)[0], warmup=warmup, repeats=repeats,
-                                      batch_size=batch, steps_per_call=1))
+            step = tf.function(step) if mode == "function" else step
+            cases[mode] = lambda step=step: step(x, y)[0]
         elif mode == "fit":
             model.compile(optimizer=optimizer, loss=train.loss_function(), jit_compile=False)
             ds = tf.data.Dataset.from_tensors((x, y)).repeat(fit_steps)
-            def fit_call() -> float:
-                return model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"][-1]
-
-            timing = bench.measure("fit", fit_call,
-                                   warmup=max(1, warmup // fit_steps), repeats=max(3, repeats // fit_steps),
-                                   batch_size=batch, steps_per_call=fit_steps)
-            for key in ("median_ms", "p10_ms", "p90_ms"):
-                setattr(timing, key, getattr(timing, key) / fit_steps)
-            rows.append(timing)
+            cases[mode] = lambda model=model, ds=ds: model.fit(ds, epochs=1, verbose=0,
+                                                               shuffle=False).history["loss"][-1]
         else:
             raise UserError(f"unknown mode {mode!r}, expected one of {train.MODES}")
+    rows = bench.compare(cases, warmup=warmup, repeats=repeats, batch_size=int(x.shape[0]))
+    for timing in rows:
+        steps = fit_steps if timing.case == "fit" else 1
+        for key in ("median_ms", "p10_ms", "p90_ms"):
+            setattr(timing, key, getattr(timing, key) / steps)
+        timing.extra["steps_per_call"] = steps
     return rows
 
 
@@ -201,7 +198,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--activation", default=None, help="tanh (LeNet-5 default) or relu; MLP: relu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=50, help="timed steps for eager and tf.function")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (one call of each case per round)")
     parser.add_argument("--fit-steps", type=int, default=10, help="batches per timed fit call")
     parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
     ns = parser.parse_args(argv)
@@ -268,10 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.impl == "module" and ns.mode == "fit":
         raise UserError("--mode fit needs --impl keras (model.fit trains Keras models, not tf.Modules)")
     hidden = parse_hidden(ns.hidden)
+    data = load_data(ns.data, ns.model, ns.classes)  # before importing TensorFlow: bad files fail fast
 
     from tfbench import train
 
-    data = load_data(ns.data, ns.model, ns.classes)
     print(f"data: {data.summary()}")
     x_train, y_train = data.x_train, data.y_train
     if ns.train_limit is not None:
