@@ -15,6 +15,7 @@
 // Built against the installed TensorFlow with C++17: `python -m tfbench.ops build`.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -58,23 +59,45 @@ namespace {
 // pool uses it to decide how many shards are worth their scheduling overhead.
 constexpr int64_t kCyclesPerElement = 40;
 
-// z[0:n] = (x - y) ** p over one contiguous row of the output.  x_steps / y_steps say whether the
-// input advances along the row (true) or is broadcast (false: the same element for the whole row).
-// Eigen's Array maps give vectorised code (AVX for float/double) using the same pow as tf.pow.
+// (x - y) ** p for one element.  x - y is rounded to T first (as NumPy and tf.pow(x - y, p) do);
+// the power is C's pow (glibc: correctly rounded in practice, IEEE 754 special cases), in float
+// for the 16-bit types, which is what NumPy does too.
+template <typename T>
+struct PowOf {
+  static T Compute(T d, T p) {
+    return static_cast<T>(std::pow(static_cast<float>(d), static_cast<float>(p)));
+  }
+};
+template <>
+struct PowOf<float> {
+  static float Compute(float d, float p) { return std::pow(d, p); }
+};
+template <>
+struct PowOf<double> {
+  static double Compute(double d, double p) { return std::pow(d, p); }
+};
+
+// z[0:n] = (x - y) ** p over one contiguous row of the output.  kXSteps / kYSteps say whether the
+// input advances along the row (true) or is broadcast (false: one element for the whole row).
+// As template parameters they give four tight loops without a branch per element.
+template <typename T, bool kXSteps, bool kYSteps>
+void PowRowImpl(const T* x, const T* y, T p, T* z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = x[kXSteps ? i : 0] - y[kYSteps ? i : 0];
+    z[i] = PowOf<T>::Compute(d, p);
+  }
+}
+
 template <typename T>
 void PowRow(const T* x, bool x_steps, const T* y, bool y_steps, T p, T* z, int64_t n) {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  Eigen::Map<Array> out(z, n);
-  const auto exponent = Array::Constant(n, p);
   if (x_steps && y_steps) {
-    out = (Eigen::Map<const Array>(x, n) - Eigen::Map<const Array>(y, n)).pow(exponent);
+    PowRowImpl<T, true, true>(x, y, p, z, n);
   } else if (x_steps) {
-    out = (Eigen::Map<const Array>(x, n) - Array::Constant(n, *y)).pow(exponent);
+    PowRowImpl<T, true, false>(x, y, p, z, n);
   } else if (y_steps) {
-    out = (Array::Constant(n, *x) - Eigen::Map<const Array>(y, n)).pow(exponent);
+    PowRowImpl<T, false, true>(x, y, p, z, n);
   } else {
-    const T d = *x - *y;
-    out.setConstant(Eigen::numext::pow(d, p));
+    PowRowImpl<T, false, false>(x, y, p, z, n);
   }
 }
 

@@ -97,7 +97,8 @@ def expected(case: Case) -> np.ndarray | None:
         d = np.asarray(case.x - case.y)
         # An exponent array, not a scalar: for a scalar 0.5 NumPy takes a sqrt shortcut that gives
         # NaN for pow(-inf, 0.5), where C's pow (and TensorFlow) give +inf.
-        return np.power(d, np.full(d.shape, case.pow, dtype=d.dtype))
+        flat = d.reshape(-1)  # at least 1-D: for a 0-d array NumPy takes the shortcut too
+        return np.power(flat, np.full(flat.shape, case.pow, dtype=d.dtype)).reshape(d.shape)
 
 
 def compare(got: np.ndarray, want: np.ndarray) -> str | None:

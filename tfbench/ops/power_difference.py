@@ -53,6 +53,9 @@ def default_backend() -> str:
     return value
 
 
+# Not converted by AutoGraph: called while a tf.function traces, they build and load the library
+# in plain Python (AutoGraph would try, and fail noisily, to convert subprocess and file calls).
+@tf.autograph.experimental.do_not_convert
 def load_library() -> Any:
     """The loaded C++ op module (built on first use); raises ``BuildError`` if it cannot be built."""
     global _library
@@ -61,6 +64,7 @@ def load_library() -> Any:
     return _library
 
 
+@tf.autograph.experimental.do_not_convert
 def resolve_backend(backend: str | None = None) -> str:
     """``"cpp"`` or ``"fallback"``: what ``backend`` (or the default) means on this machine."""
     global _fallback_reason
