@@ -157,7 +157,7 @@ def test_imagenet_tfrecord_data(tmp_path, capsys):
     write_tiny_imagenet(tmp_path)
     classes = [109, 108, 107, 106, 105, 104, 103, 102, 101, 100]
     data = lenet.load_imagenet_tfrecord(tmp_path / "shards", classes, size=32)
-    assert data.x_train.shape == (30, 32, 32, 1) and data.x_test.shape == (10, 32, 32, 1)
+    assert data.x_train.shape == (30, 32, 32, 1) and data.x_test.shape == (10, 32, 32, 1) and not data.is_mnist
     assert sorted(data.y_test.tolist()) == list(range(10))  # one of each class held out, none of class 200
     for x, y in zip(np.concatenate([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])):
         label = classes[y]  # 0..9 in --classes order

@@ -62,8 +62,8 @@ class DigitData:
 
     @property
     def is_mnist(self) -> bool:
-        """True for real MNIST files, False for the embedded scikit-learn digits."""
-        return not self.source.startswith("embedded")
+        """True for real MNIST files, False for the embedded scikit-learn digits (or other data)."""
+        return self.source.startswith(("MNIST IDX files", "keras mnist.npz"))
 
     def summary(self) -> str:
         """One line: where the data came from and how much of it there is."""
