@@ -72,8 +72,8 @@ def test_kill_mid_epoch_and_resume(tmp_path):
     optimizer state had been lost.
     """
     ckpt_dir, logdir = tmp_path / "ckpt", tmp_path / "logs"
-    args = ["--epochs", "5", "--batch-size", "32", "--train-limit", "320", "--momentum", "0.9",
-            "--checkpoint-every", "7", "--checkpoint-dir", str(ckpt_dir), "--logdir", str(logdir),
+    args = ["--epochs", "3", "--batch-size", "32", "--train-limit", "640", "--momentum", "0.9",
+            "--checkpoint-every", "13", "--checkpoint-dir", str(ckpt_dir), "--logdir", str(logdir),
             "--no-progress", "--compare-steps", "0"]
     cmd = [sys.executable, "-m", "tfbench.lenet", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -82,7 +82,7 @@ def test_kill_mid_epoch_and_resume(tmp_path):
     try:
         for line in proc.stdout:
             seen.append(line)
-            if line.startswith("checkpoint step 14"):  # epoch 2, 4 of its 10 batches done
+            if line.startswith("checkpoint step 26"):  # epoch 2, 6 of its 20 batches done; next save at 39
                 proc.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -91,30 +91,30 @@ def test_kill_mid_epoch_and_resume(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
     saved_step = int(latest.rsplit("-", 1)[1])
-    assert saved_step >= 14 and saved_step % 10 != 0, latest  # a mid-epoch checkpoint
+    assert saved_step >= 26 and saved_step % 20 != 0, latest  # a mid-epoch checkpoint
     assert not (logdir / "lenet").exists() or not list((logdir / "lenet").glob("*/history.json"))
 
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (f"at step {saved_step} (epoch {saved_step // 10 + 1}, batch {saved_step % 10 + 1} of 10)"
+    assert (f"at step {saved_step} (epoch {saved_step // 20 + 1}, batch {saved_step % 20 + 1} of 20)"
             in out.stdout)
     history = json.loads(next((logdir / "lenet").glob("*/history.json")).read_text())
     assert history["start_step"] == saved_step and history["steps"][0] == saved_step + 1
-    assert history["final_step"] == 50
+    assert history["final_step"] == 60
 
     # the same run without interruption, here
     data = mnist.load_embedded()
     ref = lenet5.build_keras_lenet5(seed=0)
     ref_opt = train.make_optimizer(momentum=0.9)
-    train.train(ref, mnist.pad_to_32(data.x_train[:320]), data.y_train[:320], mnist.pad_to_32(data.x_test),
-                data.y_test, mode="function", epochs=5, batch_size=32, optimizer=ref_opt, progress=False,
+    train.train(ref, mnist.pad_to_32(data.x_train[:640]), data.y_train[:640], mnist.pad_to_32(data.x_test),
+                data.y_test, mode="function", epochs=3, batch_size=32, optimizer=ref_opt, progress=False,
                 log=lambda _: None)
     resumed = lenet5.build_keras_lenet5(seed=1)
     opt = train.make_optimizer(momentum=0.9)
     opt.build(resumed.trainable_variables)
     tf.train.Checkpoint(model=resumed, optimizer=opt).restore(
         tf.train.latest_checkpoint(str(ckpt_dir))).assert_existing_objects_matched()
-    assert int(opt.iterations.numpy()) == 50
+    assert int(opt.iterations.numpy()) == 60
     for a, b in zip(resumed.trainable_variables, ref.trainable_variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5, err_msg=a.path)
     for a, b in zip(opt.variables, ref_opt.variables):
