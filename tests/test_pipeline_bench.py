@@ -14,8 +14,8 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     report = json.loads(Path(data["path"]).read_text())
     assert Path(data["path"]).parent == tmp_path / "bench"
     cases = [row["case"] for row in report["rows"]]
-    assert cases == ["a_decode_only", "a2_decode_and_resize", "b_pipeline", "b_pipeline_full_decode",
-                     "c_naive_loop", "b_pipeline_2x_images"]
+    assert cases == ["a_decode_only", "a2_decode_and_resize", "b_pipeline", "b_pipeline_decode_and_crop",
+                     "b_pipeline_cv2_resize", "c_naive_loop", "b_pipeline_2x_images"]
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and row["images_per_s_per_core"] * report["cores"] == row["images_per_s"]
     assert report["rows"][-1]["images"] == 12  # the second dataset is twice as large

@@ -58,6 +58,23 @@ def test_round_trip_of_the_embedded_sample(sample):
         assert np.abs(image - reference).max() <= 1.0, name
 
 
+def test_pipeline_variants_agree(sample):
+    src, out, _ = sample
+
+    def run(**kwargs):
+        ds = tfrecord.make_dataset(out, batch_size=5, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True, **kwargs)
+        x, _, names = next(iter(ds))
+        return x.numpy(), [n.decode() for n in names.numpy()]
+
+    default, names = run()
+    cropped, _ = run(fast=True)  # decode_and_crop_jpeg + crop_and_resize: the same sampling points
+    np.testing.assert_allclose(cropped, default, atol=0.02)  # float32 box coordinates: < 0.02 grey levels
+    with_cv2, _ = run(resizer="cv2")  # OpenCV through numpy_function: exactly the NumPy path
+    reference = np.stack([pp.prepare(images.load_image(src / n, "pil"), pp.CAFFE, "A-aspect", backend="cv2")
+                          for n in names])
+    np.testing.assert_array_equal(with_cv2, reference)
+
+
 def test_stored_features_follow_the_tensorflow_models_schema(sample):
     src, out, _ = sample
     raw = next(iter(tf.data.TFRecordDataset(str(out / "validation-00000-of-00003"))))

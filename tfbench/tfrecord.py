@@ -359,13 +359,18 @@ def _zero_based(labels, manifest: dict[str, Any]):
 
 
 def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec=None,
-                 antialias: bool = False, fast: bool = True, verify: str = "size", deterministic: bool = True,
-                 drop_remainder: bool = False, with_filenames: bool = False):
+                 antialias: bool = False, fast: bool | None = None, resizer: str = "tf", verify: str = "size",
+                 deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False):
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
 
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
     ``spec`` is a ``tfbench.preprocess.InputSpec`` (default: Keras caffe mode, VGG19's);
     decoded pixels are RGB, :func:`tfbench.preprocess.tf_normalise` reorders them for the spec.
+    ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for recipe B only,
+    because A-aspect's exact fast path needs ``crop_and_resize``, which costs more on CPU than the
+    decoding it saves (see the README's pipeline table).  ``resizer="cv2"`` resizes with OpenCV
+    through ``tf.numpy_function`` (several times faster than ``tf.image.resize`` on CPU, same
+    pixels as the NumPy recipe, but the dataset then runs Python code and cannot be serialized).
     ``with_filenames`` adds a third element, the stored file names.
     """
     import tensorflow as tf
@@ -375,11 +380,23 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     spec = spec or pp.CAFFE
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    if resizer not in ("tf", "cv2"):
+        raise UserError(f"resizer must be 'tf' or 'cv2', got {resizer!r}")
+    fast = (recipe == "B") if fast is None else fast
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic)
+
+    def cv2_recipe(pixels):
+        return pp.recipe_pixels(pixels, recipe, size=spec.size, backend="cv2")
 
     def decode(serialized):
         features = parse_example(serialized)
-        image = pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size, antialias=antialias, fast=fast)
+        if resizer == "tf":
+            image = pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size, antialias=antialias,
+                                        fast=fast)
+        else:
+            pixels = tf.io.decode_jpeg(features["image/encoded"], channels=3, dct_method="INTEGER_ACCURATE")
+            image = tf.numpy_function(cv2_recipe, [pixels], tf.uint8, stateful=False)
+            image = tf.ensure_shape(image, [spec.size, spec.size, 3])
         label = tf.cast(_zero_based(features["image/class/label"], manifest), tf.int32)
         return image, label, features["image/filename"]
 
