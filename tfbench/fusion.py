@@ -6,7 +6,7 @@ for the relu.  That saves memory traffic and kernel launches, nothing else: the 
 are the same.  So fusion pays where the unfused graph is bound by memory or by per-op
 overhead, and changes nothing where the arithmetic dominates.  Four experiments, each
 checking that fused and unfused outputs agree (max abs difference) and timing both
-(median after warm-up):
+(median after warm-up, the variants timed in alternating rounds so they share the machine's load):
 
 1. ``Conv2D + BiasAdd + Relu`` with grappler's remapper on (``_FusedConv2D``) vs off, from a
    compute-bound layer (56x56x256, 3x3) to memory-bound ones (1x1, few channels, big batch);
@@ -29,6 +29,7 @@ import collections
 import contextlib
 import os
 import re
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,10 +118,38 @@ def _quiet_retracing():
         logger.setLevel(level)
 
 
+def measure_interleaved(variants: Sequence[Variant], args: Sequence[Any], *, warmup: int,
+                        repeats: int) -> list[list[float]]:
+    """Per variant, ``repeats`` timings (ms) taken in alternating rounds, A B, B A, A B, ...
+
+    On a shared machine the load changes from second to second; timing the variants in turn
+    lets both see the same load, so their ratio means something.  Each timed call goes through
+    ``bench.measure`` (one call, blocking on the result) inside the variant's grappler options.
+    """
+    for v in variants:
+        with v.context():
+            for _ in range(warmup):
+                bench.block(v.fn(*args))
+    times: list[list[float]] = [[] for _ in variants]
+    for r in range(repeats):
+        order = range(len(variants)) if r % 2 == 0 else reversed(range(len(variants)))
+        for i in order:
+            v = variants[i]
+            with v.context():
+                times[i].append(bench.measure(v.name, lambda: v.fn(*args), warmup=0, repeats=1).median_ms)
+    return times
+
+
+def _timing(case: str, times: list[float], **extra: Any) -> bench.Timing:
+    ordered = sorted(times)
+    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    return bench.Timing(case, statistics.median(ordered), pick(0.1), pick(0.9), len(ordered), dict(extra))
+
+
 def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequence[Any], *,
             warmup: int, repeats: int, show_graph: bool = True, check: Callable[[], float] | None = None
             ) -> list[bench.Timing]:
-    """Time each variant on ``args``; the first is the baseline for speedups and differences.
+    """Check the variants agree, then time them interleaved; the first is the baseline.
 
     ``check`` (optional) replaces the output comparison, for functions with side effects
     (training steps): it returns the max abs difference it measured.
@@ -130,14 +159,11 @@ def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequ
         with v.context():
             outputs.append(bench.block(v.fn(*args)))
     diffs = [max_abs_diff(outputs[0], out) for out in outputs] if check is None else [0.0] + [check()] * (len(variants) - 1)
-    rows = []
-    for v, diff in zip(variants, diffs):
-        graph = compute_ops(v, args) if show_graph else ""
-        with v.context():
-            timing = bench.measure(f"{experiment} | {shape} | {v.name}", lambda: v.fn(*args), warmup=warmup,
-                                   repeats=repeats, experiment=experiment, shape=shape, variant=v.name,
-                                   max_abs_diff=diff, agree=bool(diff <= TOLERANCE), graph=graph)
-        rows.append(timing)
+    graphs = [compute_ops(v, args) if show_graph else "" for v in variants]
+    times = measure_interleaved(variants, args, warmup=warmup, repeats=repeats)
+    rows = [_timing(f"{experiment} | {shape} | {v.name}", t, experiment=experiment, shape=shape, variant=v.name,
+                    max_abs_diff=diff, agree=bool(diff <= TOLERANCE), graph=graph)
+            for v, t, diff, graph in zip(variants, times, diffs, graphs)]
     base = rows[0].median_ms
     for i, t in enumerate(rows):
         t.extra["speedup"] = base / t.median_ms
