@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -73,7 +74,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--images", type=int, default=256, help="images in the first dataset (the second has twice)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--recipe", default="A-aspect", choices=sorted(pp.RECIPES))
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per case (after one warm-up pass)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed passes per case, taken round robin (after one warm-up pass each)")
     parser.add_argument("--workdir", help="where to build the datasets (default: a temporary folder)")
     parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
     ns = parser.parse_args(argv)
@@ -149,32 +151,43 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
         assert count(ds) == n
     assert naive() == n
 
-    rows = []
-
-    def case(name: str, what: str, fn, images_per_pass: int, **extra: Any) -> float:
-        timing = bench.measure(name, fn, warmup=1, repeats=ns.repeats, images=images_per_pass, what=what, **extra)
-        rate = images_per_pass / (timing.median_ms / 1e3)
-        timing.extra.update(images_per_s=rate, images_per_s_per_core=rate / cores)
-        rows.append(timing)
-        return rate
-
-    rate_a = case("a_decode_only", "tf.data parallel decode_jpeg of in-memory bytes", lambda: count(decode_only), n)
-    rate_a2 = case("a2_decode_and_resize", f"as a, plus the {ns.recipe} crop and resize", lambda: count(decode_resize), n)
-    rss_ok = _reset_peak_rss()
     paths_used = {True: "decode_and_crop_jpeg", False: "full decode_jpeg"}
-    rate_b = case("b_pipeline", f"TFRecord -> {ns.recipe} ({paths_used[default_fast]}, tf.image.resize) -> "
-                  f"{ns.batch_size}x224x224x3 caffe", lambda: count(pipeline), n)
+    cases = [  # (name, what, fn, images per pass)
+        ("a_decode_only", "tf.data parallel decode_jpeg of in-memory bytes", lambda: count(decode_only), n),
+        ("a2_decode_and_resize", f"as a, plus the {ns.recipe} crop and resize", lambda: count(decode_resize), n),
+        ("b_pipeline", f"TFRecord -> {ns.recipe} ({paths_used[default_fast]}, tf.image.resize) -> "
+                       f"{ns.batch_size}x224x224x3 caffe", lambda: count(pipeline), n),
+        ("b_pipeline_" + ("full_decode" if default_fast else "decode_and_crop"),
+         f"as b, with {paths_used[not default_fast]}", lambda: count(pipeline_other), n),
+        ("b_pipeline_cv2_resize", "as b, OpenCV resize through tf.numpy_function", lambda: count(pipeline_cv2), n),
+        ("c_naive_loop", "one Python thread: cv2 decode + NumPy recipe + normalise", naive, n),
+        ("b_pipeline_2x_images", "as b, on a dataset twice as large", lambda: count(pipeline_2n), sizes[1]),
+    ]
+    # Round robin: every repeat times each case once, so load from other jobs hits all cases alike.
+    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for _, _, fn, _ in cases:
+        fn()  # warm-up pass, untimed
+    for _ in range(ns.repeats):
+        for name, _, fn, _ in cases:
+            times[name].append(bench.measure(name, fn, warmup=0, repeats=1).median_ms)
+    rows, rate = [], {}
+    for name, what, _, images_per_pass in cases:
+        ms = sorted(times[name])
+        rate[name] = images_per_pass / (statistics.median(ms) / 1e3)
+        rows.append(bench.Timing(name, statistics.median(ms), ms[max(0, round(0.1 * (len(ms) - 1)))],
+                                 ms[round(0.9 * (len(ms) - 1))], len(ms),
+                                 {"images": images_per_pass, "what": what, "images_per_s": rate[name],
+                                  "images_per_s_per_core": rate[name] / cores}))
+    # Peak memory of one pass of (b) at each size, the counter reset in between.
+    rss_ok = _reset_peak_rss()
+    count(pipeline)
     rss_n = _rss_mib()
-    rate_b_other = case("b_pipeline_" + ("full_decode" if default_fast else "decode_and_crop"),
-                        f"as b, with {paths_used[not default_fast]}", lambda: count(pipeline_other), n)
-    rate_b_cv2 = case("b_pipeline_cv2_resize", "as b, OpenCV resize through tf.numpy_function",
-                      lambda: count(pipeline_cv2), n)
-    rate_c = case("c_naive_loop", "one Python thread: cv2 decode + NumPy recipe + normalise", naive, n)
     _reset_peak_rss()
-    rate_b2 = case("b_pipeline_2x_images", "as b, on a dataset twice as large", lambda: count(pipeline_2n), sizes[1])
+    count(pipeline_2n)
     rss_2n = _rss_mib()
     rows[2].extra["peak_rss_mib"] = rss_n
     rows[-1].extra["peak_rss_mib"] = rss_2n
+    rate_a, rate_a2, rate_b, rate_b_other, rate_b_cv2, rate_c, rate_b2 = (rate[name] for name, *_ in cases)
 
     ratios = {"b_over_a": rate_b / rate_a, "b_over_c": rate_b / rate_c, "b_over_a2": rate_b / rate_a2,
               "a2_over_a": rate_a2 / rate_a, "b_other_path_over_b": rate_b_other / rate_b,
