@@ -55,6 +55,8 @@ def add_arguments(sub: Any) -> None:
     c.add_argument("--dispatcher", required=True, help="grpc://HOST:PORT of the dispatcher")
     c.add_argument("--job-name", required=True, help="consumers with the same job name share the data")
     c.add_argument("--out", default=None, help="write what was received (file names, counts) as JSON here")
+    c.add_argument("--ready-dir", default=None, help=argparse.SUPPRESS)  # start barrier set by data-service
+    c.add_argument("--expect", type=int, default=1, help=argparse.SUPPRESS)
     _add_pipeline_args(c)
 
 
@@ -92,6 +94,8 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
     records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
     ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
                                           job_name=ns.job_name, epochs=ns.epochs)
+    if ns.ready_dir:
+        wait_for_peers(Path(ns.ready_dir), ns.expect)
     names: list[str] = []
     shapes = set()
     start = time.perf_counter()
@@ -113,6 +117,17 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
         write_json(ns.out, result)
     print(f"consumer pid {os.getpid()}: {batches} batches, {len(names)} examples in {seconds:.2f} s", flush=True)
     return result
+
+
+def wait_for_peers(ready_dir: Path, expected: int, timeout: float = 300.0) -> None:
+    """Start barrier: announce this consumer, wait until ``expected`` consumers have (so all join the job together)."""
+    ready_dir.mkdir(parents=True, exist_ok=True)
+    (ready_dir / f"ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(ready_dir.glob("ready-*"))) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(list(ready_dir.glob('ready-*')))} of {expected} consumers started")
+        time.sleep(0.1)
 
 
 def check_exactly_once(expected: Sequence[str], received: Sequence[Sequence[str]], epochs: int) -> dict[str, Any]:
@@ -151,7 +166,8 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             for i, out in enumerate(outs):
                 args = ["consume", "--dispatcher", service.target, "--job-name", job, "--data", str(records.directory),
                         "--image-size", str(ns.image_size), "--batch-size", str(ns.batch_size),
-                        "--epochs", str(ns.epochs), "--out", str(out)]
+                        "--epochs", str(ns.epochs), "--out", str(out),
+                        "--ready-dir", str(run_dir / "ready"), "--expect", str(ns.consumers)]
                 child = supervisor.start(f"consumer {i}", cluster.python_module_argv("tfbench.distributed", args))
                 print(f"consumer {i}: pid {child.pid}", flush=True)
             try:
