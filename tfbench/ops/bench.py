@@ -10,6 +10,9 @@ thread count runs in its own worker process (``python -m tfbench.ops.bench --wor
 parent collects the rows and computes the ratios:
 - ``cpp/composite``: C++ op time over composite time, same case and thread count (target <= 1.0);
 - ``speedup 2 threads``: time with 1 thread over time with 2 (target > 1.0).
+Each row also has ``cpu_ms``, the process CPU time per call (all threads), and
+``cpu_per_wall``: on a shared, busy machine wall times are noisy, but a ratio above 1 still
+shows that two threads computed at once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -116,8 +120,16 @@ def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_n
     for columns, fn, args in tqdm(plan, desc=f"ops bench, {threads} thread(s)", disable=None):
         call = (lambda fn=fn, args=args: fn(*args)) if args is not None else fn
         case = f"{columns['impl']} {columns['mode']} n={columns['size']:.0e} bcast={columns['broadcast']} t={columns['threads']}"
-        timing = bench.measure(case, call, warmup=warmup, repeats=repeats, **columns)
+        for _ in range(warmup):  # untimed: tracing, first allocations
+            bench.block(call())
+        cpu_start = time.process_time()
+        timing = bench.measure(case, call, warmup=0, repeats=repeats, **columns)
+        cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
         timing.extra["gelem_per_s"] = columns["size"] / (timing.median_ms * 1e6)
+        # CPU time of all threads per call: on a busy machine the wall time says little,
+        # cpu_ms / median_ms > 1 still shows that several threads worked at once.
+        timing.extra["cpu_ms"] = cpu_ms
+        timing.extra["cpu_per_wall"] = cpu_ms / timing.median_ms
         rows.append(timing.row())
     return rows
 
