@@ -96,14 +96,17 @@ def _join_counts(counts: collections.Counter, skip: frozenset) -> str:
 
 
 def compute_ops(variant: Variant, args: Sequence[Any]) -> str:
-    """What actually runs: the post-grappler compute ops (``_FusedConv2D``), or XLA's kernels (``HLO: fusion``)."""
+    """What actually runs: the partition graph's compute ops (``_FusedConv2D``), or XLA's kernels (``HLO: fusion``)."""
     if variant.xla:
         text = variant.fn.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
         return "HLO: " + _join_counts(hlo_entry_ops(text), HLO_BOOKKEEPING)
     python_fn = getattr(variant.fn, "python_function", variant.fn)
     with grappler_options(**variant.options):
         graphs = capture_function_graphs(tf.function(python_fn), *args)
-    return _join_counts(op_counts(graphs.post_optimization), BOOKKEEPING_OPS)
+    counts: collections.Counter = collections.Counter()
+    for partition in graphs.partitions:  # after grappler and placement: _MklNative* kernels show up here
+        counts.update(op_counts(partition))
+    return _join_counts(counts, BOOKKEEPING_OPS)
 
 
 @contextlib.contextmanager
