@@ -184,6 +184,8 @@ def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: 
     assert all(r["median_ms"] > 0 for r in rows)
     assert "cpp/composite forward n=2e+03 bcast=none t=1" in data["ratios"]
     assert "speedup 2 threads, cpp forward+backward n=2e+03 bcast=rows" in data["ratios"]
+    assert "cpu time cpp/composite forward n=2e+03 bcast=rows t=2" in data["ratios"]
+    assert all(r["cpu_ms"] >= 0 and r["cpu_per_wall"] >= 0 for r in rows)
 
 
 def test_bad_benchmark_flags_are_user_errors() -> None:

@@ -137,6 +137,7 @@ def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_n
 def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """cpp/composite per case and thread count; 1-thread over 2-thread time per C++ case."""
     index = {(r["impl"].split(" ")[0], r["mode"], r["size"], r["broadcast"], r["threads"]): r["median_ms"] for r in rows}
+    cpu = {(r["impl"].split(" ")[0], r["mode"], r["size"], r["broadcast"], r["threads"]): r.get("cpu_ms") for r in rows}
     ratios: dict[str, float] = {}
     for (impl, mode, size, bcast, threads), ms in index.items():
         label = f"{mode} n={size:.0e} bcast={bcast}"
@@ -144,6 +145,9 @@ def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
             composite = index.get(("composite", mode, size, bcast, threads))
             if composite:
                 ratios[f"cpp/composite {label} t={threads}"] = ms / composite
+            cpu_composite, cpu_ours = cpu.get(("composite", mode, size, bcast, threads)), cpu[(impl, mode, size, bcast, threads)]
+            if cpu_composite and cpu_ours:  # CPU time: the work done, robust to a busy machine
+                ratios[f"cpu time cpp/composite {label} t={threads}"] = cpu_ours / cpu_composite
             if threads == 1 and (two := index.get((impl, mode, size, bcast, 2))):
                 ratios[f"speedup 2 threads, cpp {label}"] = ms / two
     return ratios
