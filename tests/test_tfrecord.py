@@ -190,7 +190,6 @@ def _big_val_folder(folder: Path, count: int) -> None:
         images.save_jpeg(np.roll(big, 7 * i, axis=1), folder / f"ILSVRC2012_val_{i + 1:08d}.JPEG", quality=95)
 
 
-@pytest.mark.slow
 def test_crash_resume(tmp_path):
     count = 24
     _big_val_folder(tmp_path / "val", count)

@@ -150,7 +150,8 @@ def _read_bytes(path: str | Path) -> bytes:
 
 def load_pil(path: str | Path) -> Image:
     """Decode with PIL: RGB; EXIF orientation applied; grayscale/alpha/palette/16-bit/CMYK made RGB uint8."""
-    from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
 
     data = _read_bytes(path)
     notes: list[str] = []

@@ -147,7 +147,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
             done += len(batch)
         return done
 
-    for ds in (decode_only, decode_resize, pipeline, pipeline_other, pipeline_cv2):  # every path sees every image once before timing
+    # every path sees every image once before timing
+    for ds in (decode_only, decode_resize, pipeline, pipeline_other, pipeline_cv2):
         assert count(ds) == n
     assert naive() == n
 
