@@ -344,8 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfbench.imagenet", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where runs go (default: logs)")
+    common = argparse.ArgumentParser(add_help=False)  # --logdir also accepted after the command
+    common.add_argument("--logdir", default=argparse.SUPPRESS, help="where runs go (default: logs)")
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="write a val folder as TFRecord shards with a manifest")
+    c = sub.add_parser("convert", parents=[common], help="write a val folder as TFRecord shards with a manifest")
     c.add_argument("--src", help="val folder (raw or per-synset); default: the embedded sample")
     c.add_argument("--out", help="output folder (default with the sample: <logdir>/imagenet/sample-tfrecords)")
     c.add_argument("--shards", type=int, default=128, help="number of shards (capped at the image count)")
@@ -356,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="0: classes 0..999 (Keras, default); 1: 1..1000 (tensorflow/models)")
     for name, text in (("inspect", "counts per class, a few examples, TensorBoard images"),
                        ("eval", "VGG19 top-1/top-5 over the shards")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("dir", nargs="?", help="folder of shards (default: the embedded sample, made on demand)")
         p.add_argument("--recipe", default="A-aspect", choices=("A", "A-aspect", "B"), help="crop recipe")
     sub.choices["inspect"].add_argument("--examples", type=int, default=4, help="examples to show")
