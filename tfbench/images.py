@@ -133,6 +133,15 @@ def _to_uint8_rgb3(array: np.ndarray, source: str) -> tuple[np.ndarray, tuple[st
     return np.ascontiguousarray(array), tuple(notes)
 
 
+def _owned(pixels: np.ndarray) -> np.ndarray:
+    """Mark a loader's freshly decoded array read-only in place, so :class:`Image` need not copy it."""
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.base is not None and pixels.flags.writeable:  # a view of something else: copy to own it
+        pixels = pixels.copy()
+    pixels.flags.writeable = False
+    return pixels
+
+
 def _read_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
@@ -180,7 +189,7 @@ def load_pil(path: str | Path) -> Image:
                 pixels = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise UserError(f"{path}: PIL cannot decode this image: {err}") from err
-    return Image(np.ascontiguousarray(pixels), "RGB", str(path), "pil", tuple(notes))
+    return Image(_owned(pixels), "RGB", str(path), "pil", tuple(notes))
 
 
 def _exif_orientation(img) -> int:
@@ -198,7 +207,7 @@ def load_cv2(path: str | Path) -> Image:
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if pixels is None:
         raise UserError(f"{path}: OpenCV cannot decode this image (corrupt or unsupported format)")
-    return Image(pixels, "BGR", str(path), "cv2")  # OpenCV does not say what it converted
+    return Image(_owned(pixels), "BGR", str(path), "cv2")  # OpenCV does not say what it converted
 
 
 def load_skimage(path: str | Path) -> Image:
@@ -229,7 +238,7 @@ def load_skimage(path: str | Path) -> Image:
     notes = cmyk_note + notes
     if orientation not in (0, 1):
         notes += (f"EXIF orientation {orientation} NOT applied (skimage.io.imread ignores it)",)
-    return Image(pixels, "RGB", str(path), "skimage", notes)
+    return Image(_owned(pixels), "RGB", str(path), "skimage", notes)
 
 
 LOADERS: dict[str, Callable[[str | Path], Image]] = {"pil": load_pil, "cv2": load_cv2, "skimage": load_skimage}
