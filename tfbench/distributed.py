@@ -421,6 +421,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allreduce-repeats", type=int, default=20,
                    help="after training, time this many all-reduces of gradient-sized tensors (0: skip)")
     p.add_argument("--link-gbps", type=float, default=10.0, help="link speed for the printed N-machine estimate")
+    p.add_argument("--no-estimate", action="store_true", help="do not print the N-machine all-reduce estimate")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                    help="multiworker launcher: stop every worker after this many seconds")
     p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
@@ -521,7 +522,6 @@ def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         if ns.workers is not None and ns.workers != task.num_workers and not os.environ.get(cluster.CHILD_ENV):
             raise UserError(f"--workers {ns.workers} but TF_CONFIG describes {task.num_workers} workers; "
                             "omit --workers when TF_CONFIG is set")
-        cluster.exit_with_parent()
     elif ns.workers is not None:
         raise UserError(f"--workers is for --strategy multiworker, not {ns.strategy!r}")
 
@@ -554,20 +554,21 @@ def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
                     "checkpoint_dir": str(checkpoint_dir)})
     write_json(run / HISTORY_FILE, history)
     ms, ar = result.median_step_ms, result.allreduce_ms
-    log(f"steps {result.start_step}..{history['final_step']}: last loss "
-        f"{result.losses[-1] if result.losses else float('nan'):.4f}; median {ms:.2f} ms/step = "
-        f"{history['examples_per_s']:.0f} examples/s; all-reduce of the {len(result.steps) and ''}gradients "
-        f"alone: {ar:.2f} ms")
+    last = result.losses[-1] if result.losses else float("nan")
+    log(f"steps {result.start_step}..{history['final_step']}: last loss {last:.4f}; median {ms:.2f} ms/step = "
+        f"{history['examples_per_s']:.3g} examples/s; all-reduce of gradient-sized tensors alone: {ar:.2f} ms")
     if result.test_accuracy == result.test_accuracy:
         log(f"test accuracy: {result.test_accuracy:.4f}")
     log(f"history: {run / HISTORY_FILE}")
-    print_estimate(ns.link_gbps)
+    if not ns.no_estimate:
+        print_estimate(ns.link_gbps)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``train``, ``data-service``, ``consume`` or ``estimate``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    cluster.exit_with_parent()  # a no-op unless started by a Supervisor
     ns = make_parser().parse_args(argv)
     if ns.command == "train":
         return command_train(ns, argv)
@@ -609,7 +610,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         run = paths.run_dir(ns.logdir, "distributed")
         args = ["train", "--strategy", case, "--max-steps", str(ns.steps), "--epochs", "1000",
                 "--global-batch", str(ns.global_batch), "--allreduce-repeats", str(ns.allreduce_repeats),
-                "--checkpoint-every", "0", "--profile-steps", "0", "--no-progress", "--logdir", ns.logdir,
+                "--checkpoint-every", "0", "--profile-steps", "0", "--no-progress", "--no-estimate", "--logdir", ns.logdir,
                 "--run-dir", str(run)]
         if case == "multiworker":
             args += ["--workers", "2"]

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, Callable, Sequence
 
 from tfbench.errors import UserError
 
@@ -276,9 +276,3 @@ def _sigterm_to_interrupt(signum: int, frame: object) -> None:
 def python_module_argv(module: str, args: Sequence[str]) -> list[str]:
     """``[sys.executable, "-m", module, *args]``: how children are started (same interpreter and venv)."""
     return [sys.executable, "-m", module, *args]
-
-
-def iter_lines(stream: IO[str]) -> Iterator[str]:
-    """Lines of a text stream without their newline."""
-    for line in stream:
-        yield line.rstrip("\n")

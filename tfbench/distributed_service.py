@@ -90,7 +90,6 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
 
     from tfbench import distributed_data
 
-    cluster.exit_with_parent()
     records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
     ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
                                           job_name=ns.job_name, epochs=ns.epochs)
