@@ -121,7 +121,7 @@ def test_decode_and_crop_fast_path_equals_the_slow_path(photo, recipe):
     path, data, pixels = photo
     fast = pp.tf_decode_recipe(tf.constant(data), recipe, fast=True).numpy()
     slow = pp.tf_decode_recipe(tf.constant(data), recipe, fast=False).numpy()
-    np.testing.assert_allclose(fast, slow, atol=5e-3)  # float32 box coordinates: < 0.005 levels
+    np.testing.assert_allclose(fast, slow, atol=0.02)  # float32 box coordinates: < 0.02 grey levels
     # TensorFlow's decoder with INTEGER_ACCURATE gives PIL's pixels; the default INTEGER_FAST does not.
     np.testing.assert_array_equal(tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE").numpy(), pixels)
     assert np.abs(tf.io.decode_jpeg(data).numpy().astype(int) - pixels).max() >= 1

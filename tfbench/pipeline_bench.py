@@ -118,7 +118,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     # (a2) decode + crop + resize of the same in-memory bytes: what (b) computes, minus reading and batching.
     decode_resize = (tf.data.Dataset.from_tensor_slices(encoded)
-                     .map(lambda b: pp.tf_decode_recipe(b, ns.recipe, size=spec.size, fast=ns.recipe == "B")[0, 0, 0],
+                     .map(lambda b: pp.tf_decode_recipe(b, ns.recipe, size=spec.size)[0, 0, 0],
                           num_parallel_calls=tf.data.AUTOTUNE)
                      .batch(ns.batch_size).prefetch(tf.data.AUTOTUNE))
 

@@ -16,7 +16,7 @@ The geometric recipes (each in NumPy with OpenCV or PIL resizing, and in-graph w
 A and B keep the same central 87.5% of the image (224/256 = 0.875): they differ only in where
 the resampling happens, so their outputs differ by the resizer alone.  B and A-aspect crop
 first, which is why ``tf.image.decode_and_crop_jpeg`` can skip decoding the border
-(:func:`tf_decode_recipe`, the fast path the TFRecord reader uses).
+(:func:`tf_decode_recipe`; the TFRecord reader takes that path for B, where it pays).
 
 How far the versions differ (measured in ``tests/test_preprocess.py``): OpenCV's bilinear
 ``INTER_LINEAR`` and ``tf.image.resize(antialias=False)`` sample the same points and agree to
@@ -303,7 +303,7 @@ def _aspect_axes(height, width, size: int):
 
 
 def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, antialias: bool = False,
-                     fast: bool = True, dct_method: str = "INTEGER_ACCURATE"):
+                     fast: bool | None = None, dct_method: str = "INTEGER_ACCURATE"):
     """Decode JPEG bytes to 3 channels (RGB) and apply ``recipe``; float32 ``size x size x 3``.
 
     With ``fast``, crop-first recipes decode only the pixels they keep
@@ -311,12 +311,14 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
     path.  ``"A-aspect"`` resizes *before* cropping, so its sample points fall between source
     pixels; ``tf.image.crop_and_resize`` samples the decoded window at exactly those points, so
     the fast path gives the slow path's pixels (to float rounding; without antialiasing only).
-    ``dct_method="INTEGER_ACCURATE"`` makes TensorFlow's decoder agree with PIL and OpenCV
-    (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels).
+    ``crop_and_resize`` is slower on CPU than the decoding it saves, so by default (``fast=None``)
+    only ``"B"`` takes the fast path.  ``dct_method="INTEGER_ACCURATE"`` makes TensorFlow's decoder
+    agree with PIL and OpenCV (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels).
     """
     import tensorflow as tf
 
     _check_recipe(recipe)
+    fast = (recipe == "B") if fast is None else fast
     if fast and (recipe == "B" or (recipe == "A-aspect" and not antialias)):
         shape = tf.image.extract_jpeg_shape(jpeg_bytes)
         height, width = shape[0], shape[1]

@@ -382,7 +382,6 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     if resizer not in ("tf", "cv2"):
         raise UserError(f"resizer must be 'tf' or 'cv2', got {resizer!r}")
-    fast = (recipe == "B") if fast is None else fast
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic)
 
     def cv2_recipe(pixels):
