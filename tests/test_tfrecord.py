@@ -182,6 +182,21 @@ def test_truncated_and_corrupt_shards_are_named(sample, tmp_path):
         tfrecord.make_dataset(damaged, batch_size=2)
 
 
+def test_rerun_keeps_intact_shards_and_rewrites_changed_ones(sample, tmp_path):
+    src, _, _ = sample
+    out = tmp_path / "out"
+    first = imagenet.convert(src, out, num_shards=2, workers=1, progress=False)
+    inodes = {p.name: p.stat().st_ino for p in out.glob("validation-*")}
+    again = imagenet.convert(src, out, num_shards=2, workers=1, progress=False)
+    assert again == first and {p.name: p.stat().st_ino for p in out.glob("validation-*")} == inodes
+    relabelled = imagenet.convert(src, out, num_shards=2, workers=1, label_offset=1, progress=False)
+    assert all(out.joinpath(n).stat().st_ino != i for n, i in inodes.items())  # labels changed: rewritten
+    assert [s["sha256"] for s in relabelled["shards"]] != [s["sha256"] for s in first["shards"]]
+    assert sorted(imagenet.class_counts(out)) == sorted(expected_labels().values())
+    with pytest.raises(UserError, match="another conversion"):
+        imagenet.convert(src, out, num_shards=3, workers=1, progress=False)
+
+
 def _big_val_folder(folder: Path, count: int) -> None:
     """``count`` large JPEGs (slow enough to decode that a writer can be killed between shards)."""
     folder.mkdir()

@@ -175,9 +175,16 @@ def _write_shard(out_dir: str, name: str, prepared: list[tuple[Source, bytes | N
                 written += 1
         tmp.chmod(0o644)
         record = {"name": name, "count": written, "bytes": tmp.stat().st_size, "sha256": sha256_file(tmp),
-                  "sources": [s.filename for s, *_ in prepared], "skipped": skipped, "reencoded": reencoded}
+                  "sources": [s.filename for s, *_ in prepared], "plan": _plan_digest([s for s, *_ in prepared]),
+                  "skipped": skipped, "reencoded": reencoded}
         write_json(out / PROGRESS_DIR / f"{name}.json", record)  # before the rename: a shard never lacks it
     return record
+
+
+def _plan_digest(sources: list[Source]) -> str:
+    """sha256 of what a shard should hold (files, labels, synsets, names): a changed label means rewrite."""
+    plan = [[s.filename, s.label, s.synset, s.text, REENCODE_QUALITY] for s in sources]
+    return hashlib.sha256(json.dumps(plan).encode()).hexdigest()
 
 
 def _completed(out: Path, name: str, sources: list[Source]) -> dict[str, Any] | None:
@@ -189,7 +196,7 @@ def _completed(out: Path, name: str, sources: list[Source]) -> dict[str, Any] | 
         record = json.loads(progress.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if record.get("sources") != [s.filename for s in sources]:
+    if record.get("plan") != _plan_digest(sources):
         return None
     if shard.stat().st_size != record.get("bytes") or sha256_file(shard) != record.get("sha256"):
         return None
