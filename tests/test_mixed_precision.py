@@ -95,11 +95,12 @@ def test_custom_loop_float16_step_updates_float32_masters():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loop", ["function", "fit"])
-def test_bfloat16_lenet5_accuracy_within_half_a_point_of_float32(loop):
+def test_bfloat16_lenet5_accuracy_within_half_a_point_of_float32():
+    """Trained to convergence (20 epochs): on 360 test digits one digit is 0.28 points, and
+    float32 alone moves by ~0.8 points from one seed to another, so shorter runs are noise."""
     data = mnist.load_embedded()
-    f32 = mp.train_lenet5(data, "float32", loop, epochs=8, batch_size=32)
-    bf16 = mp.train_lenet5(data, "mixed_bfloat16", loop, epochs=8, batch_size=32)
+    f32 = mp.train_lenet5(data, "float32", "function")
+    bf16 = mp.train_lenet5(data, "mixed_bfloat16", "function")
     assert f32.accuracy > 0.9
     assert bf16.accuracy >= f32.accuracy - 0.005
     assert bf16.compute_dtype == "bfloat16" and bf16.variable_dtype == "float32"
@@ -107,18 +108,30 @@ def test_bfloat16_lenet5_accuracy_within_half_a_point_of_float32(loop):
 
 def test_benchmark_writes_json(tmp_path):
     report = mp.run_benchmark(["--epochs", "1", "--policies", "float32,mixed_bfloat16", "--loops", "function,fit",
-                               "--models", "lenet5,vgg19", "--vgg-batch", "2", "--batch-size", "16",
-                               "--warmup", "1", "--repeats", "1", "--logdir", str(tmp_path)])
+                               "--models", "lenet5", "--batch-size", "16", "--warmup", "1", "--repeats", "2",
+                               "--logdir", str(tmp_path)])
     [path] = tmp_path.glob("bench/mixed_precision-*.json")
     data = json.loads(path.read_text())
     assert data["bench"] == "mixed_precision" and data["cpu"]
-    cases = {r["case"] for r in data["rows"]}
-    assert cases == {f"{m}/{p}/{loop}" for m in ("lenet5", "vgg19") for p in ("float32", "mixed_bfloat16")
-                     for loop in ("function", "fit")}
-    assert "vgg19 fit speed-up mixed_bfloat16 vs float32" in data["ratios"]
+    assert {r["case"] for r in data["rows"]} == {f"lenet5/{p}/{loop}" for p in ("float32", "mixed_bfloat16")
+                                                for loop in ("function", "fit")}
+    assert "lenet5 fit speed-up mixed_bfloat16 vs float32" in data["ratios"]
     assert all(r["variable_dtype"] == "float32" and r["output_dtype"] == "float32" for r in data["rows"])
+    assert all(r["median_ms"] > 0 and r["examples_per_s"] > 0 and "accuracy" in r for r in data["rows"])
     assert {t["policy"] for t in data["training"]} == {"float32", "mixed_bfloat16"}
     assert report["path"] == str(path)
+    assert list(tmp_path.glob("mixed_precision/*/report.json"))
+
+
+def test_vgg19_under_bfloat16_and_its_photo_batch():
+    model = mp.build_model("vgg19", "mixed_bfloat16", vgg_input=32)
+    assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("fc1").kernel.dtype == "float32" and model.output.dtype == "float32"
+    x, y = mp.vgg_batch(3, 32)
+    assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32 and -1.0 <= x.min() < x.max() <= 1.0
+    assert y.shape == (3,) and y.max() < 1000
+    probs = model(x)
+    assert probs.shape == (3, 1000) and probs.dtype == "float32"
 
 
 def test_bad_flags_are_user_errors():

@@ -189,6 +189,14 @@ def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -
     return result
 
 
+def _si(n: float) -> str:
+    """1.23 G / 416.5 k style, for totals that span LeNet to VGG."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n:g}"
+
+
 def _fmt(n: float) -> str:
     return f"{n:,}" if isinstance(n, int) else f"{n:,.3g}"
 
@@ -213,8 +221,8 @@ def format_table(result: Complexity) -> str:
     out.append(f"trainable parameters: {t['params']:,}" + (
         f"   (published {result.published_params:,})" if result.published_params else ""))
     out.append(f"neurons (conv+fc outputs): {t['neurons']:,}   pooling outputs: {t['pool_neurons']:,}")
-    out.append(f"multiply-accumulates (conv+fc): {t['macs']:,} = {t['macs'] / 1e9:.3f} G" + (
-        f"   (published about {result.published_macs / 1e9:.3g} G)" if result.published_macs else ""))
+    out.append(f"multiply-accumulates (conv+fc): {t['macs']:,} = {_si(t['macs'])}" + (
+        f"   (published about {_si(result.published_macs)})" if result.published_macs else ""))
     out.append(f"all multiplications: {t['mults']:,}   all additions: {t['adds']:,}")
     if result.source:
         out.append(f"published numbers: {result.source}")
