@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -32,14 +31,13 @@ def library() -> Path:
     return build.plan("power_difference").library
 
 
-def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path) -> None:
+def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path, capsys: pytest.CaptureFixture) -> None:
     assert library.exists() and library.parent == REPO_ROOT / "custom_ops" / "power_difference" / "build"
     assert f"-tf{tf.__version__}-" in library.name
     before = library.stat().st_mtime_ns
-    start = time.perf_counter()
-    assert build.build("power_difference", quiet=True) == library  # a cache hit compiles nothing
+    assert build.build("power_difference") == library  # a cache hit compiles nothing
     assert library.stat().st_mtime_ns == before
-    assert time.perf_counter() - start < 10
+    assert "compiling" not in capsys.readouterr().err
     flags = build.plan("power_difference").flags
     assert "-std=c++17" in flags and any(f.startswith("-I") and f.endswith("include") for f in flags)
 

@@ -156,7 +156,8 @@ def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one worker process per thread count, then report rows and ratios (JSON in logs/bench/)."""
     ns = _parser("python -m tfbench.bench ops").parse_args(argv)
-    sizes, threads = _parse_sizes(ns.sizes), _parse_threads(ns.threads)
+    _parse_sizes(ns.sizes)  # checked here, parsed again by each worker
+    threads = _parse_threads(ns.threads)
     if ns.repeats < 1 or ns.warmup < 0:
         raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {ns.repeats} and {ns.warmup}")
     rows: list[dict[str, Any]] = []
