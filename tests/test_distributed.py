@@ -215,6 +215,7 @@ def test_tfrecord_file_level_sharding(five_shards):
 # ----------------------------------------------------------------------------- 1 vs 2 replicas
 
 
+@pytest.mark.slow
 def test_mirrored_and_multiworker_match_one_device(tmp_path):
     """Same global batch (64), seed and data order: the loss curves agree to rtol 1e-4 for 10 steps."""
     common = ["train", "--max-steps", "10", "--global-batch", "64", "--checkpoint-every", "0", "--no-progress",
@@ -241,6 +242,8 @@ def test_mirrored_and_multiworker_match_one_device(tmp_path):
         assert history["losses"][-1] < history["losses"][0]  # it learns
         assert history["allreduce_ms"] > 0
         assert list(run.glob("plugins/profile/*/*.xplane.pb")), "no profiler trace"
+        profile = history["profile"]  # read back from the trace: 2 steps, each with collective ops inside
+        assert profile["steps"] == 2 and all(0 < a < s for a, s in zip(profile["allreduce_ms"], profile["step_ms"]))
     assert "MirroredStrategy: 2 replica(s)" in "\n".join(mirrored.lines)
     assert any("CollectiveAllReduceStrategy: 2 replica(s)" in line for line in multi.lines)
     assert any("ring all-reduce estimate" in line for line in mirrored.lines)
@@ -322,6 +325,7 @@ def test_check_exactly_once_finds_missing_and_repeated():
     assert not distributed_service.check_exactly_once(["a"], [["a"]], 2)["exactly_once"]
 
 
+@pytest.mark.slow
 def test_data_service_two_consumers_receive_every_example_once(five_shards, tmp_path):
     job = Launched(["data-service", "--data", str(five_shards), "--data-workers", "2", "--consumers", "2",
                     "--epochs", "2", "--image-size", "32", "--batch-size", "1", "--logdir", str(tmp_path),
@@ -365,10 +369,20 @@ def test_gradient_bytes_and_ring_estimate():
 
 
 def test_benchmark_writes_json(tmp_path):
-    report = distributed.run_benchmark(["--steps", "4", "--allreduce-repeats", "2", "--cases", "one,mirrored",
+    report = distributed.run_benchmark(["--steps", "6", "--profile-steps", "2", "--allreduce-repeats", "2",
+                                        "--cases", "one,mirrored",
                                         "--logdir", str(tmp_path), "--timeout", str(WAIT)])
     data = json.loads(Path(report["path"]).read_text())
     assert data["bench"] == "distributed" and [r["case"] for r in data["rows"]] == ["one", "mirrored"]
     assert [r["replicas"] for r in data["rows"]] == [1, 2]
     assert all(r["examples_per_s"] > 0 and r["allreduce_ms"] > 0 for r in data["rows"])
+    one, mirrored = data["rows"]
+    assert one["traced_allreduce_ms"] == 0 < mirrored["traced_allreduce_ms"] < mirrored["traced_step_ms"]
     assert "mirrored/one" in data["ratios"]
+
+
+def test_union_of_collective_intervals():
+    from tfbench import distributed_profile
+
+    assert distributed_profile._union_length([(20, 25), (0, 10), (5, 15), (6, 7)]) == 20
+    assert distributed_profile._union_length([]) == 0
