@@ -87,6 +87,11 @@ def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library:
     compiler, calls = _fake_compiler(tmp_path, library)
     cache = tmp_path / "cache"
     target = build.plan("power_difference", compiler=str(compiler), build_directory=cache).library
+    cache.mkdir()
+    stale = cache / target.name.replace(target.stem.rsplit("-", 1)[1], "000000000000")  # older sources
+    other_tf = cache / "power_difference-tf0.0.0-000000000000.so"  # another TensorFlow's build
+    stale.write_bytes(b"old")
+    other_tf.write_bytes(b"other")
     results: list[Path] = []
     threads = [threading.Thread(target=lambda: results.append(
         build.build("power_difference", compiler=str(compiler), build_directory=cache, quiet=True))) for _ in range(3)]
@@ -100,6 +105,7 @@ def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library:
     assert calls.read_text().count("run") == 1
     assert target.read_bytes() == library.read_bytes()
     assert not list(cache.glob("*.partial"))
+    assert not stale.exists() and other_tf.exists()
 
 
 def test_a_compile_error_names_the_file_and_keeps_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,8 @@
 //      binds it to the op for CPU and each dtype.
 // The gradient is not here: it is registered from Python (tfbench/ops/power_difference.py).
 //
-// Semantics, identical to NumPy's np.power(x - y, pow) and to tf.pow(x - y, pow):
+// Semantics, the same as NumPy's np.power(x - y, pow) and tf.pow(x - y, pow) (values may differ
+// from tf.pow's in the last bit: it uses Eigen's pow, this kernel C's pow, as NumPy does):
 //   - x and y broadcast against each other like NumPy (in both directions);
 //   - pow is a scalar of the same dtype (a non-scalar pow is an InvalidArgument error);
 //   - x - y is rounded to T first, then raised to pow (IEEE rules: pow(negative, 0.5) is NaN,

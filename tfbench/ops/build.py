@@ -159,9 +159,22 @@ def build(name: str, *, compiler: str | None = None, build_directory: str | Path
                 first = errors[0].strip() if errors else result.stderr.strip()[-300:]
                 raise BuildError(f"compiling custom_ops/{name} failed ({Path(p.compiler).name} exit "
                                  f"{result.returncode}): {first} (full log: {log})")
+        _remove_stale(p.library)
         if not quiet:
             print(f"built {p.library} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return p.library
+
+
+def _remove_stale(library: Path) -> None:
+    """Delete the libraries this one replaces: same op and TensorFlow version, older sources.
+
+    Libraries of other TensorFlow versions stay (another virtualenv may use this checkout).
+    A process that still has an old library loaded keeps working: Linux frees it on exit.
+    """
+    prefix = library.name.rsplit("-", 1)[0]  # <name>-tf<version>
+    for old in library.parent.glob(f"{prefix}-*"):
+        if old.suffix in (".so", ".log") and old.stem != library.stem:
+            old.unlink(missing_ok=True)
 
 
 _LOADED: dict[Path, Any] = {}
