@@ -73,3 +73,20 @@ def test_cli_dispatch_unknown_name_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["no-such-bench"])
     assert exc.value.code == 2
+
+
+def test_atomic_output_leaves_nothing_on_failure_and_normal_permissions(tmp_path):
+    import os
+
+    from tfbench.files import atomic_output, write_json
+
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -8,6 +8,7 @@ import importlib.util
 EXPERIMENTS: dict[str, str] = {
     "vgg_graph": "the main job: VGG19 eager / tf.function / XLA, top-5, TensorBoard graphs (4.4, 4.9)",
     "bench": "benchmarks: matmul, vgg, pipeline, lenet, ops, fusion, mixed_precision, distributed",
+    "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
     "imagenet": "ImageNet-2012 val: convert to TFRecords, inspect, eval (4.5-4.7, 5.4)",
     "lenet": "LeNet-5 / MLP training: eager tape vs tf.function vs fit (3.10, 4.8, 4.11)",
     "ops": "custom C++ ops: build, load, PowerDifference (5.6, 5.7)",
