@@ -199,3 +199,12 @@ def test_bad_benchmark_flags_are_user_errors() -> None:
         run_benchmark(["--sizes", "big"])
     with pytest.raises(UserError, match="--threads"):
         run_benchmark(["--threads", "0"])
+
+
+def test_a_library_that_does_not_load_is_a_build_error(tmp_path: Path) -> None:
+    script = tmp_path / "garbage-g++"
+    script.write_text('#!/bin/sh\n[ "$1" = "--version" ] && { echo garbage 1.0; exit 0; }\n'
+                      'prev=""; for a in "$@"; do [ "$prev" = "-o" ] && echo "not an ELF file" > "$a"; prev="$a"; done\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(build.BuildError, match="loading .* failed.*--force"):
+        build.load("power_difference", compiler=str(script), build_directory=tmp_path / "cache", quiet=True)

@@ -186,5 +186,9 @@ def load(name: str, **build_kwargs: Any) -> Any:
 
     library = build(name, **build_kwargs)
     if library not in _LOADED:
-        _LOADED[library] = tf.load_op_library(str(library))
+        try:
+            _LOADED[library] = tf.load_op_library(str(library))
+        except tf.errors.NotFoundError as err:  # e.g. an undefined symbol: built for another TensorFlow
+            raise BuildError(f"loading {library} failed: {err.message.splitlines()[0]} "
+                             f"(rebuild with: python -m tfbench.ops build --force)") from err
     return _LOADED[library]

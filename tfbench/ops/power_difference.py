@@ -9,7 +9,8 @@ registers the gradients of its own ops in ``math_grad.py``.
 Backends, chosen per call (``backend=``) or for the process (``$TFBENCH_OPS_BACKEND``):
 - ``"cpp"``: the C++ op; fails if it cannot be built;
 - ``"fallback"``: ``tf.pow(x - y, pow)`` wrapped in ``tf.custom_gradient`` with the *same*
-  gradient function, and the same checks, so both backends give the same results and errors;
+  gradient function, and the same checks, so both backends give the same results (up to the
+  last bit of ``pow``: Eigen's in ``tf.pow``, C's in the kernel) and the same errors;
 - ``"auto"`` (default): the C++ op, or the fallback with a warning when it cannot be built
   (for example on a machine without a C++ compiler).
 
@@ -82,7 +83,7 @@ def resolve_backend(backend: str | None = None) -> str:
             raise
         _fallback_reason = str(err)
         warnings.warn(f"{OP_NAME}: {err}; using the pure-TF fallback tf.pow(x - y, pow) "
-                      f"(same results and gradients, no custom node in graphs)", RuntimeWarning, stacklevel=2)
+                      f"(same semantics and gradients, no custom node in graphs)", RuntimeWarning, stacklevel=2)
         return "fallback"
     return "cpp"
 
