@@ -237,15 +237,21 @@ def _train_pair(experiment: str, label: str, make: Callable[[], tf.Module], x: t
                    [x, y], warmup=warmup, repeats=repeats, show_graph=False, check=lambda: diff)
 
 
-def exp3_xla(conv_shapes: Sequence[ConvShape], chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
+def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
+             chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
              vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
-    """XLA vs default on conv blocks, the elementwise chain, VGG19 and LeNet-5 (forward and training step)."""
+    """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5."""
     from tfbench import lenet5, vgg19
 
     rows = []
     for shape in conv_shapes:
         net = blocks.ConvBiasRelu(shape)
         rows += compare("3 XLA conv+bias+relu", shape.label, _xla_pair(shape.label, net.__call__), [shape.input()],
+                        warmup=warmup, repeats=repeats)
+    for shape in bn_shapes:
+        model = blocks.keras_conv_bn_relu(shape)
+        rows += compare("3 XLA Keras conv+BN+relu", shape.label,
+                        _xla_pair(shape.label, lambda t: model(t, training=False)), [shape.input()],
                         warmup=warmup, repeats=repeats)
     chain = blocks.ElementwiseChain()
     for dims in chain_shapes:
@@ -358,7 +364,7 @@ def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
         1: lambda: exp1_conv_bias_relu(conv, w, r),
         2: lambda: exp2_conv_bn_relu(QUICK_CONV if ns.quick else BN_SHAPES, w, r),
         3: lambda: exp3_xla(conv if ns.quick else [CONV_SHAPES[0], CONV_SHAPES[2]],
-                            QUICK_CHAIN if ns.quick else CHAIN_SHAPES, vgg_size=ns.vgg_size,
+                            QUICK_CONV[:1] if ns.quick else BN_SHAPES[:1], QUICK_CHAIN if ns.quick else CHAIN_SHAPES, vgg_size=ns.vgg_size,
                             vgg_batch=ns.vgg_batch, lenet_batch=ns.lenet_batch, models=not ns.quick,
                             warmup=w, repeats=r),
         4: lambda: exp4_dense_bias_relu(QUICK_DENSE if ns.quick else DENSE_SHAPES, w, r),
