@@ -189,7 +189,15 @@ def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: 
     assert "cpp/composite forward n=2e+03 bcast=none t=1" in data["ratios"]
     assert "speedup 2 threads, cpp forward+backward n=2e+03 bcast=rows" in data["ratios"]
     assert "cpu time cpp/composite forward n=2e+03 bcast=rows t=2" in data["ratios"]
-    assert all(r["cpu_ms"] >= 0 and r["cpu_per_wall"] >= 0 for r in rows)
+    assert all(r["cpu_ms"] >= 0 and r["cpu_per_wall"] >= 0 and "busy_threads" in r for r in rows)
+
+
+def test_busy_threads_counts_threads_that_did_real_work() -> None:
+    from tfbench.ops.bench import busy_threads
+
+    assert busy_threads({"1": 10, "2": 5}, {"1": 110, "2": 95, "3": 2}) == 2
+    assert busy_threads({"1": 10, "2": 5}, {"1": 110, "2": 15}) == 1
+    assert busy_threads({"1": 10}, {"1": 10}) is None
 
 
 def test_bad_benchmark_flags_are_user_errors() -> None:

@@ -10,9 +10,11 @@ thread count runs in its own worker process (``python -m tfbench.ops.bench --wor
 parent collects the rows and computes the ratios:
 - ``cpp/composite``: C++ op time over composite time, same case and thread count (target <= 1.0);
 - ``speedup 2 threads``: time with 1 thread over time with 2 (target > 1.0).
-Each row also has ``cpu_ms``, the process CPU time per call (all threads), and
-``cpu_per_wall``: on a shared, busy machine wall times are noisy, but a ratio above 1 still
-shows that two threads computed at once.
+Each row also has ``cpu_ms``, the process CPU time per call (all threads), ``cpu_per_wall``,
+and ``busy_threads``, how many threads of the process did at least 30% of the busiest one's
+work (from /proc/self/task, 10 ms resolution; the main thread that copies results counts
+when it is busy).  On a shared, busy machine wall times say little; these still show whether
+the work was split across the thread pool.
 """
 
 from __future__ import annotations
@@ -73,6 +75,26 @@ def _shapes(size: int, broadcast: bool) -> tuple[tuple[int, ...], tuple[int, ...
     return (size // cols, cols), (cols,)
 
 
+def _thread_ticks() -> dict[str, int]:
+    """CPU clock ticks (user + system) used so far by each thread of this process (Linux /proc)."""
+    ticks = {}
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        ticks[tid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def busy_threads(before: dict[str, int], after: dict[str, int]) -> int | None:
+    """How many threads did real work between two snapshots (at least 30% of the busiest one's CPU)."""
+    deltas = [after[t] - before.get(t, 0) for t in after]
+    if not deltas or max(deltas) <= 0:
+        return None
+    return sum(d >= 0.3 * max(deltas) for d in deltas)
+
+
 def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_numpy: bool) -> list[dict[str, Any]]:
     """Time every case with ``threads`` intra-op threads; must run before TF initialises."""
     import numpy as np
@@ -122,9 +144,10 @@ def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_n
         case = f"{columns['impl']} {columns['mode']} n={columns['size']:.0e} bcast={columns['broadcast']} t={columns['threads']}"
         for _ in range(warmup):  # untimed: tracing, first allocations
             bench.block(call())
-        cpu_start = time.process_time()
+        cpu_start, ticks_start = time.process_time(), _thread_ticks()
         timing = bench.measure(case, call, warmup=0, repeats=repeats, **columns)
         cpu_ms = (time.process_time() - cpu_start) * 1e3 / repeats
+        timing.extra["busy_threads"] = busy_threads(ticks_start, _thread_ticks())
         timing.extra["gelem_per_s"] = columns["size"] / (timing.median_ms * 1e6)
         # CPU time of all threads per call: on a busy machine the wall time says little,
         # cpu_ms / median_ms > 1 still shows that several threads worked at once.
