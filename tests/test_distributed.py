@@ -338,6 +338,8 @@ def test_data_service_two_consumers_receive_every_example_once(five_shards, tmp_
     assert summary["exactly_once"] and summary["received"] == summary["expected"] == 10
     assert summary["missing"] == [] and summary["extra"] == []
     assert sum(c["examples"] for c in summary["per_consumer"]) == 10
+    for consumer in summary["per_consumer"]:  # each trained its VGG19 on every batch it received
+        assert consumer["train_steps"] == consumer["examples"] and np.isfinite(consumer["losses"]).all()
     assert summary["dispatcher"].startswith("grpc://127.0.0.1:")
     consumer_pids = [c["pid"] for c in summary["per_consumer"]]
     assert len(set(consumer_pids)) == 2 and not wait_gone(consumer_pids, 10)

@@ -8,7 +8,8 @@ has; tf.data service moves that work onto separate *data workers*.  The command 
   data worker which part of the source to read),
 - ``--data-workers N`` ``WorkerServer``s (each runs the registered pipeline: read the
   TFRecord shards, decode, preprocess, batch),
-- ``--consumers M`` consumer processes (``consume``, the trainers' input side), which iterate
+- ``--consumers M`` consumer processes (``consume``: trainers; each runs the single-device
+  training step of its own VGG19 on every batch it receives, ``--model none`` only counts), which iterate
   ``dataset.apply(tf.data.experimental.service.distribute("distributed_epoch", service, job_name))``:
   all consumers with the same ``job_name`` share one job, and in ``distributed_epoch`` mode
   the dispatcher hands each source split (a shard file) to one data worker, so together the
@@ -65,6 +66,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=224, help="preprocessed size (VGG19 input)")
     p.add_argument("--batch-size", type=int, default=2, help="batch size formed on the data workers")
     p.add_argument("--epochs", type=int, default=1, help="passes over the data")
+    p.add_argument("--model", choices=("vgg19", "none"), default="vgg19",
+                   help="what each consumer trains on the batches it receives (none: only receive and count)")
+    p.add_argument("--seed", type=int, default=0, help="weights of the consumers' models")
 
 
 def _records(data: str | None, logdir: str | Path):
@@ -93,6 +97,8 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
     records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
     ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
                                           job_name=ns.job_name, epochs=ns.epochs)
+    step = _train_step(ns.model, ns.image_size, ns.seed)  # built before the barrier: not timed
+    losses: list[float] = []
     if ns.ready_dir:
         wait_for_peers(Path(ns.ready_dir), ns.expect)
     names: list[str] = []
@@ -108,14 +114,35 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
         shapes.add(tuple(images.shape[1:]))
         if not np.all(np.isfinite(images.numpy())) or int(labels.numpy().min()) < 0:
             raise RuntimeError("received a batch with non-finite pixels or a negative label")
+        if step is not None:
+            losses.append(float(step(images, labels)[0]))
     seconds = time.perf_counter() - start
     result = {"pid": os.getpid(), "job_name": ns.job_name, "batches": batches, "examples": len(names),
               "filenames": names, "image_shapes": sorted(list(s) for s in shapes), "seconds": seconds,
-              "first_batch_ms": first_ms, "examples_per_s": len(names) / seconds if seconds > 0 else 0.0}
+              "first_batch_ms": first_ms, "examples_per_s": len(names) / seconds if seconds > 0 else 0.0,
+              "model": ns.model, "train_steps": len(losses), "losses": losses}
     if ns.out:
         write_json(ns.out, result)
-    print(f"consumer pid {os.getpid()}: {batches} batches, {len(names)} examples in {seconds:.2f} s", flush=True)
+    trained = f", {len(losses)} {ns.model} training steps" if step is not None else ""
+    print(f"consumer pid {os.getpid()}: {batches} batches, {len(names)} examples{trained} in {seconds:.2f} s",
+          flush=True)
     return result
+
+
+def _train_step(model: str, image_size: int, seed: int):
+    """The single-device training step (``tfbench.train``) of a seeded VGG19, as a tf.function; None for none."""
+    if model == "none":
+        return None
+    import tensorflow as tf
+
+    from tfbench import train, vgg19
+
+    if image_size < 32 or image_size % 32:
+        raise UserError(f"--image-size must be a multiple of 32 for VGG19, got {image_size}")
+    net = vgg19.build_keras_vgg19(seed=seed, input_size=image_size)
+    optimizer = train.make_optimizer(0.9)
+    optimizer.build(net.trainable_variables)
+    return tf.function(train.make_train_step(net, optimizer), reduce_retracing=True)
 
 
 def wait_for_peers(ready_dir: Path, expected: int, timeout: float = 300.0) -> None:
@@ -165,7 +192,7 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             for i, out in enumerate(outs):
                 args = ["consume", "--dispatcher", service.target, "--job-name", job, "--data", str(records.directory),
                         "--image-size", str(ns.image_size), "--batch-size", str(ns.batch_size),
-                        "--epochs", str(ns.epochs), "--out", str(out),
+                        "--epochs", str(ns.epochs), "--out", str(out), "--model", ns.model, "--seed", str(ns.seed),
                         "--ready-dir", str(run_dir / "ready"), "--expect", str(ns.consumers)]
                 child = supervisor.start(f"consumer {i}", cluster.python_module_argv("tfbench.distributed", args))
                 print(f"consumer {i}: pid {child.pid}", flush=True)
@@ -179,14 +206,16 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     results = [__import__("json").loads(out.read_text()) for out in outs]
     check = check_exactly_once(expected, [r["filenames"] for r in results], ns.epochs)
     for i, r in enumerate(results):
-        print(f"  consumer {i}: {r['batches']} batches, {r['examples']} examples, {r['examples_per_s']:.1f} "
-              f"examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
+        print(f"  consumer {i}: {r['batches']} batches, {r['examples']} examples, {r['train_steps']} training steps, "
+              f"{r['examples_per_s']:.1f} examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
     verdict = "yes" if check["exactly_once"] else f"NO (missing {check['missing'][:5]}, repeated {check['extra'][:5]})"
     print(f"every example exactly once per epoch over {ns.epochs} epoch(s): {verdict} "
           f"({check['received']} received, {check['expected']} expected)")
     summary = {"dispatcher": service.target, "data_workers": ns.data_workers, "consumers": ns.consumers,
                "epochs": ns.epochs, "job_name": job, **check,
-               "per_consumer": [{k: r[k] for k in ("pid", "batches", "examples", "examples_per_s")} for r in results]}
+               "model": ns.model,
+               "per_consumer": [{k: r[k] for k in ("pid", "batches", "examples", "examples_per_s", "train_steps",
+                                                   "losses")} for r in results]}
     write_json(run_dir / SUMMARY_FILE, summary)
     print(f"summary: {run_dir / SUMMARY_FILE}")
     return 0 if check["exactly_once"] else 1
