@@ -207,7 +207,7 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     check = check_exactly_once(expected, [r["filenames"] for r in results], ns.epochs)
     for i, r in enumerate(results):
         print(f"  consumer {i}: {r['batches']} batches, {r['examples']} examples, {r['train_steps']} training steps, "
-              f"{r['examples_per_s']:.1f} examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
+              f"{r['examples_per_s']:.3g} examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
     verdict = "yes" if check["exactly_once"] else f"NO (missing {check['missing'][:5]}, repeated {check['extra'][:5]})"
     print(f"every example exactly once per epoch over {ns.epochs} epoch(s): {verdict} "
           f"({check['received']} received, {check['expected']} expected)")
