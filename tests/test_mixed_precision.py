@@ -108,7 +108,7 @@ def test_bfloat16_lenet5_accuracy_within_half_a_point_of_float32():
 
 def test_benchmark_writes_json(tmp_path):
     report = mp.run_benchmark(["--epochs", "1", "--policies", "float32,mixed_bfloat16", "--loops", "function,fit",
-                               "--models", "lenet5", "--batch-size", "16", "--warmup", "1", "--repeats", "2",
+                               "--models", "lenet5", "--batch-size", "64", "--warmup", "1", "--repeats", "2",
                                "--logdir", str(tmp_path)])
     [path] = tmp_path.glob("bench/mixed_precision-*.json")
     data = json.loads(path.read_text())

@@ -25,8 +25,8 @@ What is kept in which precision, and why:
 ``python -m tfbench.mixed_precision`` trains LeNet-5 on the digits (MNIST if you have it,
 else the embedded scikit-learn digits) under the three policies with ``model.fit`` and with
 the custom loop, and reports final loss and test accuracy; then it times training steps of
-LeNet-5 and of the full-width VGG19 at a reduced input (``--vgg-input``, default 32x32, on
-scikit-image's bundled photos) under each policy.  It prints a table and writes
+LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--vgg-input``, default 32x32, on
+scikit-image's bundled photos) under each policy, timed round robin.  It prints a table and writes
 ``logs/bench/mixed_precision-<timestamp>.json`` (same as ``python -m tfbench.bench
 mixed_precision``) and per-epoch loss curves to ``logs/mixed_precision/<timestamp>/``.
 
@@ -57,6 +57,7 @@ import tensorflow as tf
 
 from tfbench import bench, mnist, paths, summaries
 from tfbench.errors import UserError, run_cli
+from tfbench.files import write_json
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 LOOPS = ("fit", "function")
@@ -207,23 +208,44 @@ def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def time_steps(model_name: str, policy: str, loop: str, x: np.ndarray, y: np.ndarray, *, warmup: int,
-               repeats: int, seed: int = 0, vgg_input: int = 32) -> bench.Timing:
-    """Median time of one training step (fit's ``train_on_batch`` or the custom ``tf.function`` step)."""
+def step_function(model_name: str, policy: str, loop: str, x: np.ndarray, y: np.ndarray, *, seed: int = 0,
+                  vgg_input: int = 32):
+    """A fresh model under ``policy`` and a no-argument call running one training step with ``loop``."""
     model = build_model(model_name, policy, seed=seed, vgg_input=vgg_input)
     optimizer = make_optimizer(policy)
     if loop == "fit":
         compile_for_fit(model, optimizer)
-        fn = lambda: model.train_on_batch(x, y, return_dict=True)["loss"]  # noqa: E731 - fit's train_function
-    else:
-        step = make_train_step(model, optimizer)
-        fn = lambda: step(x, y)  # noqa: E731
-    timing = bench.measure(f"{model_name}/{policy}/{loop}", fn, warmup=warmup, repeats=repeats,
-                           model=model_name, policy=policy, loop=loop, batch=len(x))
-    timing.extra["examples_per_s"] = len(x) / (timing.median_ms / 1e3)
-    timing.extra["timed_batch_loss"] = float(bench.block(fn()))  # after the timed steps
-    timing.extra.update(dtypes(model))
-    return timing
+        return model, lambda: model.train_on_batch(x, y, return_dict=True)["loss"]  # fit's train_function
+    step = make_train_step(model, optimizer)
+    return model, lambda: step(x, y)
+
+
+def time_policies(model_name: str, loop: str, policies: Sequence[str], x: np.ndarray, y: np.ndarray, *,
+                  warmup: int, repeats: int, seed: int = 0, vgg_input: int = 32) -> list[bench.Timing]:
+    """Median step time of each policy, timed round robin (one step of each per round).
+
+    Interleaving means a burst of load from other jobs on a shared machine hits every
+    policy alike instead of whichever case happened to be running.
+    """
+    cases = {p: step_function(model_name, p, loop, x, y, seed=seed, vgg_input=vgg_input) for p in policies}
+    for _ in range(warmup):  # traces, builds the optimizer, fills caches
+        for _, fn in cases.values():
+            bench.block(fn())
+    samples: dict[str, list[float]] = {p: [] for p in policies}
+    for _ in range(repeats):
+        for policy, (_, fn) in cases.items():
+            samples[policy].append(bench.measure(policy, fn, warmup=0, repeats=1).median_ms)
+    timings = []
+    for policy, (model, fn) in cases.items():
+        ms = np.asarray(samples[policy])
+        timing = bench.Timing(f"{model_name}/{policy}/{loop}", float(np.median(ms)), float(np.percentile(ms, 10)),
+                              float(np.percentile(ms, 90)), repeats,
+                              {"model": model_name, "policy": policy, "loop": loop, "batch": len(x)})
+        timing.extra["examples_per_s"] = len(x) / (timing.median_ms / 1e3)
+        timing.extra["timed_batch_loss"] = float(bench.block(fn()))  # after the timed steps
+        timing.extra.update(dtypes(model))
+        timings.append(timing)
+    return timings
 
 
 def _csv(value: str, allowed: Sequence[str], flag: str) -> list[str]:
@@ -294,10 +316,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for model_name in ns.models:
         x, y = (x_lenet, y_lenet) if model_name == "lenet5" else vgg_batch(ns.vgg_batch, ns.vgg_input, seed=ns.seed)
         for loop in ns.loops:
-            for policy in ns.policies:
-                timing = time_steps(model_name, policy, loop, x, y, warmup=ns.warmup, repeats=ns.repeats,
-                                    seed=ns.seed, vgg_input=ns.vgg_input)
-                rows.append(timing.row())
+            rows += [t.row() for t in time_policies(model_name, loop, ns.policies, x, y, warmup=ns.warmup,
+                                                    repeats=ns.repeats, seed=ns.seed, vgg_input=ns.vgg_input)]
             times = {r["policy"]: r["median_ms"] for r in rows if r["model"] == model_name and r["loop"] == loop}
             for policy in ns.policies:
                 if policy != "float32" and "float32" in times:
@@ -310,8 +330,6 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
              "lenet5_batch": ns.batch_size, "run_dir": str(run_dir),
              "note": "timings on a CPU without bf16/fp16 arithmetic (see tfbench.mixed_precision docstring)"}
     report = bench.report("mixed_precision", rows, ratios, logdir=ns.logdir, extra=extra)
-    from tfbench.files import write_json
-
     write_json(run_dir / "report.json", report)
     return report
 
