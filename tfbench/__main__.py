@@ -10,6 +10,7 @@ EXPERIMENTS: dict[str, str] = {
     "bench": "benchmarks: matmul, vgg, pipeline, lenet, ops, fusion, mixed_precision, distributed",
     "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
     "imagenet": "ImageNet-2012 val: convert to TFRecords, inspect, eval (4.5-4.7, 5.4)",
+    "mnist": "which digits would be loaded: MNIST IDX / mnist.npz, or the embedded scikit-learn digits",
     "lenet": "LeNet-5 / MLP training: eager tape vs tf.function vs fit (3.10, 4.8, 4.11)",
     "ops": "custom C++ ops: build, load, PowerDifference (5.6, 5.7)",
     "grads": "gradients registered from Python; `which Sin` shows where (5.5)",
