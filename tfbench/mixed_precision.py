@@ -33,10 +33,12 @@ mixed_precision``) and per-epoch loss curves to ``logs/mixed_precision/<timestam
 **On this machine bfloat16 is not faster.**  The speed-up mixed precision promises comes
 from hardware that multiplies 16-bit numbers natively: NVIDIA tensor cores, or on x86 CPUs
 AVX512-BF16 (``vdpbf16ps``, Cooper Lake and later) and AMX tiles (Sapphire Rapids and
-later), which oneDNN uses for bf16 convolutions and matmuls (measured 4-5x faster than fp32
-there, and half the memory traffic).  An AVX2+FMA-only CPU (the AMD EPYC we measured on)
+later), which oneDNN uses for bf16 convolutions and matmuls (reported 4-5x faster than fp32
+there, and half the memory traffic; we had no such machine to measure on).  An AVX2+FMA-only CPU (the AMD EPYC we measured on)
 has none of that: TensorFlow either converts bf16/fp16 to float32 around every kernel or
 runs slower generic Eigen code, so the 16-bit policies cost the same or more than float32.
+Measured here (shared 2-core EPYC): a VGG19 step at 32x32 took 0.31-0.37x
+float32's speed in ``mixed_bfloat16`` (about 3x slower, not 3x faster), LeNet-5 about 0.5x.
 The measured ratios are reported as they are, never tuned.  What this machine *can* show
 honestly is the numerics: float32 masters, float32 softmax, loss scaling, and that bfloat16
 training reaches float32's accuracy.
