@@ -71,7 +71,8 @@ def block(result: Any) -> Any:
     return tf.nest.map_structure(_to_numpy, result)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, by nearest rank."""
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]
 
@@ -111,13 +112,14 @@ def compare(
             start = time.perf_counter()
             block(fn())
             times[name].append((time.perf_counter() - start) * 1e3)
-    return [_summarise(name, samples, extra) for name, samples in times.items()]
+    return [summarise(name, samples, extra) for name, samples in times.items()]
 
 
-def _summarise(case: str, samples: list[float], extra: dict[str, Any]) -> Timing:
+def summarise(case: str, samples: list[float], extra: dict[str, Any] | None = None) -> Timing:
+    """A :class:`Timing` (median, p10, p90) from raw per-call times in milliseconds."""
     samples = sorted(samples)
-    return Timing(case=case, median_ms=statistics.median(samples), p10_ms=_percentile(samples, 0.1),
-                  p90_ms=_percentile(samples, 0.9), repeats=len(samples), extra=dict(extra))
+    return Timing(case=case, median_ms=statistics.median(samples), p10_ms=percentile(samples, 0.1),
+                  p90_ms=percentile(samples, 0.9), repeats=len(samples), extra=dict(extra or {}))
 
 
 def cpu_name() -> str:

@@ -640,7 +640,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         history = json.loads((run / HISTORY_FILE).read_text())
         times = sorted(history["step_ms"][2:])
         rows.append(bench.Timing(case=case, median_ms=history["median_step_ms"],
-                                 p10_ms=bench._percentile(times, 0.1), p90_ms=bench._percentile(times, 0.9),
+                                 p10_ms=bench.percentile(times, 0.1), p90_ms=bench.percentile(times, 0.9),
                                  repeats=len(times),
                                  extra={"replicas": history["replicas"], "global_batch": ns.global_batch,
                                         "examples_per_s": history["examples_per_s"],

@@ -29,7 +29,6 @@ import collections
 import contextlib
 import os
 import re
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,12 +142,6 @@ def measure_interleaved(variants: Sequence[Variant], args: Sequence[Any], *, war
     return times
 
 
-def _timing(case: str, times: list[float], **extra: Any) -> bench.Timing:
-    ordered = sorted(times)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
-    return bench.Timing(case, statistics.median(ordered), pick(0.1), pick(0.9), len(ordered), dict(extra))
-
-
 def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequence[Any], *,
             warmup: int, repeats: int, show_graph: bool = True, check: Callable[[], float] | None = None
             ) -> list[bench.Timing]:
@@ -164,8 +157,9 @@ def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequ
     diffs = [max_abs_diff(outputs[0], out) for out in outputs] if check is None else [0.0] + [check()] * (len(variants) - 1)
     graphs = [compute_ops(v, args) if show_graph else "" for v in variants]
     times = measure_interleaved(variants, args, warmup=warmup, repeats=repeats)
-    rows = [_timing(f"{experiment} | {shape} | {v.name}", t, experiment=experiment, shape=shape, variant=v.name,
-                    max_abs_diff=diff, agree=bool(diff <= TOLERANCE), graph=graph)
+    rows = [bench.summarise(f"{experiment} | {shape} | {v.name}", t, dict(
+                experiment=experiment, shape=shape, variant=v.name,
+                max_abs_diff=diff, agree=bool(diff <= TOLERANCE), graph=graph))
             for v, t, diff, graph in zip(variants, times, diffs, graphs)]
     base = rows[0].median_ms
     for i, t in enumerate(rows):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -164,21 +163,13 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("c_naive_loop", "one Python thread: cv2 decode + NumPy recipe + normalise", naive, n),
         ("b_pipeline_2x_images", "as b, on a dataset twice as large", lambda: count(pipeline_2n), sizes[1]),
     ]
-    # Round robin: every repeat times each case once, so load from other jobs hits all cases alike.
-    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
-    for _, _, fn, _ in cases:
-        fn()  # warm-up pass, untimed
-    for _ in range(ns.repeats):
-        for name, _, fn, _ in cases:
-            times[name].append(bench.measure(name, fn, warmup=0, repeats=1).median_ms)
-    rows, rate = [], {}
-    for name, what, _, images_per_pass in cases:
-        ms = sorted(times[name])
-        rate[name] = images_per_pass / (statistics.median(ms) / 1e3)
-        rows.append(bench.Timing(name, statistics.median(ms), ms[max(0, round(0.1 * (len(ms) - 1)))],
-                                 ms[round(0.9 * (len(ms) - 1))], len(ms),
-                                 {"images": images_per_pass, "what": what, "images_per_s": rate[name],
-                                  "images_per_s_per_core": rate[name] / cores}))
+    # Round robin (bench.compare): every repeat times each case once, so load from other jobs hits all alike.
+    rows = bench.compare({name: fn for name, _, fn, _ in cases}, warmup=1, repeats=ns.repeats)
+    rate = {}
+    for row, (name, what, _, images_per_pass) in zip(rows, cases):
+        rate[name] = images_per_pass / (row.median_ms / 1e3)
+        row.extra.update({"images": images_per_pass, "what": what, "images_per_s": rate[name],
+                          "images_per_s_per_core": rate[name] / cores})
     # Peak memory of one pass of (b) at each size, the counter reset in between.
     rss_ok = _reset_peak_rss()
     count(pipeline)
