@@ -133,10 +133,11 @@ def run_modes(model, batch: np.ndarray, *, xla: bool, bench: bool, repeats: int)
     return outputs, timings
 
 
-def speedups(timings: list) -> dict[str, float]:
-    """Eager median over each graph mode's median."""
+def speedups(timings: list, suffix: str = "") -> dict[str, float]:
+    """Eager median over each graph mode's median (ratio names end with ``suffix``)."""
     by_case = {t.case: t.median_ms for t in timings}
-    return {f"{case} speedup over eager": by_case["eager"] / ms for case, ms in by_case.items() if case != "eager"}
+    return {f"{case} speedup over eager{suffix}": by_case["eager"] / ms for case, ms in by_case.items()
+            if case != "eager"}
 
 
 # --- TensorBoard ------------------------------------------------------------------------------------
@@ -228,11 +229,10 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     for batch in args.batches:
         _, timings = run_modes(model, np.repeat(prepared.batch, batch, axis=0), xla=not args.no_xla,
                                bench=True, repeats=args.repeats)
+        ratios.update(speedups(timings, f", batch {batch}"))
         for t in timings:
             t.case = f"{t.case} batch {batch}"
         rows += timings
-        by = {t.case.rsplit(" batch", 1)[0]: t.median_ms for t in timings}
-        ratios.update({f"{m} speedup over eager, batch {batch}": by["eager"] / ms for m, ms in by.items() if m != "eager"})
     return harness.report("vgg", rows, ratios, logdir=args.logdir)
 
 
