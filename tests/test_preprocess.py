@@ -53,6 +53,12 @@ def test_in_graph_normalise_equals_keras(batch, mode):
     finally:
         tf.config.optimizer.set_experimental_options({"constant_folding": previous.get("constant_folding", True)})
     np.testing.assert_array_equal(unfolded.numpy(), expected)  # without that rewrite: bit for bit again
+    # XLA-compiled (the TFRecord pipeline's normaliser): caffe bit for bit, the divisions to the last bit.
+    xla = pp.tf_normaliser(pp.MODES[mode], channel_order="RGB", xla=True)(tf.constant(batch)).numpy()
+    if mode == "caffe":
+        np.testing.assert_array_equal(xla, expected)
+    else:
+        np.testing.assert_allclose(xla, expected, rtol=2.4e-7, atol=1e-6)
 
 
 def test_generic_spec_and_denormalise_round_trip(batch):
@@ -114,9 +120,11 @@ def test_a_and_b_keep_the_same_central_region():
     assert np.abs(a - b).max() <= 2
     aspect = pp.recipe_pixels(ramp, "A-aspect").astype(int)
     assert np.abs(a - aspect).max() > 20  # the aspect-preserving crop sees a different region
+    window = pp.recipe_pixels(ramp, "A-window").astype(int)
+    assert np.abs(window - aspect).max() <= 2  # A-window: A-aspect's region, cropped before resizing
 
 
-@pytest.mark.parametrize("recipe", ["B", "A-aspect"])
+@pytest.mark.parametrize("recipe", ["B", "A-window", "A-aspect"])
 def test_decode_and_crop_fast_path_equals_the_slow_path(photo, recipe):
     path, data, pixels = photo
     fast = pp.tf_decode_recipe(tf.constant(data), recipe, fast=True).numpy()

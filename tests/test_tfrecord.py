@@ -52,10 +52,11 @@ def test_round_trip_of_the_embedded_sample(sample):
         for image, label, name in zip(x.numpy(), y.numpy(), names.numpy()):
             got[name.decode()] = (int(label), image)
     assert {k: v[0] for k, v in got.items()} == expected_labels()
-    # The pipeline's input equals the NumPy path (PIL decode, OpenCV resize, normalise) to resizer rounding.
+    # The pipeline's input equals the NumPy path (PIL decode, OpenCV resize, normalise) to resizer
+    # rounding: both round the resized pixels to uint8, and they differ by at most one grey level.
     for name, (_, image) in got.items():
         reference = pp.prepare(images.load_image(src / name, "pil"), pp.CAFFE, "A-aspect", backend="cv2")
-        assert np.abs(image - reference).max() <= 1.0, name
+        assert np.abs(image - reference).max() <= 1.0 + 1e-4, name
 
 
 def test_pipeline_variants_agree(sample):
@@ -68,11 +69,30 @@ def test_pipeline_variants_agree(sample):
 
     default, names = run()
     cropped, _ = run(fast=True)  # decode_and_crop_jpeg + crop_and_resize: the same sampling points
-    np.testing.assert_allclose(cropped, default, atol=0.02)  # float32 box coordinates: < 0.02 grey levels
+    # float32 box coordinates move values by < 0.02 grey levels, which flips the uint8 rounding of a few
+    flipped = np.abs(cropped - default) > 1e-4
+    assert np.abs(cropped - default).max() <= 1.0 + 1e-4 and flipped.mean() < 0.01
     with_cv2, _ = run(resizer="cv2")  # OpenCV through numpy_function: exactly the NumPy path
     reference = np.stack([pp.prepare(images.load_image(src / n, "pil"), pp.CAFFE, "A-aspect", backend="cv2")
                           for n in names])
     np.testing.assert_array_equal(with_cv2, reference)
+    # XLA's fused normalisation and tf.data's autotuning change the speed, never the numbers (caffe mode)
+    np.testing.assert_array_equal(run(xla_normalise=False)[0], default)
+    np.testing.assert_array_equal(run(autotune=True)[0], default)
+
+
+def test_the_a_window_pipeline_is_tensorflow_models_eval_crop(sample):
+    src, out, _ = sample
+    ds = tfrecord.make_dataset(out, batch_size=5, recipe="A-window", spec=pp.CAFFE, with_filenames=True)
+    x, _, names = next(iter(ds))
+    for image, name in zip(x.numpy(), names.numpy()):
+        pixels = images.load_image(src / name.decode(), "pil")
+        h, w = pixels.pixels.shape[:2]
+        # the window of tensorflow/models' _decode_and_center_crop, written out here independently
+        side = int(224 / 256 * min(h, w))
+        assert pp.central_square_window(h, w) == ((h - side + 1) // 2, (w - side + 1) // 2, side, side)
+        reference = pp.prepare(pixels, pp.CAFFE, "A-window", backend="cv2")
+        assert np.abs(image - reference).max() <= 1.0 + 1e-4, name  # decoded window only, same pixels
 
 
 def test_stored_features_follow_the_tensorflow_models_schema(sample):

@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfbench import labels, paths
+from tfbench import preprocess as pp
 from tfbench.errors import UserError, run_cli
 from tfbench.tfrecord import Source
 
@@ -260,7 +261,6 @@ def class_counts(tfrecord_dir: str | Path) -> Counter:
 def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGDIR, examples: int = 4,
             recipe: str = "A-aspect", mode: str = "caffe") -> Path:
     """Print counts per class and a few examples; write them to TensorBoard (original, crop, normalised)."""
-    from tfbench import preprocess as pp
     from tfbench import summaries, tfrecord
 
     manifest = tfrecord.read_manifest(tfrecord_dir)
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("eval", "VGG19 top-1/top-5 over the shards")):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("dir", nargs="?", help="folder of shards (default: the embedded sample, made on demand)")
-        p.add_argument("--recipe", default="A-aspect", choices=("A", "A-aspect", "B"), help="crop recipe")
+        p.add_argument("--recipe", default="A-aspect", choices=tuple(pp.RECIPES), help="crop recipe")
     sub.choices["inspect"].add_argument("--examples", type=int, default=4, help="examples to show")
     sub.choices["inspect"].add_argument("--mode", default="caffe", choices=("caffe", "tf", "torch"))
     e = sub.choices["eval"]

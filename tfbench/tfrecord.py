@@ -367,7 +367,8 @@ def _zero_based(labels, manifest: dict[str, Any]):
 
 def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec=None,
                  antialias: bool = False, fast: bool | None = None, resizer: str = "tf", verify: str = "size",
-                 deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False):
+                 deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False,
+                 xla_normalise: bool = True, autotune: bool = False):
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
 
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
@@ -379,6 +380,14 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     through ``tf.numpy_function`` (several times faster than ``tf.image.resize`` on CPU, same
     pixels as the NumPy recipe, but the dataset then runs Python code and cannot be serialized).
     ``with_filenames`` adds a third element, the stored file names.
+
+    Each image leaves the parallel map as uint8 (rounded, like the NumPy recipes' output), the
+    batch is normalised in one XLA-compiled loop (``xla_normalise``; see
+    :func:`tfbench.preprocess.tf_normaliser`), and tf.data's autotuning model is off by default
+    (``autotune``): every ``AUTOTUNE`` then means one worker per core.  With the model on, the
+    parallelism it chose on our 2-core machine left one core idle in about half of the passes
+    (A-aspect: 375 or 600 img/s, pass by pass, with nothing else changed); the benchmark
+    (``python -m tfbench.bench pipeline``) measures both.
     """
     import tensorflow as tf
 
@@ -397,8 +406,8 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     def decode(serialized):
         features = parse_example(serialized)
         if resizer == "tf":
-            image = pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size, antialias=antialias,
-                                        fast=fast)
+            image = pp.tf_to_uint8(pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size,
+                                                       antialias=antialias, fast=fast))
         else:
             pixels = tf.io.decode_jpeg(features["image/encoded"], channels=3, dct_method="INTEGER_ACCURATE")
             image = tf.numpy_function(cv2_recipe, [pixels], tf.uint8, stateful=False)
@@ -410,12 +419,16 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
 
+    normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
+
     def normalise(images, labels, filenames):
-        x = pp.tf_normalise(images, spec, channel_order="RGB")
+        x = normalise_pixels(images)
         return (x, labels, filenames) if with_filenames else (x, labels)
 
     ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def iterate(dataset, tfrecord_dir: str | Path) -> Iterable[Any]:
