@@ -94,7 +94,7 @@ RECIPES = {
 CROP_FIRST = ("B", "A-window")  # recipes that crop before they resize
 BACKENDS = ("cv2", "pil")
 CROP_FRACTION = 0.875  # 224 / 256
-JPEG_MARGIN = 16  # extra source pixels decoded around a crop window (one 16x16 MCU)
+JPEG_MARGIN = 2  # extra source pixels decoded around a crop window: the reach of 2x chroma upsampling
 
 
 def _check_recipe(recipe: str) -> None:
@@ -142,7 +142,7 @@ def central_fraction_window(height: int, width: int, fraction: float = CROP_FRAC
 
 def central_square_window(height: int, width: int, size: int = 224) -> tuple[int, int, int, int]:
     """``(top, left, side, side)`` of A-window: tensorflow/models' ``_decode_and_center_crop`` window."""
-    side = int(size / resize_size(size) * min(height, width))
+    side = min(height, width) * size // resize_size(size)  # int(224 / 256 * shorter side), exactly
     return (height - side + 1) // 2, (width - side + 1) // 2, side, side
 
 
@@ -298,8 +298,7 @@ def tf_crop_window(height, width, recipe: str, *, size: int = 224):
         left = tf.cast((wf - wf * CROP_FRACTION) / 2, tf.int32)
         return tf.stack([top, left, height - 2 * top, width - 2 * left])
     if recipe == "A-window":
-        shorter = tf.cast(tf.minimum(height, width), tf.float64)
-        side = tf.cast(size / resize_size(size) * shorter, tf.int32)
+        side = tf.minimum(height, width) * size // resize_size(size)
         return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
     if recipe == "A-aspect":
         (y0, y1, _), (x0, x1, _) = _aspect_axes(height, width, size)
@@ -356,7 +355,7 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
         decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
                                                 channels=3, dct_method=dct_method)
         if recipe in CROP_FIRST:
-            cropped = tf.image.crop_to_bounding_box(decoded, top - y0, left - x0, h, w)
+            cropped = tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
             return tf_resize(cropped, size, size, antialias=antialias)
         (_, _, (fy, sy)), (_, _, (fx, sx)) = _aspect_axes(height, width, size)
         hc, wc = tf.cast(y1 - y0 - 1, tf.float64), tf.cast(x1 - x0 - 1, tf.float64)
