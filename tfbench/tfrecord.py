@@ -333,8 +333,11 @@ def shard_files(tfrecord_dir: str | Path, manifest: dict[str, Any] | None = None
     return paths
 
 
-def parse_example(serialized):
-    """The decoder stage: serialized ``tf.train.Example`` -> dict of tensors (scalar features)."""
+def parse_example(serialized, keys: Sequence[str] | None = None):
+    """The decoder stage: serialized ``tf.train.Example`` -> dict of tensors (scalar features).
+
+    ``keys``: parse only these (a reader that needs the pixels and the label skips the rest).
+    """
     import tensorflow as tf
 
     spec = {
@@ -345,6 +348,8 @@ def parse_example(serialized):
         "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
         "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
     }
+    if keys is not None:
+        spec = {key: spec[key] for key in keys}
     return tf.io.parse_single_example(serialized, spec)
 
 
@@ -403,8 +408,10 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     def cv2_recipe(pixels):
         return pp.recipe_pixels(pixels, recipe, size=spec.size, backend="cv2")
 
+    keys = ("image/encoded", "image/class/label") + (("image/filename",) if with_filenames else ())
+
     def decode(serialized):
-        features = parse_example(serialized)
+        features = parse_example(serialized, keys)
         if resizer == "tf":
             image = pp.tf_to_uint8(pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size,
                                                        antialias=antialias, fast=fast))
@@ -413,7 +420,7 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
             image = tf.numpy_function(cv2_recipe, [pixels], tf.uint8, stateful=False)
             image = tf.ensure_shape(image, [spec.size, spec.size, 3])
         label = tf.cast(_zero_based(features["image/class/label"], manifest), tf.int32)
-        return image, label, features["image/filename"]
+        return (image, label, features["image/filename"]) if with_filenames else (image, label)
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
@@ -421,9 +428,8 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
 
     normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
 
-    def normalise(images, labels, filenames):
-        x = normalise_pixels(images)
-        return (x, labels, filenames) if with_filenames else (x, labels)
+    def normalise(images, *labels_and_filenames):
+        return (normalise_pixels(images), *labels_and_filenames)
 
     ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
