@@ -21,8 +21,9 @@ Writer (:func:`write_shards`, run by ``python -m tfbench.imagenet convert``):
 Reader (:func:`make_dataset`): checks every shard against the manifest (present, same size;
 optionally same sha256) and names the shard that is not (:func:`iterate` does the same when a
 record turns out corrupt while reading, and the total count is asserted at the end); then interleaves the shards, parses
-and decodes in parallel (``decode_and_crop_jpeg`` for the crop-first recipes), preprocesses
-in-graph, batches and prefetches, with ``AUTOTUNE`` everywhere.  :func:`decoded_dataset` is the
+and decodes in parallel (``decode_and_crop_jpeg`` for the crop-first recipes), resizes in-graph
+to uint8, batches, normalises each batch in one XLA-compiled loop and prefetches, with
+``AUTOTUNE`` everywhere (and tf.data's autotuning model off: see :func:`make_dataset`).  :func:`decoded_dataset` is the
 reusable decode-and-resize step (e.g. 32x32 grayscale for LeNet-5).
 """
 
@@ -379,11 +380,12 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
     ``spec`` is a ``tfbench.preprocess.InputSpec`` (default: Keras caffe mode, VGG19's);
     decoded pixels are RGB, :func:`tfbench.preprocess.tf_normalise` reorders them for the spec.
-    ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for recipe B only,
-    because A-aspect's exact fast path needs ``crop_and_resize``, which costs more on CPU than the
-    decoding it saves (see the README's pipeline table).  ``resizer="cv2"`` resizes with OpenCV
-    through ``tf.numpy_function`` (several times faster than ``tf.image.resize`` on CPU, same
-    pixels as the NumPy recipe, but the dataset then runs Python code and cannot be serialized).
+    ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for the crop-first
+    recipes B and A-window only, because A-aspect's exact fast path needs ``crop_and_resize``,
+    which costs more on CPU than the decoding it saves.  ``resizer="cv2"`` resizes with OpenCV
+    through ``tf.numpy_function`` (same pixels as the NumPy recipe; OpenCV's resize is several
+    times faster than ``tf.image.resize``, but the Python call costs more than that saves, and
+    the dataset then runs Python code and cannot be serialized; see the README's pipeline table).
     ``with_filenames`` adds a third element, the stored file names.
 
     Each image leaves the parallel map as uint8 (rounded, like the NumPy recipes' output), the
