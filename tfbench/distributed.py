@@ -507,18 +507,22 @@ def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         extra += ["--data", ns.data]
     print(f"run: {run}  (tensorboard --logdir {run})")
     print(f"cluster: {len(configs)} workers on {', '.join(configs[0].workers)}; worker 0 is the chief")
-    with cluster.Supervisor() as supervisor:
-        for config in configs:
-            child = supervisor.start(f"worker {config.index}",
-                                     cluster.python_module_argv("tfbench.distributed", [*argv, *extra]),
-                                     env={"TF_CONFIG": config.to_json()})
-            print(f"worker {config.index}: pid {child.pid}, TF_CONFIG {config.to_json()}", flush=True)
-        try:
-            supervisor.wait(timeout=ns.timeout)
-        except cluster.ChildFailed as failed:
-            print(f"error: {failed}; stopped the other workers. Rerun with --checkpoint-dir {checkpoint_dir} "
-                  "to resume from the last checkpoint", file=sys.stderr, flush=True)
-            return 1
+    try:
+        with cluster.Supervisor() as supervisor:
+            for config in configs:
+                child = supervisor.start(f"worker {config.index}",
+                                         cluster.python_module_argv("tfbench.distributed", [*argv, *extra]),
+                                         env={"TF_CONFIG": config.to_json()})
+                print(f"worker {config.index}: pid {child.pid}, TF_CONFIG {config.to_json()}", flush=True)
+            try:
+                supervisor.wait(timeout=ns.timeout)
+            except cluster.ChildFailed as failed:
+                print(f"error: {failed}; stopped the other workers. Rerun with --checkpoint-dir {checkpoint_dir} "
+                      "to resume from the last checkpoint", file=sys.stderr, flush=True)
+                return 1
+    finally:  # every worker has stopped: a worker killed while saving leaves its scratch folder behind
+        for scratch in checkpoint_dir.glob(".worker-*"):
+            shutil.rmtree(scratch, ignore_errors=True)
     print(f"all {len(configs)} workers finished; history: {run / HISTORY_FILE}")
     return 0
 
