@@ -15,7 +15,7 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     assert Path(data["path"]).parent == tmp_path / "bench"
     cases = [row["case"] for row in report["rows"]]
     assert cases == ["a_decode_only", "a1_window_decode_only", "a2_decode_and_resize", "b_pipeline",
-                     "b_other_decode_path", "b_eigen_normalise", "b_autotune_model", "b_cv2_resize",
+                     "b_tensorflow_ops", "b_other_decode_path", "b_eigen_normalise", "b_autotune_model", "b_cv2_resize",
                      "b_recipe_A-aspect", "b_recipe_B", "c_naive_loop", "b_pipeline_2x_images"]
     assert report["recipe"] == "A-window"  # tensorflow/models' eval crop, the default
     for row in report["rows"]:

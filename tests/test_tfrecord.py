@@ -95,6 +95,20 @@ def test_the_a_window_pipeline_is_tensorflow_models_eval_crop(sample):
         assert np.abs(image - reference).max() <= 1.0 + 1e-4, name  # decoded window only, same pixels
 
 
+@pytest.mark.parametrize("recipe", ["A-window", "B"])
+def test_the_fused_op_pipeline_equals_the_tensorflow_ops_pipeline(sample, recipe):
+    _, out, _ = sample
+
+    def first_batch(**kwargs):
+        return next(iter(tfrecord.make_dataset(out, batch_size=5, recipe=recipe, spec=pp.CAFFE, **kwargs)))[0].numpy()
+
+    fused = first_batch()  # resizer="auto": ResizeNormalise for the crop-first recipes
+    np.testing.assert_array_equal(fused, first_batch(resizer="tf"))
+    np.testing.assert_array_equal(fused, first_batch(resizer="fused", fast=False))  # full decode, same window
+    with pytest.raises(UserError, match="crop-first recipe"):
+        tfrecord.make_dataset(out, batch_size=5, recipe="A-aspect", resizer="fused")
+
+
 def test_stored_features_follow_the_tensorflow_models_schema(sample):
     src, out, _ = sample
     raw = next(iter(tf.data.TFRecordDataset(str(out / "validation-00000-of-00003"))))

@@ -8,10 +8,12 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   the recipe's crop window, which is what (b) decodes; and (a2) the same plus the resize, which
   separates the cost of resizing from the rest of the pipeline;
 - (b) **the full pipeline** (:func:`tfbench.tfrecord.make_dataset`): read the shards, parse,
-  decode (only the crop window for the crop-first recipes), resize, round to uint8, batch,
-  normalise (XLA), prefetch.  Beside it, the same pipeline with one thing changed each: the
-  other decode path, Eigen's normalisation instead of XLA's, tf.data's autotuning model on,
-  OpenCV's resizer through ``tf.numpy_function``, and the other recipes;
+  decode (only the crop window for the crop-first recipes), resize + round + normalise (the
+  fused C++ op :mod:`tfbench.ops.resize_normalise`, where it builds), batch, prefetch.  Beside it,
+  the same pipeline with one thing changed each: TensorFlow's own ops instead of the fused op
+  (``tf.image.resize``, uint8, batch, XLA-compiled normalisation), the other decode path,
+  Eigen's normalisation instead of XLA's, tf.data's autotuning model on, OpenCV's resizer
+  through ``tf.numpy_function``, and the other recipes;
 - (c) **a naive loop**: one Python thread, ``cv2`` decode + NumPy recipe + normalise per image.
 
 Targets from the issue: (b) >= 0.85 x (a) and (b) >= 2 x (c), both as images per second of
@@ -163,20 +165,27 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
             done += len(batch)
         return done
 
+    from tfbench.ops import resize_normalise
+
     decode_path = "decode_and_crop_jpeg" if ns.recipe in pp.CROP_FIRST else "full decode_jpeg"
     other_path = "full decode_jpeg" if ns.recipe in pp.CROP_FIRST else "decode_and_crop_jpeg + crop_and_resize"
+    fused = ns.recipe in pp.CROP_FIRST and resize_normalise.available()
+    steps = ("fused C++ ResizeNormalise" if fused else "tf.image.resize, uint8 -> batch -> XLA caffe normalise")
     datasets = {  # name: (what, dataset)
         "a_decode_only": ("tf.data parallel decode_jpeg of in-memory bytes", decode_only),
         **({"a1_window_decode_only": (f"as a, decoding only the {ns.recipe} window (decode_and_crop_jpeg)",
                                       window_only)} if ns.recipe in pp.CROP_FIRST else {}),
-        "a2_decode_and_resize": (f"as a, plus the {ns.recipe} crop and resize ({decode_path})", decode_resize),
-        "b_pipeline": (f"TFRecord -> {ns.recipe} ({decode_path}, tf.image.resize, uint8) -> batch -> "
-                       f"XLA caffe normalise -> {ns.batch_size}x224x224x3 float32", pipeline()),
+        "a2_decode_and_resize": (f"as a, plus the {ns.recipe} crop and resize ({decode_path}, tf.image.resize)",
+                                 decode_resize),
+        "b_pipeline": (f"TFRecord -> {ns.recipe} ({decode_path}, {steps}) -> {ns.batch_size}x224x224x3 float32",
+                       pipeline()),
+        **({"b_tensorflow_ops": ("as b, with TensorFlow's ops instead of the fused op: tf.image.resize, uint8, "
+                                 "batch, XLA normalise", pipeline(resizer="tf"))} if fused else {}),
         "b_other_decode_path": (f"as b, with {other_path}", pipeline(fast=ns.recipe not in pp.CROP_FIRST)),
-        "b_eigen_normalise": ("as b, normalised by TensorFlow's Eigen kernels instead of XLA",
-                              pipeline(xla_normalise=False)),
+        "b_eigen_normalise": ("as b_tensorflow_ops, normalised by TensorFlow's Eigen kernels instead of XLA",
+                              pipeline(resizer="tf", xla_normalise=False)),
         "b_autotune_model": ("as b, with tf.data's autotuning model on", pipeline(autotune=True)),
-        "b_cv2_resize": ("as b, OpenCV resize through tf.numpy_function", pipeline(resizer="cv2")),
+        "b_cv2_resize": ("as b_tensorflow_ops, OpenCV resize through tf.numpy_function", pipeline(resizer="cv2")),
     }
     for recipe in sorted(set(ns.compare_recipes) - {ns.recipe}):
         datasets[f"b_recipe_{recipe}"] = (f"as b, recipe {recipe}", pipeline(recipe=recipe))

@@ -337,14 +337,18 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
     between source pixels; ``tf.image.crop_and_resize`` samples the decoded window at exactly
     those points, so the fast path gives the slow path's pixels (to float rounding; without
     antialiasing only).  ``crop_and_resize`` is slower on CPU than the decoding it saves, so by
-    default (``fast=None``) only the crop-first recipes (:data:`CROP_FIRST`) take the fast path.  ``dct_method="INTEGER_ACCURATE"`` makes TensorFlow's decoder
-    agree with PIL and OpenCV (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels).
+    default (``fast=None``) only the crop-first recipes (:data:`CROP_FIRST`) take the fast path.
+    ``dct_method="INTEGER_ACCURATE"`` makes TensorFlow's decoder agree with PIL and OpenCV
+    (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels).
     """
     import tensorflow as tf
 
     _check_recipe(recipe)
     fast = (recipe in CROP_FIRST) if fast is None else fast
-    if fast and (recipe in CROP_FIRST or (recipe == "A-aspect" and not antialias)):
+    if fast and recipe in CROP_FIRST:
+        window = tf_decode_window(jpeg_bytes, recipe, size=size, dct_method=dct_method)
+        return tf_resize(window, size, size, antialias=antialias)
+    if fast and recipe == "A-aspect" and not antialias:
         shape = tf.image.extract_jpeg_shape(jpeg_bytes)
         height, width = shape[0], shape[1]
         top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
@@ -354,9 +358,6 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
         y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
         decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
                                                 channels=3, dct_method=dct_method)
-        if recipe in CROP_FIRST:
-            cropped = tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
-            return tf_resize(cropped, size, size, antialias=antialias)
         (_, _, (fy, sy)), (_, _, (fx, sx)) = _aspect_axes(height, width, size)
         hc, wc = tf.cast(y1 - y0 - 1, tf.float64), tf.cast(x1 - x0 - 1, tf.float64)
         ty, tx = (fy - tf.cast(y0, tf.float64)) / hc, (fx - tf.cast(x0, tf.float64)) / wc
@@ -364,6 +365,32 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
         return tf.image.crop_and_resize(tf.cast(decoded, tf.float32)[None], box[None], [0], [size, size])[0]
     pixels = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method=dct_method)
     return tf_recipe(pixels, recipe, size=size, antialias=antialias)
+
+
+def tf_decode_window(jpeg_bytes, recipe: str, *, size: int = 224, fast: bool = True,
+                     dct_method: str = "INTEGER_ACCURATE"):
+    """The crop window of a crop-first recipe (:data:`CROP_FIRST`), decoded: ``uint8 hxwx3`` RGB, not resized.
+
+    ``fast``: decode only the window plus :data:`JPEG_MARGIN` pixels around it
+    (``tf.image.decode_and_crop_jpeg``), then cut the margin off: the same pixels as decoding the
+    whole image and slicing (tested).  Without the margin, chroma upsampling at the edge of a
+    cropped decode replicates edge pixels instead of reading the neighbours.
+    """
+    import tensorflow as tf
+
+    if recipe not in CROP_FIRST:
+        raise UserError(f"recipe {recipe!r} resizes before it crops; crop-first recipes: {', '.join(CROP_FIRST)}")
+    shape = tf.image.extract_jpeg_shape(jpeg_bytes)
+    height, width = shape[0], shape[1]
+    top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
+    if not fast:
+        pixels = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method=dct_method)
+        return tf.slice(pixels, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
+    y0, x0 = tf.maximum(0, top - JPEG_MARGIN), tf.maximum(0, left - JPEG_MARGIN)
+    y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
+    decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
+                                            channels=3, dct_method=dct_method)
+    return tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
 
 
 def tf_normalise(pixels, spec: InputSpec, *, channel_order: str):

@@ -371,8 +371,12 @@ def _zero_based(labels, manifest: dict[str, Any]):
     return labels - first if first else labels
 
 
+#: ``make_dataset(resizer=...)``: "auto" is "fused" for the crop-first recipes, else "tf".
+RESIZERS = ("auto", "fused", "tf", "cv2")
+
+
 def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec=None,
-                 antialias: bool = False, fast: bool | None = None, resizer: str = "tf", verify: str = "size",
+                 antialias: bool = False, fast: bool | None = None, resizer: str = "auto", verify: str = "size",
                  deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False,
                  xla_normalise: bool = True, autotune: bool = False):
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
@@ -399,12 +403,17 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     import tensorflow as tf
 
     from tfbench import preprocess as pp
+    from tfbench.ops import resize_normalise
 
     spec = spec or pp.CAFFE
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
-    if resizer not in ("tf", "cv2"):
-        raise UserError(f"resizer must be 'tf' or 'cv2', got {resizer!r}")
+    if resizer not in RESIZERS:
+        raise UserError(f"resizer must be one of {', '.join(RESIZERS)}, got {resizer!r}")
+    fused = resizer == "fused" or (resizer == "auto" and recipe in pp.CROP_FIRST and not antialias)
+    if fused and (recipe not in pp.CROP_FIRST or antialias):
+        raise UserError(f"resizer='fused' resizes the crop window without antialiasing: it needs a crop-first "
+                        f"recipe ({', '.join(pp.CROP_FIRST)}) and antialias=False, got {recipe!r}, {antialias}")
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic)
 
     def cv2_recipe(pixels):
@@ -414,7 +423,10 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
 
     def decode(serialized):
         features = parse_example(serialized, keys)
-        if resizer == "tf":
+        if fused:  # already normalised: see tfbench.ops.resize_normalise
+            window = pp.tf_decode_window(features["image/encoded"], recipe, size=spec.size, fast=fast is not False)
+            image = resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB")
+        elif resizer in ("tf", "auto"):
             image = pp.tf_to_uint8(pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size,
                                                        antialias=antialias, fast=fast))
         else:
@@ -428,12 +440,13 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
 
-    normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
+    if not fused:
+        normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
 
-    def normalise(images, *labels_and_filenames):
-        return (normalise_pixels(images), *labels_and_filenames)
+        def normalise(images, *labels_and_filenames):
+            return (normalise_pixels(images), *labels_and_filenames)
 
-    ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
     options.autotune.enabled = autotune
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -1,6 +1,7 @@
 """``python -m tfbench.ops``: build the custom ops, show them, use them in a graph, fuzz them.
 
-  build   compile custom_ops/<op> against the installed TensorFlow (cached; --force rebuilds)
+  build   compile every op in custom_ops/ (or --op NAME) against the installed TensorFlow (cached;
+          --force rebuilds)
   info    which backend PowerDifference uses here, the library, and the op's registered interface
   demo    a style-transfer residual block whose instance norm uses PowerDifference, in graph mode,
           written to TensorBoard (logs/ops/<timestamp>/)
@@ -21,8 +22,9 @@ from tfbench.errors import UserError, run_cli
 def _build(ns: argparse.Namespace) -> int:
     from tfbench.ops import build
 
-    library = build.build(ns.op, compiler=ns.compiler, force=ns.force)
-    print(library)
+    names = [ns.op] if ns.op else sorted(p.name for p in paths.CUSTOM_OPS_DIR.iterdir() if any(p.glob("*.cc")))
+    for name in names:
+        print(build.build(name, compiler=ns.compiler, force=ns.force))
     return 0
 
 
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="compile a custom op library (cached)")
-    p.add_argument("--op", default="power_difference", help="folder under custom_ops/ (default: power_difference)")
+    p.add_argument("--op", default=None, help="folder under custom_ops/ (default: all of them)")
     p.add_argument("--compiler", default=None, help="C++ compiler (default: $CXX, else g++/c++/clang++)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache has the library")
     p.set_defaults(run=_build)

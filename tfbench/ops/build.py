@@ -35,7 +35,9 @@ from tfbench.files import atomic_output
 ENV_BUILD_DIR = "TFBENCH_OPS_BUILD_DIR"
 """Environment variable that moves every op's build cache (default ``custom_ops/<name>/build``)."""
 
-BASE_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations")
+# -ffp-contract=off: a kernel computes what its source says; the compiler may not fuse a * b + c
+# into one FMA (different rounding), so kernels can match TensorFlow's own bit for bit.
+BASE_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-Wno-deprecated-declarations")
 
 
 class BuildError(UserError):
