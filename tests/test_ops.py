@@ -121,10 +121,16 @@ def test_a_compile_error_names_the_file_and_keeps_the_log(tmp_path: Path, monkey
 
 
 def test_build_cli_prints_the_cached_library(library: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "tfbench.ops", "build"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "tfbench.ops", "build", "--op", "power_difference"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(library)
+    every = subprocess.run([sys.executable, "-m", "tfbench.ops", "build"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=300)  # without --op: every folder of custom_ops/, in order
+    assert every.returncode == 0, every.stderr[-2000:]
+    built = every.stdout.split()
+    assert [Path(p).parent.parent.name for p in built] == ["power_difference", "resize_normalise"]
+    assert built[0] == str(library) and all(Path(p).exists() for p in built)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "fallback"])

@@ -386,15 +386,19 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     decoded pixels are RGB, :func:`tfbench.preprocess.tf_normalise` reorders them for the spec.
     ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for the crop-first
     recipes B and A-window only, because A-aspect's exact fast path needs ``crop_and_resize``,
-    which costs more on CPU than the decoding it saves.  ``resizer="cv2"`` resizes with OpenCV
-    through ``tf.numpy_function`` (same pixels as the NumPy recipe; OpenCV's resize is several
-    times faster than ``tf.image.resize``, but the Python call costs more than that saves, and
-    the dataset then runs Python code and cannot be serialized; see the README's pipeline table).
+    which costs more on CPU than the decoding it saves.  ``resizer``: ``"fused"`` resizes, rounds
+    and normalises each crop window in one C++ op (:mod:`tfbench.ops.resize_normalise`; the same
+    numbers as ``"tf"``, crop-first recipes only, built on first use, TensorFlow's ops if it cannot
+    be built); ``"tf"``: ``tf.image.resize``, uint8, and per batch the XLA-compiled
+    normalisation; ``"cv2"``: OpenCV's resize through ``tf.numpy_function`` (the NumPy recipe's
+    pixels, but the Python call costs more than the faster resize saves, and the dataset cannot be
+    serialized); ``"auto"`` (default): ``"fused"`` for the crop-first recipes without antialiasing,
+    else ``"tf"``.
     ``with_filenames`` adds a third element, the stored file names.
 
-    Each image leaves the parallel map as uint8 (rounded, like the NumPy recipes' output), the
-    batch is normalised in one XLA-compiled loop (``xla_normalise``; see
-    :func:`tfbench.preprocess.tf_normaliser`), and tf.data's autotuning model is off by default
+    With ``"tf"``, each image leaves the parallel map as uint8 (rounded, like the NumPy recipes'
+    output) and the batch is normalised in one XLA-compiled loop (``xla_normalise``; see
+    :func:`tfbench.preprocess.tf_normaliser`).  tf.data's autotuning model is off by default
     (``autotune``): every ``AUTOTUNE`` then means one worker per core.  With the model on, the
     parallelism it chose on our 2-core machine left one core idle in about half of the passes
     (A-aspect: 375 or 600 img/s, pass by pass, with nothing else changed); the benchmark
