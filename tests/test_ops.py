@@ -58,7 +58,7 @@ def test_no_compiler_is_a_clear_error_and_auto_falls_back(tmp_path: Path, monkey
     monkeypatch.setenv(build.ENV_BUILD_DIR, str(tmp_path / "cache"))  # an empty cache: must compile
     with pytest.raises(build.BuildError, match="no C\\+\\+ compiler found.*no-such-g\\+\\+"):
         ops_main(["build"])
-    monkeypatch.setattr(pd, "_library", None)  # as in a fresh process
+    monkeypatch.setattr(build, "_BY_NAME", {})  # as in a fresh process
     monkeypatch.setattr(pd, "_fallback_reason", None)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*fallback"):
         assert pd.resolve_backend("auto") == "fallback"

@@ -65,7 +65,7 @@ def test_auto_falls_back_to_tensorflow_ops_when_the_op_cannot_be_built(inputs, m
     def no_compiler(*args, **kwargs):
         raise build.BuildError("no C++ compiler found (test)")
 
-    monkeypatch.setattr(rn, "_library", None)
+    monkeypatch.setattr(build, "_BY_NAME", {})  # as in a fresh process
     monkeypatch.setattr(rn, "_unavailable", None)
     monkeypatch.setattr(build, "load", no_compiler)
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler found"):

@@ -180,6 +180,7 @@ def _remove_stale(library: Path) -> None:
 
 
 _LOADED: dict[Path, Any] = {}
+_BY_NAME: dict[str, Any] = {}  # load_once's modules, by op name
 
 
 def load(name: str, **build_kwargs: Any) -> Any:
@@ -194,3 +195,14 @@ def load(name: str, **build_kwargs: Any) -> Any:
             raise BuildError(f"loading {library} failed: {err.message.splitlines()[0]} "
                              f"(rebuild with: python -m tfbench.ops build --force)") from err
     return _LOADED[library]
+
+
+def load_once(name: str) -> Any:
+    """The module of op ``name`` for this process: built and loaded by the first call, reused after.
+
+    Later calls skip :func:`plan` (hashing the sources, asking the compiler its version); a
+    failure is not remembered, so the next call tries again.
+    """
+    if name not in _BY_NAME:
+        _BY_NAME[name] = load(name)
+    return _BY_NAME[name]

@@ -43,7 +43,6 @@ ENV_BACKEND = "TFBENCH_OPS_BACKEND"
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 _fallback_reason: str | None = None  # why "auto" chose the fallback in this process
-_library: Any = None  # the loaded C++ module, once loaded
 
 
 def default_backend() -> str:
@@ -59,10 +58,7 @@ def default_backend() -> str:
 @tf.autograph.experimental.do_not_convert
 def load_library() -> Any:
     """The loaded C++ op module (built on first use); raises ``BuildError`` if it cannot be built."""
-    global _library
-    if _library is None:
-        _library = build.load(LIBRARY)
-    return _library
+    return build.load_once(LIBRARY)
 
 
 @tf.autograph.experimental.do_not_convert

@@ -28,25 +28,19 @@ from tfbench.ops import build
 LIBRARY = "resize_normalise"  # custom_ops/resize_normalise/
 BACKENDS = ("auto", "cpp", "fallback")
 
-_library: Any = None
 _unavailable: str | None = None  # why the library could not be built or loaded, once known
 
 
 @tf.autograph.experimental.do_not_convert
 def load_library() -> Any:
     """The loaded C++ op module (built on first use); raises ``build.BuildError`` if it cannot be built."""
-    global _library
-    if _library is None:
-        _library = build.load(LIBRARY)
-    return _library
+    return build.load_once(LIBRARY)
 
 
 @tf.autograph.experimental.do_not_convert
 def available() -> bool:
     """True when the C++ op can be used; the first failure is remembered and warned about once."""
     global _unavailable
-    if _library is not None:
-        return True
     if _unavailable is not None:
         return False
     try:
