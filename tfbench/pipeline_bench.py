@@ -132,9 +132,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     # (a1) decode only the recipe's window (crop-first recipes): what (b) decodes; (a2) minus (a1) is the resize.
     def window_decode(jpeg):
-        shape = tf.image.extract_jpeg_shape(jpeg)
-        window = pp.tf_crop_window(shape[0], shape[1], ns.recipe, size=spec.size)
-        return tf.image.decode_and_crop_jpeg(jpeg, window, channels=3, dct_method="INTEGER_ACCURATE")[0, 0, 0]
+        return pp.tf_decode_window(jpeg, ns.recipe, size=spec.size)[0, 0, 0]
 
     window_only = (tf.data.Dataset.from_tensor_slices(encoded).map(window_decode, num_parallel_calls=tf.data.AUTOTUNE)
                    .batch(ns.batch_size).prefetch(tf.data.AUTOTUNE).with_options(options))

@@ -351,13 +351,7 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
     if fast and recipe == "A-aspect" and not antialias:
         shape = tf.image.extract_jpeg_shape(jpeg_bytes)
         height, width = shape[0], shape[1]
-        top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
-        # Decode a margin around the window: chroma upsampling at the edge of a cropped decode
-        # replicates edge pixels instead of reading the neighbours, so the outermost pixels differ.
-        y0, x0 = tf.maximum(0, top - JPEG_MARGIN), tf.maximum(0, left - JPEG_MARGIN)
-        y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
-        decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
-                                                channels=3, dct_method=dct_method)
+        decoded, (y0, x0, y1, x1) = _decode_with_margin(jpeg_bytes, height, width, recipe, size, dct_method)
         (_, _, (fy, sy)), (_, _, (fx, sx)) = _aspect_axes(height, width, size)
         hc, wc = tf.cast(y1 - y0 - 1, tf.float64), tf.cast(x1 - x0 - 1, tf.float64)
         ty, tx = (fy - tf.cast(y0, tf.float64)) / hc, (fx - tf.cast(x0, tf.float64)) / wc
@@ -367,14 +361,29 @@ def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, a
     return tf_recipe(pixels, recipe, size=size, antialias=antialias)
 
 
+def _decode_with_margin(jpeg_bytes, height, width, recipe: str, size: int, dct_method: str):
+    """Decode ``recipe``'s crop window plus :data:`JPEG_MARGIN` pixels around it; the pixels and their ``[y0, x0, y1, x1)``.
+
+    The margin: chroma upsampling at the edge of a cropped decode replicates edge pixels instead
+    of reading the neighbours, so without it the outermost pixels of the window differ.
+    """
+    import tensorflow as tf
+
+    top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
+    y0, x0 = tf.maximum(0, top - JPEG_MARGIN), tf.maximum(0, left - JPEG_MARGIN)
+    y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
+    decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
+                                            channels=3, dct_method=dct_method)
+    return decoded, (y0, x0, y1, x1)
+
+
 def tf_decode_window(jpeg_bytes, recipe: str, *, size: int = 224, fast: bool = True,
                      dct_method: str = "INTEGER_ACCURATE"):
     """The crop window of a crop-first recipe (:data:`CROP_FIRST`), decoded: ``uint8 hxwx3`` RGB, not resized.
 
     ``fast``: decode only the window plus :data:`JPEG_MARGIN` pixels around it
     (``tf.image.decode_and_crop_jpeg``), then cut the margin off: the same pixels as decoding the
-    whole image and slicing (tested).  Without the margin, chroma upsampling at the edge of a
-    cropped decode replicates edge pixels instead of reading the neighbours.
+    whole image and slicing (tested).
     """
     import tensorflow as tf
 
@@ -386,10 +395,7 @@ def tf_decode_window(jpeg_bytes, recipe: str, *, size: int = 224, fast: bool = T
     if not fast:
         pixels = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method=dct_method)
         return tf.slice(pixels, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
-    y0, x0 = tf.maximum(0, top - JPEG_MARGIN), tf.maximum(0, left - JPEG_MARGIN)
-    y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
-    decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
-                                            channels=3, dct_method=dct_method)
+    decoded, (y0, x0, _, _) = _decode_with_margin(jpeg_bytes, height, width, recipe, size, dct_method)
     return tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
 
 
