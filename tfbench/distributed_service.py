@@ -41,9 +41,8 @@ from tfbench.errors import UserError
 from tfbench.files import write_json
 
 SUMMARY_FILE = "data_service.json"
-
-
 CONSUMER_LEARNING_RATE = 1e-3  # SGD learning rate of each consumer's VGG19 (momentum 0.9)
+
 
 def add_arguments(sub: Any) -> None:
     """Add the ``data-service`` and ``consume`` subcommands to ``python -m tfbench.distributed``."""
