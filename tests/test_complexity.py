@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tfbench import complexity, zoo
+from tfbench import complexity
+from tfbench.models import zoo
 from tfbench.errors import UserError
 
 

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import distributed, distributed_cluster, distributed_data, distributed_estimate, distributed_service
-from tfbench import lenet5, train, vgg19
+from tfbench.distributed import cli as distributed, cluster as distributed_cluster, data as distributed_data, estimate as distributed_estimate, service as distributed_service
+from tfbench.models import lenet5, vgg19
+from tfbench import train
 from tfbench.errors import UserError
 
 PY = [sys.executable, "-m", "tfbench.distributed"]
@@ -181,11 +182,11 @@ def test_array_sharding_resume_skips_done_steps():
 @pytest.fixture(scope="module")
 def five_shards(tmp_path_factory) -> Path:
     """The embedded ImageNet sample (5 photos) converted by tfbench.imagenet into 5 one-image shards."""
-    from tfbench import imagenet
+    from tfbench.data import imagenet_val
 
     root = tmp_path_factory.mktemp("imagenet")
-    src = imagenet.embedded_sample(root / "sample-val")
-    imagenet.convert(src, root / "tfrecords", num_shards=5, workers=1, progress=False)
+    src = imagenet_val.embedded_sample(root / "sample-val")
+    imagenet_val.convert(src, root / "tfrecords", num_shards=5, workers=1, progress=False)
     return root / "tfrecords"
 
 
@@ -384,7 +385,7 @@ def test_benchmark_writes_json(tmp_path):
 
 
 def test_union_of_collective_intervals():
-    from tfbench import distributed_profile
+    from tfbench.distributed import profile as distributed_profile
 
     assert distributed_profile._union_length([(20, 25), (0, 10), (5, 15), (6, 7)]) == 20
     assert distributed_profile._union_length([]) == 0

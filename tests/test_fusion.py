@@ -1,4 +1,4 @@
-"""Tests for tfbench.fusion and tfbench.blocks: fused and unfused paths compute the same thing."""
+"""Tests for tfbench.fusion and tfbench.models.blocks: fused and unfused paths compute the same thing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import blocks, fusion, lenet5
-from tfbench.blocks import ConvShape
+from tfbench.models import blocks, lenet5
+from tfbench import fusion
+from tfbench.models.blocks import ConvShape
 from tfbench.errors import UserError
 
 SHAPE = ConvShape(2, 8, 8, 16, 3)

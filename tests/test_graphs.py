@@ -8,7 +8,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfbench import graphs, vgg19
+from tfbench import graphs
+from tfbench.models import vgg19
 from tfbench.errors import UserError
 from tfbench.summaries import op_counts
 

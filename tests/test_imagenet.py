@@ -12,25 +12,27 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from tfbench import imagenet, labels, tfrecord
+from tfbench import imagenet
+from tfbench.data import imagenet_val
+from tfbench.data import labels, tfrecord
 from tfbench.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_embedded_sample_is_deterministic_and_correctly_labelled(tmp_path):
-    a = imagenet.embedded_sample(tmp_path / "a")
-    b = imagenet.embedded_sample(tmp_path / "b")
+    a = imagenet_val.embedded_sample(tmp_path / "a")
+    b = imagenet_val.embedded_sample(tmp_path / "b")
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted(p.name for p in b.iterdir()) and len(names) == len(imagenet.EMBEDDED_PHOTOS)
+    assert names == sorted(p.name for p in b.iterdir()) and len(names) == len(imagenet_val.EMBEDDED_PHOTOS)
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes()
     assert "ILSVRC2012_val_00001341.JPEG" in names  # chelsea: the first val image of class tabby
-    sources, origin = imagenet.find_sources(a)
+    sources, origin = imagenet_val.find_sources(a)
     by_name = {Path(s.path).name: (s.label, s.synset, s.text) for s in sources}
     assert by_name["ILSVRC2012_val_00001341.JPEG"] == (281, "n02123045", "tabby")
     assert "bundled" in origin
-    val = imagenet.bundled_val_synsets()
+    val = imagenet_val.bundled_val_synsets()
     for source in sources:  # every file's number points at a val image of the same class
         number = int(Path(source.path).stem.split("_")[-1])
         assert val[number - 1] == source.synset == labels.synsets()[source.label]
@@ -54,7 +56,7 @@ def test_devkit_ids_are_mapped_through_meta_mat(tmp_path):
         synsets[i] = (devkit_id, wnid)
     scipy.io.savemat(data / "meta.mat", {"synsets": synsets})
     (data / "ILSVRC2012_validation_ground_truth.txt").write_text("3\n1\n2\n")
-    sources, origin = imagenet.find_sources(src, labels_path=tmp_path / "devkit")
+    sources, origin = imagenet_val.find_sources(src, labels_path=tmp_path / "devkit")
     assert [s.synset for s in sources] == ["n01440764", "n02119789", "n02100735"]
     index = {s: i for i, s in enumerate(labels.synsets())}
     assert [s.label for s in sources] == [index["n01440764"], index["n02119789"], index["n02100735"]]
@@ -68,25 +70,25 @@ def test_kaggle_csv_and_label_offset(tmp_path):
     csv.write_text("ImageId,PredictionString\n"
                    "ILSVRC2012_val_00008726,n02119789 255 142 454 329 n02119789 44 21 322 295\n"
                    "ILSVRC2012_val_00000003,n02105855 1 2 3 4\n")
-    sources, origin = imagenet.find_sources(src, labels_path=csv, label_offset=1)
+    sources, origin = imagenet_val.find_sources(src, labels_path=csv, label_offset=1)
     index = {s: i for i, s in enumerate(labels.synsets())}
     assert [(Path(s.path).name, s.label) for s in sources] == [
         ("ILSVRC2012_val_00000003.JPEG", index["n02105855"] + 1), ("ILSVRC2012_val_00008726.JPEG",
                                                                     index["n02119789"] + 1)]
     assert "kaggle" in origin
     with pytest.raises(UserError, match="offset"):
-        imagenet.find_sources(src, label_offset=2)
+        imagenet_val.find_sources(src, label_offset=2)
 
 
 def test_per_synset_folders(tmp_path):
     for synset in ("n01440764", "n02123045"):
         (tmp_path / "val" / synset).mkdir(parents=True)
         (tmp_path / "val" / synset / f"{synset}_1.JPEG").write_bytes(b"x")
-    sources, origin = imagenet.find_sources(tmp_path / "val")
+    sources, origin = imagenet_val.find_sources(tmp_path / "val")
     assert [(s.synset, s.label) for s in sources] == [("n01440764", 0), ("n02123045", 281)]
     (tmp_path / "val" / "n99999999").mkdir()
     with pytest.raises(UserError, match="n99999999"):
-        imagenet.find_sources(tmp_path / "val")
+        imagenet_val.find_sources(tmp_path / "val")
 
 
 def test_cli_convert_inspect_eval_on_the_embedded_sample(tmp_path, capsys):
@@ -99,7 +101,7 @@ def test_cli_convert_inspect_eval_on_the_embedded_sample(tmp_path, capsys):
     stored = [tf.train.Example.FromString(r.numpy()).features.feature["image/class/label"].int64_list.value[0]
               for r in tfrecord.records(out)[0]]
     assert 282 in stored  # tabby is 281 + 1 in the tensorflow/models convention ...
-    assert 281 in imagenet.class_counts(out)  # ... and 0-based again when read
+    assert 281 in imagenet_val.class_counts(out)  # ... and 0-based again when read
     capsys.readouterr()
 
     assert imagenet.main(["--logdir", str(logdir), "inspect", str(out), "--examples", "2"]) == 0

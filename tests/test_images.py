@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from tfbench import images
+from tfbench.data import images
 from tfbench.errors import UserError
 
 LIBS = images.LIBRARIES

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import lenet, lenet5, mnist, train
+from tfbench import lenet, train
+from tfbench.data import imagenet_val
+from tfbench.models import lenet5
+from tfbench.data import mnist
 from tfbench.errors import UserError
 
 
@@ -137,7 +140,7 @@ def write_tiny_imagenet(folder: Path) -> dict[str, int]:
     """4 solid-grey JPEGs for each of classes 100..109 plus 3 of class 200, as TFRecord shards."""
     from PIL import Image
 
-    from tfbench import tfrecord
+    from tfbench.data import tfrecord
 
     images = folder / "jpeg"
     images.mkdir(parents=True)
@@ -156,7 +159,7 @@ def write_tiny_imagenet(folder: Path) -> dict[str, int]:
 def test_imagenet_tfrecord_data(tmp_path, capsys):
     write_tiny_imagenet(tmp_path)
     classes = [109, 108, 107, 106, 105, 104, 103, 102, 101, 100]
-    data = lenet.load_imagenet_tfrecord(tmp_path / "shards", classes, size=32)
+    data = imagenet_val.load_classes(tmp_path / "shards", classes, size=32)
     assert data.x_train.shape == (30, 32, 32, 1) and data.x_test.shape == (10, 32, 32, 1) and not data.is_mnist
     assert sorted(data.y_test.tolist()) == list(range(10))  # one of each class held out, none of class 200
     for x, y in zip(np.concatenate([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])):

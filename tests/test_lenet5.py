@@ -1,11 +1,11 @@
-"""tfbench.lenet5: 61,706 parameters, and the tf.Module and the Keras model compute the same function."""
+"""tfbench.models.lenet5: 61,706 parameters, and the tf.Module and the Keras model compute the same function."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tfbench import lenet5
+from tfbench.models import lenet5
 
 
 def test_parameter_count_matches_paper_and_keras():

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfbench import mixed_precision as mp
-from tfbench import mnist
+from tfbench.data import mnist
 from tfbench.errors import UserError
 
 

@@ -1,11 +1,11 @@
-"""tfbench.mlp: the exercise-3.10 MLP, parameter counts, and the tf.Module vs Keras model."""
+"""tfbench.models.mlp: the exercise-3.10 MLP, parameter counts, and the tf.Module vs Keras model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tfbench import mlp
+from tfbench.models import mlp
 
 
 @pytest.mark.parametrize("hidden", [(512, 256), (100,), (32, 16, 8)])

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from keras.applications import imagenet_utils
 
-from tfbench import images
-from tfbench import preprocess as pp
+from tfbench.data import images
+from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import images
-from tfbench import preprocess as pp
+from tfbench.data import images
+from tfbench.data import preprocess as pp
 from tfbench.ops import build
-from tfbench.ops import resize_normalise as rn
+from tfbench.data import resize_normalise as rn
 
 SIZES = [(262, 262), (373, 373), (448, 448), (300, 451), (437, 437), (224, 224), (100, 80), (1, 1), (2, 500)]
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import mnist, sparsity
+from tfbench.data import mnist
+from tfbench import sparsity
 from tfbench.errors import UserError
 
 
@@ -60,7 +61,7 @@ def test_numpy_gradients_match_tensorflow():
 def test_pruned_weights_stay_zero_after_every_adam_update(digits):
     import keras
 
-    from tfbench.lenet5 import build_keras_lenet5
+    from tfbench.models.lenet5 import build_keras_lenet5
 
     model = build_keras_lenet5(activation="relu")
     pruner = sparsity.Pruner(model, sparsity.Schedule(final=0.5, end_step=1))

@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image as PILImage
 
-from tfbench import imagenet, images, labels, tfrecord
-from tfbench import preprocess as pp
+from tfbench.data import imagenet_val
+from tfbench.data import images, labels, tfrecord
+from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,8 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 def sample(tmp_path_factory):
     """The embedded sample in val layout, converted with two worker processes into 3 shards."""
     root = tmp_path_factory.mktemp("sample")
-    src = imagenet.embedded_sample(root / "val")
-    manifest = imagenet.convert(src, root / "tfrecords", num_shards=3, workers=2, progress=False)
+    src = imagenet_val.embedded_sample(root / "val")
+    manifest = imagenet_val.convert(src, root / "tfrecords", num_shards=3, workers=2, progress=False)
     return src, root / "tfrecords", manifest
 
 
@@ -35,7 +36,7 @@ def expected_labels() -> dict[str, int]:
     """File name -> class index of the embedded sample, from the bundled val list (independently of the code)."""
     val = (REPO / "datasets/imagenet/imagenet_2012_validation_synset_labels.txt").read_text().split()
     index = {s: i for i, s in enumerate(labels.synsets())}
-    return {f"ILSVRC2012_val_{val.index(s) + 1:08d}.JPEG": index[s] for s in imagenet.EMBEDDED_PHOTOS.values()}
+    return {f"ILSVRC2012_val_{val.index(s) + 1:08d}.JPEG": index[s] for s in imagenet_val.EMBEDDED_PHOTOS.values()}
 
 
 def test_round_trip_of_the_embedded_sample(sample):
@@ -152,7 +153,7 @@ def _dirty_folder(folder: Path) -> dict[str, str]:
 
 def test_dirty_data_outcomes(tmp_path):
     names = _dirty_folder(tmp_path / "val")
-    manifest = imagenet.convert(tmp_path / "val", tmp_path / "out", num_shards=2, workers=1, progress=False)
+    manifest = imagenet_val.convert(tmp_path / "val", tmp_path / "out", num_shards=2, workers=1, progress=False)
     assert manifest["found"] == 6 and manifest["written"] == 4
     assert manifest["written"] + len(manifest["skipped"]) == manifest["found"]
     skipped = {item["file"]: item["reason"] for item in manifest["skipped"]}
@@ -178,17 +179,17 @@ def test_dirty_data_outcomes(tmp_path):
 def test_empty_or_wrong_source_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no ImageNet val images"):
-        imagenet.convert(tmp_path / "empty", tmp_path / "out", progress=False)
+        imagenet_val.convert(tmp_path / "empty", tmp_path / "out", progress=False)
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(UserError, match="holiday.jpg"):
-        imagenet.convert(tmp_path / "wrong", tmp_path / "out", progress=False)
+        imagenet_val.convert(tmp_path / "wrong", tmp_path / "out", progress=False)
     with pytest.raises(UserError, match="no such folder"):
-        imagenet.convert(tmp_path / "missing", tmp_path / "out", progress=False)
+        imagenet_val.convert(tmp_path / "missing", tmp_path / "out", progress=False)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
     with pytest.raises(UserError, match="none of the 1 images"):
-        imagenet.convert(tmp_path / "bad", tmp_path / "out2", progress=False)
+        imagenet_val.convert(tmp_path / "bad", tmp_path / "out2", progress=False)
     assert not (tmp_path / "out2" / tfrecord.MANIFEST).exists()
 
 
@@ -219,16 +220,16 @@ def test_truncated_and_corrupt_shards_are_named(sample, tmp_path):
 def test_rerun_keeps_intact_shards_and_rewrites_changed_ones(sample, tmp_path):
     src, _, _ = sample
     out = tmp_path / "out"
-    first = imagenet.convert(src, out, num_shards=2, workers=1, progress=False)
+    first = imagenet_val.convert(src, out, num_shards=2, workers=1, progress=False)
     inodes = {p.name: p.stat().st_ino for p in out.glob("validation-*")}
-    again = imagenet.convert(src, out, num_shards=2, workers=1, progress=False)
+    again = imagenet_val.convert(src, out, num_shards=2, workers=1, progress=False)
     assert again == first and {p.name: p.stat().st_ino for p in out.glob("validation-*")} == inodes
-    relabelled = imagenet.convert(src, out, num_shards=2, workers=1, label_offset=1, progress=False)
+    relabelled = imagenet_val.convert(src, out, num_shards=2, workers=1, label_offset=1, progress=False)
     assert all(out.joinpath(n).stat().st_ino != i for n, i in inodes.items())  # labels changed: rewritten
     assert [s["sha256"] for s in relabelled["shards"]] != [s["sha256"] for s in first["shards"]]
-    assert sorted(imagenet.class_counts(out)) == sorted(expected_labels().values())
+    assert sorted(imagenet_val.class_counts(out)) == sorted(expected_labels().values())
     with pytest.raises(UserError, match="another conversion"):
-        imagenet.convert(src, out, num_shards=3, workers=1, progress=False)
+        imagenet_val.convert(src, out, num_shards=3, workers=1, progress=False)
 
 
 def _big_val_folder(folder: Path, count: int) -> None:
@@ -260,10 +261,10 @@ def test_crash_resume(tmp_path):
     assert 2 <= len(done) < count, "the writer was not caught mid-way"
     assert not (out / tfrecord.MANIFEST).exists()  # an interrupted conversion has no manifest
 
-    resumed = imagenet.convert(tmp_path / "val", out, num_shards=count, workers=1, progress=False)
+    resumed = imagenet_val.convert(tmp_path / "val", out, num_shards=count, workers=1, progress=False)
     for name, inode in done.items():
         assert (out / name).stat().st_ino == inode  # complete shards were kept, not rewritten
     assert not list(out.glob(".*.partial"))
-    clean = imagenet.convert(tmp_path / "val", tmp_path / "clean", num_shards=count, workers=2, progress=False)
+    clean = imagenet_val.convert(tmp_path / "val", tmp_path / "clean", num_shards=count, workers=2, progress=False)
     assert resumed == clean  # same counts, same checksums as a run that never crashed
     assert json.loads((out / tfrecord.MANIFEST).read_text()) == resumed

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import lenet5, mlp, mnist, train
+from tfbench.models import lenet5, mlp
+from tfbench.data import mnist
+from tfbench import train
 from tfbench.errors import UserError
 
 #: The stated agreement of the three loops' loss curves over the first steps (see train.py).

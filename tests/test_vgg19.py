@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from keras.applications import vgg19 as keras_vgg19
 
-from tfbench import images, preprocess, vgg19
+from tfbench.data import images, preprocess
+from tfbench.models import vgg19
 
 
 @pytest.fixture(scope="module")

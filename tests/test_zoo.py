@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfbench import zoo
+from tfbench.models import zoo
 from tfbench.errors import UserError
 
 

@@ -38,7 +38,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ops": ("tfbench.ops.bench", "PowerDifference C++ op vs composite TF vs NumPy"),
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
-    "distributed": ("tfbench.distributed", "one device vs mirrored vs multi-worker training"),
+    "distributed": ("tfbench.distributed.cli", "one device vs mirrored vs multi-worker training"),
 }
 
 

@@ -1,6 +1,6 @@
 """Counting a network: neurons, trainable parameters, multiplications and additions (exercises 3.1, 3.2).
 
-``python -m tfbench.complexity MODEL [--input 224] [--json]`` builds MODEL (``tfbench.zoo``:
+``python -m tfbench.complexity MODEL [--input 224] [--json]`` builds MODEL (``tfbench.models.zoo``:
 alexnet, alexnet_grouped, vgg19, resnet18, resnet50, resnet152, inception_v1, lenet5, mlp)
 with Keras and prints a per-layer table like torchinfo's, computed from the built layers'
 shapes, never from a hand-typed table.  Then it freezes the model's ``tf.function``
@@ -38,7 +38,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from tfbench import zoo
+from tfbench.models import zoo
 from tfbench.errors import UserError, run_cli
 
 

@@ -12,7 +12,7 @@ checking that fused and unfused outputs agree (max abs difference) and timing bo
    compute-bound layer (56x56x256, 3x3) to memory-bound ones (1x1, few channels, big batch);
 2. conv + BatchNorm + relu at inference: Keras 3's BN (elementwise ops, not folded by grappler)
    vs ``FusedBatchNormV3`` (the remapper folds it into ``_FusedConv2D``) vs BN folded into the
-   conv weights by hand (:func:`tfbench.blocks.fold_batch_norm`);
+   conv weights by hand (:func:`tfbench.models.blocks.fold_batch_norm`);
 3. XLA (``jit_compile=True``) vs default on those blocks, on a chain of 10 elementwise ops, and
    on VGG19 and LeNet-5 forward and training step; the HLO of one small case before and after
    XLA's fusion pass is written out;
@@ -38,8 +38,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tfbench import bench, blocks, paths
-from tfbench.blocks import ConvShape, DenseShape
+from tfbench import bench, paths
+from tfbench.models import blocks
+from tfbench.models.blocks import ConvShape, DenseShape
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
 from tfbench.graphs import BOOKKEEPING_OPS, grappler_options, onednn_enabled
@@ -235,7 +236,7 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
              chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
              vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
     """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5."""
-    from tfbench import lenet5, vgg19
+    from tfbench.models import lenet5, vgg19
 
     rows = []
     for shape in conv_shapes:

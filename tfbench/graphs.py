@@ -120,11 +120,11 @@ class Workload:
 def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras: bool = False,
                    seed: int = 0) -> Workload:
     """Build one of :data:`MODELS` with seeded weights and a seeded input."""
-    from tfbench import blocks
+    from tfbench.models import blocks
 
     rng_input = lambda shape: tf.random.stateless_normal(shape, seed=[seed, 1])  # noqa: E731
     if model == "vgg19":
-        from tfbench import vgg19
+        from tfbench.models import vgg19
 
         size = size or vgg19.INPUT_SIZE
         try:
@@ -136,7 +136,7 @@ def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras
         call = (lambda x: net(x, training=False)) if keras else net
         return Workload(model, call, rng_input([batch, size, size, 3]), f"{'Keras' if keras else 'tf.Module'} {size}x{size}")
     if model == "lenet5":
-        from tfbench import lenet5
+        from tfbench.models import lenet5
 
         if size not in (None, 32):
             raise UserError(f"--size {size}: LeNet-5 takes 32x32x1 inputs only")

@@ -11,9 +11,9 @@ Exercises 4.11 (LeNet-5 on MNIST), 3.10 (an MLP above 95%), 4.8 (learning rate 0
     python -m tfbench.lenet --data imagenet-tfrecord DIR --classes 0-9   # ImageNet val shards
     python -m tfbench.bench lenet                        # ms/step: eager vs tf.function vs fit
 
-Data: :func:`tfbench.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
+Data: :func:`tfbench.data.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
 handwritten digits, labelled as such), or ten classes of the ImageNet-val TFRecords through
-the reader VGG19 uses (:mod:`tfbench.tfrecord`), grayscale 32x32.  LeNet-5 reads 32x32
+the reader VGG19 uses (:mod:`tfbench.data.tfrecord`), grayscale 32x32.  LeNet-5 reads 32x32
 (MNIST padded by 2), the MLP 28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
 ``logs/lenet/<timestamp>/``; at the end it prints the parameter count, the held-out test
 accuracy and ms/step of the same step eager vs ``tf.function`` measured side by side.
@@ -28,12 +28,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tfbench import bench, mnist, paths
+from tfbench import bench, models, paths
+from tfbench.data import imagenet_val, mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
 MODELS = ("lenet5", "mlp")
-IMPLS = ("keras", "module")
+IMPLS = models.registry.IMPLS
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -49,76 +50,16 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 def build_model(model: str = "lenet5", *, impl: str = "keras", seed: int = 0, activation: str | None = None,
                 hidden: Sequence[int] | None = None) -> Any:
-    """LeNet-5 or the MLP, as a Keras model or a ``tf.Module``, with seeded weights."""
-    from tfbench import lenet5, mlp
+    """LeNet-5 or the MLP, as a Keras model or a ``tf.Module``, with seeded weights (``models.get``)."""
+    from tfbench import models
 
-    if model not in MODELS:
-        raise UserError(f"--model must be one of {MODELS}, got {model!r}")
-    if impl not in IMPLS:
-        raise UserError(f"--impl must be one of {IMPLS}, got {impl!r}")
-    if model == "lenet5":
-        activation = activation or "tanh"
-        if activation not in lenet5.ACTIVATIONS:
-            raise UserError(f"LeNet-5 activation must be one of {lenet5.ACTIVATIONS}, got {activation!r}")
-        if impl == "keras":
-            return lenet5.build_keras_lenet5(seed=seed, activation=activation)
-        return lenet5.LeNet5Module(seed=seed, activation=activation)
-    activation = activation or "relu"
-    if activation not in mlp.ACTIVATIONS:
-        raise UserError(f"MLP activation must be one of {mlp.ACTIVATIONS}, got {activation!r}")
-    hidden = tuple(hidden or mlp.DEFAULT_HIDDEN)
-    if impl == "keras":
-        return mlp.build_keras_mlp(hidden, seed=seed, activation=activation)
-    return mlp.MLPModule(hidden, seed=seed, activation=activation)
+    models.registry.check_name(model, MODELS)
+    return models.get(model, impl=impl, seed=seed, activation=activation, hidden=hidden)
 
 
 def model_inputs(model: str, x: np.ndarray) -> np.ndarray:
     """What each model reads: LeNet-5 32x32 (28x28 digits padded by 2), the MLP 28x28."""
     return mnist.pad_to_32(x) if model == "lenet5" and x.shape[1] == mnist.IMAGE_SIZE else x
-
-
-def parse_classes(text: str) -> list[int]:
-    """``"0,1,...,9"`` or ``"0-9"`` -> ten distinct 0-based ImageNet class indices."""
-    try:
-        if "-" in text:
-            first, last = (int(v) for v in text.split("-"))
-            classes = list(range(first, last + 1))
-        else:
-            classes = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        classes = []
-    if len(classes) != 10 or len(set(classes)) != 10 or min(classes) < 0 or max(classes) > 999:
-        raise UserError(f"--classes must name 10 distinct ImageNet classes in 0..999 (e.g. 0-9 or "
-                        f"0,1,...,9) for LeNet-5's 10 outputs, got {text!r}")
-    return classes
-
-
-def load_imagenet_tfrecord(folder: str | Path, classes: Sequence[int], size: int = 32) -> mnist.DigitData:
-    """Ten ImageNet classes from the TFRecord shards of ``tfbench.imagenet convert``, for LeNet-5.
-
-    The same reader VGG19 uses (:func:`tfbench.tfrecord.decoded_dataset`), here decoding to
-    grayscale ``size`` x ``size``; labels become 0..9 in the order of ``classes``; a fixed
-    stratified 20% (at least one image per class) is held out.
-    """
-    from sklearn.model_selection import train_test_split
-
-    from tfbench import tfrecord
-
-    ds = tfrecord.decoded_dataset(folder, size=(size, size), grayscale=True, classes=classes)
-    images, labels = [], []
-    for image, label in tfrecord.iterate(ds, folder):
-        images.append(image.numpy())
-        labels.append(int(label))
-    counts = {c: labels.count(c) for c in classes}
-    if min(counts.values()) < 2:
-        raise UserError(f"{folder}: need at least 2 images of each chosen class, found {counts}")
-    x = np.stack(images).astype(np.float32) / 255.0
-    y = np.array([list(classes).index(label) for label in labels], np.int64)
-    test_size = max(len(classes), round(0.2 * len(y)))
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=0)
-    source = (f"ImageNet val TFRecords at {folder}: classes {list(classes)} as 0..9, "
-              f"grayscale {size}x{size}")
-    return mnist.DigitData(x_train, y_train, x_test, y_test, source)
 
 
 def load_data(data: Sequence[str] | None, model: str, classes: str) -> mnist.DigitData:
@@ -129,7 +70,7 @@ def load_data(data: Sequence[str] | None, model: str, classes: str) -> mnist.Dig
         if len(data) != 2:
             raise UserError("--data imagenet-tfrecord needs exactly one folder: --data imagenet-tfrecord DIR")
         size = 32 if model == "lenet5" else mnist.IMAGE_SIZE
-        return load_imagenet_tfrecord(data[1], parse_classes(classes), size)
+        return imagenet_val.load_classes(data[1], imagenet_val.parse_classes(classes), size)
     if len(data) != 1:
         raise UserError(f"--data takes PATH or 'imagenet-tfrecord DIR', got {' '.join(data)!r}")
     return mnist.load(data[0])

@@ -57,7 +57,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfbench import bench, mnist, paths, summaries
+from tfbench import bench, paths, summaries
+from tfbench.data import mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
@@ -83,8 +84,8 @@ def policy_scope(policy: str) -> Iterator[None]:
 
 def build_model(name: str, policy: str, *, seed: int = 0, vgg_input: int = 32, num_classes: int = 1000):
     """LeNet-5 (ReLU variant) or VGG19 built under ``policy``, ending in a float32 softmax."""
-    from tfbench.lenet5 import build_keras_lenet5
-    from tfbench.vgg19 import build_keras_vgg19
+    from tfbench.models.lenet5 import build_keras_lenet5
+    from tfbench.models.vgg19 import build_keras_vgg19
 
     keras.utils.set_random_seed(seed)
     with policy_scope(policy):
@@ -197,7 +198,7 @@ def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int =
 
 def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A batch of scikit-image's bundled photos resized to ``size``, scaled to [-1, 1], with fixed labels."""
-    from tfbench.images import skimage_photo
+    from tfbench.data.images import skimage_photo
 
     photos = []
     for i in range(batch_size):

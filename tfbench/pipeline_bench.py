@@ -7,9 +7,9 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   thrown away: the practical limit, since every other step needs the pixels; (a1) decoding only
   the recipe's crop window, which is what (b) decodes; and (a2) the same plus the resize, which
   separates the cost of resizing from the rest of the pipeline;
-- (b) **the full pipeline** (:func:`tfbench.tfrecord.make_dataset`): read the shards, parse,
+- (b) **the full pipeline** (:func:`tfbench.data.tfrecord.make_dataset`): read the shards, parse,
   decode (only the crop window for the crop-first recipes), resize + round + normalise (the
-  fused C++ op :mod:`tfbench.ops.resize_normalise`, where it builds), batch, prefetch.  Beside it,
+  fused C++ op :mod:`tfbench.data.resize_normalise`, where it builds), batch, prefetch.  Beside it,
   the same pipeline with one thing changed each: TensorFlow's own ops instead of the fused op
   (``tf.image.resize``, uint8, batch, XLA-compiled normalisation), the other decode path,
   Eigen's normalisation instead of XLA's, tf.data's autotuning model on, OpenCV's resizer
@@ -38,15 +38,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import bench, imagenet, images, paths
-from tfbench import preprocess as pp
+from tfbench import bench, paths
+from tfbench.data import imagenet_val
+from tfbench.data import images
+from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 
 
 def make_val_folder(folder: Path, count: int) -> Path:
     """``count`` JPEGs in val layout: the embedded photos cycled, every other round mirrored (distinct bytes)."""
     folder.mkdir(parents=True, exist_ok=True)
-    photos = [images.skimage_photo(name) for name in imagenet.EMBEDDED_PHOTOS]
+    photos = [images.skimage_photo(name) for name in imagenet_val.EMBEDDED_PHOTOS]
     for i in range(count):
         pixels = photos[i % len(photos)]
         if (i // len(photos)) % 2:
@@ -99,7 +101,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
     import tensorflow as tf
 
-    from tfbench import tfrecord
+    from tfbench.data import tfrecord
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     sizes = (ns.images, 2 * ns.images)
@@ -109,7 +111,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
         src = make_val_folder(work / f"val-{n}", n)
         out = work / f"tfrecords-{n}"
         start = time.perf_counter()
-        imagenet.convert(src, out, num_shards=max(2, n // 64), workers=cores, progress=False)
+        imagenet_val.convert(src, out, num_shards=max(2, n // 64), workers=cores, progress=False)
         convert_rates[n] = n / (time.perf_counter() - start)
         dirs[n] = (src, out)
     n = sizes[0]
@@ -163,7 +165,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
             done += len(batch)
         return done
 
-    from tfbench.ops import resize_normalise
+    from tfbench.data import resize_normalise
 
     decode_path = "decode_and_crop_jpeg" if ns.recipe in pp.CROP_FIRST else "full decode_jpeg"
     other_path = "full decode_jpeg" if ns.recipe in pp.CROP_FIRST else "decode_and_crop_jpeg + crop_and_resize"

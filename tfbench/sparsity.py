@@ -39,7 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import mnist, paths
+from tfbench.data import mnist
+from tfbench import paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
@@ -161,8 +162,8 @@ class SparseResult:
 
 
 def _model_and_inputs(name: str, data: mnist.DigitData, seed: int):
-    from tfbench.lenet5 import build_keras_lenet5
-    from tfbench.mlp import build_keras_mlp
+    from tfbench.models.lenet5 import build_keras_lenet5
+    from tfbench.models.mlp import build_keras_mlp
 
     if name == "lenet5":
         return build_keras_lenet5(seed=seed, activation="relu"), mnist.pad_to_32(data.x_train), \

@@ -6,7 +6,7 @@
 
 What it does, in order (course exercises 4.4, 4.9, 5.1, 5.2):
 
-1. opens the weight file once (``tfbench.weights``) and builds :class:`~tfbench.vgg19.VGG19Module`;
+1. opens the weight file once (``tfbench.data.weights``) and builds :class:`~tfbench.models.vgg19.VGG19Module`;
 2. prints every layer's output shape and parameter count for a (1, 224, 224, 3) input;
 3. runs the same batch eagerly, through ``tf.function`` and through XLA, and prints the
    median latency after warm-up, the speedups, and the largest difference between outputs;
@@ -77,7 +77,7 @@ class PreparedInput:
 
 def prepare_input(image_path: Path | None, spec, batch: int) -> PreparedInput:
     """Load the image (its channel order travels with it), crop ImageNet-style, normalise for ``spec``."""
-    from tfbench import images, preprocess
+    from tfbench.data import images, preprocess
 
     if image_path is None:
         image = images.from_array(images.skimage_photo("chelsea"), "RGB",
@@ -146,7 +146,8 @@ def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput) ->
     """Op graph of the tf.function, Keras conceptual graph, post-grappler graph, input images."""
     import tensorflow as tf
 
-    from tfbench import summaries, vgg19
+    from tfbench import summaries
+    from tfbench.models import vgg19
 
     x = tf.constant(prepared.batch[:1])
     summaries.write_trace(run_dir / "graph", model.as_function(), x, name="vgg19_forward")
@@ -171,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tensorflow as tf  # noqa: F401  (imported after argument checks: bad flags fail fast)
 
     from tfbench import bench as harness
-    from tfbench import labels, vgg19
-    from tfbench import weights as weight_files
+    from tfbench.data import labels
+    from tfbench.models import vgg19
+    from tfbench.data import weights as weight_files
 
     weights = (weight_files.load(args.weights, allow_pickle=args.allow_pickle) if args.weights
                else weight_files.random(args.seed))
@@ -219,8 +221,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR)
     args = parser.parse_args(argv)
     from tfbench import bench as harness
-    from tfbench import vgg19
-    from tfbench import weights as weight_files
+    from tfbench.models import vgg19
+    from tfbench.data import weights as weight_files
 
     weights = weight_files.random()
     model = vgg19.VGG19Module(weights.layers)

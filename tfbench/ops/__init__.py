@@ -8,7 +8,7 @@
 - :mod:`tfbench.ops.instance_norm` uses it in a real graph (a style-transfer residual block);
 - :mod:`tfbench.ops.fuzz` checks it against NumPy on random shapes, dtypes and exponents;
 - :mod:`tfbench.ops.bench` times it against ``tf.pow(x - y, p)`` and NumPy;
-- :mod:`tfbench.ops.resize_normalise` is ``ResizeNormalise``: the TFRecord pipeline's resize,
+- :mod:`tfbench.data.resize_normalise` is ``ResizeNormalise``: the TFRecord pipeline's resize,
   rounding and normalisation fused into one op (operator fusion for the input side).
 
 Run ``python -m tfbench.ops --help`` (build, info, demo, fuzz).

@@ -19,7 +19,7 @@ extension  what                                        input       needs
 =========  ==========================================  ==========  ===========================
 
 Each format declares what its network expects of the input as an
-:class:`~tfbench.preprocess.InputSpec` (channel order, mean, std), so callers never guess.
+:class:`~tfbench.data.preprocess.InputSpec` (channel order, mean, std), so callers never guess.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from tfbench import labels, vgg19
+from tfbench.data import labels
+from tfbench.models import vgg19
 from tfbench.errors import UserError
 from tfbench.files import atomic_output
-from tfbench.preprocess import CAFFE, InputSpec
-from tfbench.vgg19 import WeightDict
+from tfbench.data.preprocess import CAFFE, InputSpec
+from tfbench.models.vgg19 import WeightDict
 
 try:
     from scipy.io.matlab import MatReadError as _MatReadError
@@ -119,7 +120,7 @@ def _read_npz(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
     with np.load(f, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     if "__meta__" not in arrays:
-        raise UserError("no __meta__ entry: not written by tfbench.weights.save")
+        raise UserError("no __meta__ entry: not written by tfbench.data.weights.save")
     meta = json.loads(str(arrays.pop("__meta__")))
     spec = InputSpec(meta["channel_order"], tuple(meta["mean"]), tuple(meta["std"]), int(meta["size"]))
     layers: WeightDict = {}

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench import distributed_cluster as cluster
+from tfbench.distributed import cluster
 from tfbench import paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
@@ -122,19 +122,21 @@ class Data:
 
 def load_data(model: str, data: str | None, classes: str, logdir: str | Path) -> Data:
     """LeNet-5: digits (embedded, MNIST) or ten classes of TFRecords, in memory; VGG19: TFRecords, streamed."""
-    from tfbench import distributed_data, imagenet, lenet, mnist, tfrecord
+    from tfbench.distributed import data as distributed_data
+    from tfbench.data import imagenet_val
+    from tfbench.data import mnist, tfrecord
 
     is_records = data is not None and (Path(data) / tfrecord.MANIFEST).is_file()
     if model == "vgg19":
         if data is not None and not is_records:
             raise UserError(f"--data {data}: VGG19 trains on ImageNet TFRecord shards (a folder with "
                             f"{tfrecord.MANIFEST}, from `python -m tfbench.imagenet convert`)")
-        folder = Path(data) if data is not None else imagenet.default_tfrecords(logdir)
+        folder = Path(data) if data is not None else imagenet_val.default_tfrecords(logdir)
         records = distributed_data.open_records(folder)
         return Data(f"ImageNet TFRecords {folder}: {records.num_examples} images in {len(records.files)} shards",
                     records=records)
     if is_records:
-        digits = lenet.load_imagenet_tfrecord(data, lenet.parse_classes(classes), 32)
+        digits = imagenet_val.load_classes(data, imagenet_val.parse_classes(classes), 32)
     else:
         digits = mnist.load(data)
     return Data(digits.source, mnist.pad_to_32(digits.x_train) if digits.x_train.shape[1] == 28 else digits.x_train,
@@ -145,10 +147,10 @@ def load_data(model: str, data: str | None, classes: str, logdir: str | Path) ->
 def build_model(model: str, seed: int, image_size: int):
     """LeNet-5 (Keras, tanh) or VGG19 (Keras, 1000 classes at ``image_size``), seeded."""
     if model == "lenet5":
-        from tfbench import lenet5
+        from tfbench.models import lenet5
 
         return lenet5.build_keras_lenet5(seed=seed)
-    from tfbench import vgg19
+    from tfbench.models import vgg19
 
     return vgg19.build_keras_vgg19(seed=seed, input_size=image_size)
 
@@ -274,7 +276,7 @@ def measure_allreduce(strategy, variables, *, warmup: int = 3, repeats: int = 20
 
 def _profile_split(run_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Read the trace just written: per-step all-reduce ms (collective ops) vs the rest; log the medians."""
-    from tfbench import distributed_profile
+    from tfbench.distributed import profile as distributed_profile
 
     trace = distributed_profile.latest_trace(run_dir)
     if trace is None:
@@ -302,7 +304,8 @@ def train_distributed(strategy, data: Data, *, strategy_name: str, model_name: s
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    from tfbench import distributed_data, train
+    from tfbench.distributed import data as distributed_data
+    from tfbench import train
 
     worker = task.index if task else 0
     num_workers = task.num_workers if task else 1
@@ -452,7 +455,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_args(sub.add_parser("train", help="data-parallel training: one | mirrored | multiworker"))
-    from tfbench import distributed_service
+    from tfbench.distributed import service as distributed_service
 
     distributed_service.add_arguments(sub)
     e = sub.add_parser("estimate", help="ring all-reduce time on N machines (VGG19 vs its conv stack vs LeNet-5)")
@@ -471,7 +474,7 @@ def _add_estimate_args(p: argparse.ArgumentParser) -> None:
 def print_estimate(link_gbps: float, device_tflops: float = 15.0, batch_per_worker: int = 32,
                    machines: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> list[dict]:
     """Print the ring all-reduce estimate table; return its rows."""
-    from tfbench import distributed_estimate as est
+    from tfbench.distributed import estimate as est
 
     if link_gbps <= 0 or device_tflops <= 0 or batch_per_worker < 1 or min(machines) < 1:
         raise UserError("--link-gbps and --device-tflops must be positive, --batch-per-worker and N at least 1")
@@ -499,9 +502,9 @@ def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     run = Path(ns.run_dir) if ns.run_dir else paths.run_dir(ns.logdir, "distributed")
     checkpoint_dir = Path(ns.checkpoint_dir) if ns.checkpoint_dir else run / "checkpoints"
     if ns.model == "vgg19" and ns.data is None:  # make the embedded TFRecords once, not in every worker
-        from tfbench import imagenet
+        from tfbench.data import imagenet_val
 
-        ns.data = str(imagenet.default_tfrecords(ns.logdir))
+        ns.data = str(imagenet_val.default_tfrecords(ns.logdir))
     extra = ["--run-dir", str(run), "--checkpoint-dir", str(checkpoint_dir)]
     if ns.data is not None:
         extra += ["--data", ns.data]
@@ -596,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "estimate":
         print_estimate(ns.link_gbps, ns.device_tflops, ns.batch_per_worker, _parse_ints(ns.machines, "--machines"))
         return 0
-    from tfbench import distributed_service
+    from tfbench.distributed import service as distributed_service
 
     return distributed_service.run(ns, argv)
 

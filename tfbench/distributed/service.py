@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfbench import distributed_cluster as cluster
+from tfbench.distributed import cluster
 from tfbench import paths
 from tfbench.errors import UserError
 from tfbench.files import write_json
@@ -73,9 +73,10 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def _records(data: str | None, logdir: str | Path):
-    from tfbench import distributed_data, imagenet
+    from tfbench.distributed import data as distributed_data
+    from tfbench.data import imagenet_val
 
-    folder = Path(data) if data is not None else imagenet.default_tfrecords(logdir)
+    folder = Path(data) if data is not None else imagenet_val.default_tfrecords(logdir)
     return distributed_data.open_records(folder)
 
 
@@ -83,7 +84,7 @@ def all_filenames(records: Any) -> list[str]:
     """Every example's stored file name, read from the shards (parse only, no decoding)."""
     import tensorflow as tf
 
-    from tfbench import tfrecord
+    from tfbench.data import tfrecord
 
     ds = tf.data.TFRecordDataset(list(records.files)).map(lambda r: tfrecord.parse_example(r)["image/filename"])
     return [name.decode() for name in ds.as_numpy_iterator()]
@@ -93,7 +94,7 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
     """Iterate the shared job; return what arrived (file names in order, batch count, timings)."""
     import numpy as np
 
-    from tfbench import distributed_data
+    from tfbench.distributed import data as distributed_data
 
     records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
     ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
@@ -136,7 +137,8 @@ def _train_step(model: str, image_size: int, seed: int):
         return None
     import tensorflow as tf
 
-    from tfbench import train, vgg19
+    from tfbench import train
+    from tfbench.models import vgg19
 
     if image_size < 32 or image_size % 32:
         raise UserError(f"--image-size must be a multiple of 32 for VGG19, got {image_size}")
@@ -180,7 +182,7 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         return 0
     if ns.data_workers < 1 or ns.consumers < 1:
         raise UserError(f"--data-workers and --consumers must be at least 1, got {ns.data_workers}, {ns.consumers}")
-    from tfbench import distributed_data
+    from tfbench.distributed import data as distributed_data
 
     records = _records(ns.data, ns.logdir)
     expected = all_filenames(records)

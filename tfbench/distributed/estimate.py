@@ -43,8 +43,8 @@ class ModelCost:
 
 
 def vgg19_costs(input_size: int = 224) -> list[ModelCost]:
-    """VGG19, its conv stack alone, and its fc layers alone, from ``tfbench.vgg19.layer_specs``."""
-    from tfbench import vgg19
+    """VGG19, its conv stack alone, and its fc layers alone, from ``tfbench.models.vgg19.layer_specs``."""
+    from tfbench.models import vgg19
 
     specs = vgg19.layer_specs(input_size=input_size)
     conv_params = conv_macs = fc_params = fc_macs = 0
@@ -67,8 +67,8 @@ def vgg19_costs(input_size: int = 224) -> list[ModelCost]:
 
 
 def lenet5_cost() -> ModelCost:
-    """LeNet-5 (32x32x1 input) from ``tfbench.lenet5.LAYERS``."""
-    from tfbench import lenet5
+    """LeNet-5 (32x32x1 input) from ``tfbench.models.lenet5.LAYERS``."""
+    from tfbench.models import lenet5
 
     params = macs = 0
     side = lenet5.INPUT_SHAPE[0]

@@ -4,7 +4,7 @@ Every model here is an architecture written down as data (channel lists, block c
 inception branch widths) and interpreted by a few lines of Keras: random initial weights,
 nothing downloaded.  They exist so that ``tfbench.complexity`` can count neurons,
 parameters, multiplications and additions on real built models instead of a table typed
-by hand.  Together with ``tfbench.vgg19``, ``tfbench.lenet5`` and ``tfbench.mlp`` the zoo is:
+by hand.  Together with ``tfbench.models.vgg19``, ``tfbench.models.lenet5`` and ``tfbench.models.mlp`` the zoo is:
 
 =================  =========================================================  ==============
 name               what                                                       params @ size
@@ -13,14 +13,14 @@ alexnet            torchvision's single-tower AlexNet (64/192/384/256/256)    61
 alexnet_grouped    the original two-GPU AlexNet (96/256/384/384/256); conv2,  60,965,224 @227
                    conv4, conv5 as two towers, one per GPU, each seeing half
                    of the channels (a grouped convolution written out)
-vgg19              configuration "E" (``tfbench.vgg19``)                       143,667,240 @224
+vgg19              configuration "E" (``tfbench.models.vgg19``)                       143,667,240 @224
 resnet18/50/152    torchvision's ResNets: conv without bias + BatchNorm,       11,689,512 /
                    stride on the 3x3 conv of a bottleneck ("v1.5")            25,557,032 /
                                                                               60,192,808 @224
 inception_v1       GoogLeNet as in the paper's Table 1 (conv biases, 5x5       6,998,552 @224
                    branches, no auxiliary classifiers)
-lenet5             ``tfbench.lenet5`` on 32x32x1                              61,706
-mlp                ``tfbench.mlp`` (784-512-256-10)                           535,818
+lenet5             ``tfbench.models.lenet5`` on 32x32x1                              61,706
+mlp                ``tfbench.models.mlp`` (784-512-256-10)                           535,818
 =================  =========================================================  ==============
 
 Stated simplifications: the local response normalisation of AlexNet and GoogLeNet is left
@@ -38,6 +38,7 @@ import keras
 from keras import layers
 
 from tfbench.errors import UserError
+
 
 NUM_CLASSES = 1000
 
@@ -228,68 +229,56 @@ def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *,
     return keras.Model(inputs, x, name="inception_v1")
 
 
-def _vgg19(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
-    from tfbench.vgg19 import build_keras_vgg19
-
-    return build_keras_vgg19(seed=seed, num_classes=num_classes, input_size=input_size)
-
-
-def _lenet5(input_size: int = 32, num_classes: int = 10, *, seed: int = 0):
-    from tfbench.lenet5 import build_keras_lenet5
-
-    return build_keras_lenet5(seed=seed)
-
-
-def _mlp(input_size: int = 28, num_classes: int = 10, *, seed: int = 0):
-    from tfbench.mlp import build_keras_mlp
-
-    return build_keras_mlp(seed=seed)
-
-
 @dataclass(frozen=True)
 class ZooEntry:
-    """A model builder, its native input size, and the published numbers to compare with."""
+    """A model builder and the published numbers to compare with (input size rules: ``registry.SIZE_RULES``)."""
 
     builder: Callable[..., object]
-    input_size: int
-    channels: int
-    fixed_size: bool  # True: the architecture only takes input_size
-    min_size: int
+    input_size: int  # the size the published numbers are for
     params: int | None  # published trainable parameters at input_size
     macs: float | None  # published multiply-accumulates at input_size
     source: str
 
 
+def _vgg19(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
+    from tfbench.models import registry
+
+    return registry.get("vgg19", input_size=input_size, num_classes=num_classes, seed=seed)
+
+
+def _digits(name: str):
+    def build(input_size: int, num_classes: int = 10, *, seed: int = 0):
+        from tfbench.models import registry
+
+        return registry.get(name, input_size=input_size, seed=seed)
+
+    return build
+
+
 MODELS: dict[str, ZooEntry] = {
-    "alexnet": ZooEntry(build_alexnet, 224, 3, False, 63, 61_100_840, 0.71e9,
+    "alexnet": ZooEntry(build_alexnet, 224, 61_100_840, 0.71e9,
                         "torchvision AlexNet_Weights (61,100,840 params, 0.71 GFLOPS=MACs)"),
-    "alexnet_grouped": ZooEntry(build_alexnet_grouped, 227, 3, False, 67, 60_965_224, 724e6,
+    "alexnet_grouped": ZooEntry(build_alexnet_grouped, 227, 60_965_224, 724e6,
                                 "Caffe bvlc_alexnet (60,965,224 params); Sze et al. 2017 Table: 724M MACs"),
-    "vgg19": ZooEntry(_vgg19, 224, 3, False, 32, 143_667_240, 19.63e9,
+    "vgg19": ZooEntry(_vgg19, 224, 143_667_240, 19.63e9,
                       "torchvision VGG19_Weights (143,667,240 params, 19.63 GFLOPS=MACs)"),
-    "resnet18": ZooEntry(lambda **k: build_resnet(18, **k), 224, 3, False, 32, 11_689_512, 1.81e9,
+    "resnet18": ZooEntry(lambda **k: build_resnet(18, **k), 224, 11_689_512, 1.81e9,
                          "torchvision ResNet18_Weights (11,689,512 params, 1.81 GFLOPS=MACs)"),
-    "resnet50": ZooEntry(lambda **k: build_resnet(50, **k), 224, 3, False, 32, 25_557_032, 4.09e9,
+    "resnet50": ZooEntry(lambda **k: build_resnet(50, **k), 224, 25_557_032, 4.09e9,
                          "torchvision ResNet50_Weights.V1 (25,557,032 params, 4.09 GFLOPS=MACs)"),
-    "resnet152": ZooEntry(lambda **k: build_resnet(152, **k), 224, 3, False, 32, 60_192_808, 11.51e9,
+    "resnet152": ZooEntry(lambda **k: build_resnet(152, **k), 224, 60_192_808, 11.51e9,
                           "torchvision ResNet152_Weights.V1 (60,192,808 params, 11.51 GFLOPS=MACs)"),
-    "inception_v1": ZooEntry(build_inception_v1, 224, 3, False, 32, None, 1.5e9,
+    "inception_v1": ZooEntry(build_inception_v1, 224, None, 1.5e9,
                              "Szegedy et al. 2014: about 1.5 G multiply-adds (no auxiliary heads)"),
-    "lenet5": ZooEntry(_lenet5, 32, 1, True, 32, 61_706, None, "LeCun et al. 1998 with a full C3"),
-    "mlp": ZooEntry(_mlp, 28, 1, True, 28, 535_818, None, "exercise 3.10's 784-512-256-10"),
+    "lenet5": ZooEntry(_digits("lenet5"), 32, 61_706, None, "LeCun et al. 1998 with a full C3"),
+    "mlp": ZooEntry(_digits("mlp"), 28, 535_818, None, "exercise 3.10's 784-512-256-10"),
 }
+#: name -> builder(input_size=, num_classes=, seed=) for :func:`tfbench.models.registry.get`.
+BUILDERS: dict[str, Callable[..., object]] = {name: entry.builder for name, entry in MODELS.items()}
 
 
 def build(name: str, input_size: int | None = None, *, seed: int = 0):
-    """Build zoo model ``name`` at ``input_size`` (its native size when None); raise UserError on bad input."""
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    entry = MODELS[name]
-    size = entry.input_size if input_size is None else int(input_size)
-    if entry.fixed_size and size != entry.input_size:
-        raise UserError(f"{name} only takes {entry.input_size}x{entry.input_size} inputs, got --input {size}")
-    if size < entry.min_size:
-        raise UserError(f"{name} needs an input of at least {entry.min_size}x{entry.min_size}, got {size}")
-    if name == "vgg19" and size % 32:
-        raise UserError(f"vgg19 needs an input size divisible by 32 (five 2x2 pools), got {size}")
-    return entry.builder(input_size=size, seed=seed)
+    """Build zoo model ``name`` at ``input_size`` (its native size when None): ``registry.get`` as Keras."""
+    from tfbench.models import registry
+
+    return registry.get(name, input_size=input_size, seed=seed)

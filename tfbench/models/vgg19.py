@@ -106,7 +106,7 @@ class VGG19Module(tf.Module):
     """VGG19 as explicit variables and ``tf.nn`` ops: the network with nothing hidden.
 
     Input: float32 NHWC images already normalised the way the weights expect
-    (see ``tfbench.weights`` for each file format's channel order and mean).
+    (see ``tfbench.data.weights`` for each file format's channel order and mean).
     """
 
     def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,

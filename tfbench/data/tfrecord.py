@@ -382,12 +382,12 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
 
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
-    ``spec`` is a ``tfbench.preprocess.InputSpec`` (default: Keras caffe mode, VGG19's);
-    decoded pixels are RGB, :func:`tfbench.preprocess.tf_normalise` reorders them for the spec.
+    ``spec`` is a ``tfbench.data.preprocess.InputSpec`` (default: Keras caffe mode, VGG19's);
+    decoded pixels are RGB, :func:`tfbench.data.preprocess.tf_normalise` reorders them for the spec.
     ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for the crop-first
     recipes B and A-window only, because A-aspect's exact fast path needs ``crop_and_resize``,
     which costs more on CPU than the decoding it saves.  ``resizer``: ``"fused"`` resizes, rounds
-    and normalises each crop window in one C++ op (:mod:`tfbench.ops.resize_normalise`; the same
+    and normalises each crop window in one C++ op (:mod:`tfbench.data.resize_normalise`; the same
     numbers as ``"tf"``, crop-first recipes only, built on first use, TensorFlow's ops if it cannot
     be built); ``"tf"``: ``tf.image.resize``, uint8, and per batch the XLA-compiled
     normalisation; ``"cv2"``: OpenCV's resize through ``tf.numpy_function`` (the NumPy recipe's
@@ -398,7 +398,7 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
 
     With ``"tf"``, each image leaves the parallel map as uint8 (rounded, like the NumPy recipes'
     output) and the batch is normalised in one XLA-compiled loop (``xla_normalise``; see
-    :func:`tfbench.preprocess.tf_normaliser`).  tf.data's autotuning model is off by default
+    :func:`tfbench.data.preprocess.tf_normaliser`).  tf.data's autotuning model is off by default
     (``autotune``): every ``AUTOTUNE`` then means one worker per core.  With the model on, the
     parallelism it chose on our 2-core machine left one core idle in about half of the passes
     (A-aspect: 375 or 600 img/s, pass by pass, with nothing else changed); the benchmark
@@ -406,8 +406,8 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     """
     import tensorflow as tf
 
-    from tfbench import preprocess as pp
-    from tfbench.ops import resize_normalise
+    from tfbench.data import preprocess as pp
+    from tfbench.data import resize_normalise
 
     spec = spec or pp.CAFFE
     if batch_size < 1:
@@ -427,7 +427,7 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
 
     def decode(serialized):
         features = parse_example(serialized, keys)
-        if fused:  # already normalised: see tfbench.ops.resize_normalise
+        if fused:  # already normalised: see tfbench.data.resize_normalise
             window = pp.tf_decode_window(features["image/encoded"], recipe, size=spec.size, fast=fast is not False)
             image = resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB")
         elif resizer in ("tf", "auto"):

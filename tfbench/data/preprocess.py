@@ -4,7 +4,7 @@ Course exercises 4.6 (two evaluation crops) and 5.4 (Keras preprocessing modes).
 
 :class:`InputSpec` is the contract between a weight file and the data side: channel order,
 per-channel mean and std on the 0..255 scale, and input size.  Each weight format in
-``tfbench.weights`` declares one; normalisation code reads it instead of hard-coding.
+``tfbench.data.weights`` declares one; normalisation code reads it instead of hard-coding.
 
 The geometric recipes (each in NumPy with OpenCV or PIL resizing, and in-graph with ``tf.image``):
 
@@ -31,7 +31,7 @@ with the scale), so it matches ``tf.image.resize(antialias=True)`` instead, and 
 from the non-antialiased resizers by several levels on sharp edges.
 
 Normalisation (:func:`normalise`, :func:`tf_normalise`) takes an image *with its channel
-order* (``tfbench.images.Image``), reorders the channels to the spec's order, then applies
+order* (``tfbench.data.images.Image``), reorders the channels to the spec's order, then applies
 the mean and std.  The three Keras modes (:data:`MODES`) follow
 ``keras.applications.imagenet_utils.preprocess_input`` operation by operation, so the results
 are bit-identical to it (NumPy, and ``tf_normalise`` run eagerly).  Inside a ``tf.function``
@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from tfbench.errors import UserError
-from tfbench.images import ORDERS, Image
+from tfbench.data.images import ORDERS, Image
 
 
 @dataclass(frozen=True)
@@ -180,8 +180,8 @@ def apply_recipe(image: Image, recipe: str = "A", *, size: int = 224, backend: s
 
 def _require_image(image: object, what: str) -> Image:
     if not isinstance(image, Image):
-        raise UserError(f"{what} needs a tfbench.images.Image (pixels + channel order), got "
-                        f"{type(image).__name__}; wrap arrays with tfbench.images.from_array(array, channel_order)")
+        raise UserError(f"{what} needs a tfbench.data.images.Image (pixels + channel order), got "
+                        f"{type(image).__name__}; wrap arrays with tfbench.data.images.from_array(array, channel_order)")
     return image
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfbench import preprocess as pp
+from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
-from tfbench.images import ORDERS
+from tfbench.data.images import ORDERS
 from tfbench.ops import build
 
 LIBRARY = "resize_normalise"  # custom_ops/resize_normalise/

@@ -1,4 +1,4 @@
-"""LeNet-5 (LeCun et al. 1998), built two ways from one description, like ``tfbench.vgg19``.
+"""LeNet-5 (LeCun et al. 1998), built two ways from one description, like ``tfbench.models.vgg19``.
 
 The classic network on 32x32x1 inputs (MNIST's 28x28 padded by 2 on each side)::
 

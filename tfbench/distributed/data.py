@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbench import train
-from tfbench.distributed_cluster import LOCALHOST, free_ports
+from tfbench.distributed.cluster import LOCALHOST, free_ports
 from tfbench.errors import UserError
 
 # ----------------------------------------------------------------------------- examples in memory
@@ -93,7 +93,7 @@ class ShardedRecords:
 
 def open_records(directory: str | Path) -> ShardedRecords:
     """Read and check the manifest and shards of ``directory`` (UserError naming what is wrong)."""
-    from tfbench import tfrecord
+    from tfbench.data import tfrecord
 
     manifest = tfrecord.read_manifest(directory)
     files = tfrecord.shard_files(directory, manifest)
@@ -104,14 +104,14 @@ def open_records(directory: str | Path) -> ShardedRecords:
 
 def image_spec(size: int):
     """VGG19's input spec (Keras caffe mode) at ``size`` x ``size``."""
-    from tfbench import preprocess
+    from tfbench.data import preprocess
 
     return dataclasses.replace(preprocess.CAFFE, size=size)
 
 
 def decode_fn(records: ShardedRecords, size: int, with_filenames: bool = False) -> Callable:
     """serialized Example -> (VGG19 input float32 size x size x 3, 0-based int32 label[, file name])."""
-    from tfbench import preprocess, tfrecord
+    from tfbench.data import preprocess, tfrecord
 
     spec = image_spec(size)
 

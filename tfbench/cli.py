@@ -1,0 +1,203 @@
+"""The command-line pieces every ``python -m tfbench.<name>`` shares: common options, quiet start-up.
+
+One spelling and one default for each common option, shown in every ``--help``::
+
+    --logdir DIR     where runs and reports go (default: logs)
+    --seed N         weights and data order
+    --repeats N      timed rounds of a benchmark
+    --batch-size N   images per step
+    --image-size N   square input size of an image model
+    --no-progress    no progress bars
+    --verbose        keep TensorFlow's own start-up log lines
+
+Commands parse their arguments before importing TensorFlow, so ``--help`` and argument
+errors answer at once.  :func:`quiet_tensorflow` then keeps TensorFlow's C++ start-up
+chatter (absl's pre-init warning, oneDNN and CUDA notices, ``cuInit`` on machines without a
+GPU) off the terminal unless ``--verbose`` asks for it; Python warnings and errors still show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tfbench import paths
+
+DEFAULT_LOGDIR = str(paths.DEFAULT_LOGDIR)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show each option's default in ``--help`` and keep the description's line breaks."""
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults."""
+    return argparse.ArgumentParser(prog=f"python -m tfbench.{prog}", description=description,
+                                   formatter_class=HelpFormatter)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``--repeats 0`` is refused, not run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def add_logdir(p: argparse.ArgumentParser) -> None:
+    """``--logdir DIR``: where runs (``DIR/<experiment>/<timestamp>/``) and reports go."""
+    p.add_argument("--logdir", default=DEFAULT_LOGDIR, help="where runs and reports go")
+
+
+def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+    """``--seed N``: seeds weights and data order."""
+    p.add_argument("--seed", type=int, default=default, help="seed of the weights and the data order")
+
+
+def add_repeats(p: argparse.ArgumentParser, default: int) -> None:
+    """``--repeats N``: timed rounds (warm-ups are extra)."""
+    p.add_argument("--repeats", type=positive_int, default=default, help="timed rounds (warm-ups not counted)")
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int) -> None:
+    """``--batch-size N``: images per step."""
+    p.add_argument("--batch-size", type=positive_int, default=default, help="images per step")
+
+
+def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19") -> None:
+    """``--image-size N``: square input size; the model's own rule (VGG19: a multiple of 32) is checked."""
+
+    def image_size(text: str) -> int:
+        from tfbench.models.registry import input_size_error
+
+        value = positive_int(text)
+        problem = input_size_error(model, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    p.add_argument("--image-size", type=image_size, default=default,
+                   help=f"square input size ({model}: see its size rule)")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars (logs and CI)."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    """``--verbose``: keep TensorFlow's own start-up log lines."""
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up log lines")
+
+
+def check_output_dir(path: str | Path, what: str = "--logdir") -> Path:
+    """Refuse, before any work starts, an output folder that cannot be one (a file, or under a file)."""
+    from tfbench.errors import UserError
+
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{what} {path}: {parent} is a file, not a folder")
+        if parent.exists():
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{what} {path}: the folder is not writable")
+    return path
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Keep TensorFlow's C++ start-up log lines off stderr, unless ``verbose``; call before importing it.
+
+    ``TF_CPP_MIN_LOG_LEVEL=2`` hides INFO and WARNING lines (3 would hide real errors too, so
+    we stay at 2).  Some lines come before TensorFlow reads that variable, or at error level
+    although nothing is wrong (absl's "All log messages before absl::InitializeLog()", the
+    ``cuInit`` failure on a machine without a GPU): :func:`filter_stderr` drops exactly those.
+    """
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    filter_stderr(STARTUP_NOISE)
+
+
+#: substrings of TensorFlow/XLA start-up lines that say nothing about the user's work.
+STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "failed call to cuInit",
+    "Could not find cuda drivers",
+    "cudart_stub",
+    "oneDNN custom operations are on",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+    "TF-TRT Warning",
+)
+
+_filter_installed = False
+
+
+def filter_stderr(noise: tuple[str, ...]) -> None:
+    """Drop the lines written to file descriptor 2 that contain one of ``noise``, for the rest of the process.
+
+    C++ code writes to the file descriptor itself, so swapping ``sys.stderr`` cannot catch it:
+    fd 2 becomes a pipe, and a thread copies every other line to the real stderr as it comes.
+    At exit the real stderr is put back and the thread drained, so no line is lost.
+    """
+    global _filter_installed
+    if _filter_installed:
+        return
+    import atexit
+    import sys
+    import threading
+
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(real), "wb", buffering=0) as out:
+            for raw in pipe:
+                if not any(n in raw.decode("utf-8", "replace") for n in noise):
+                    out.write(raw)
+
+    thread = threading.Thread(target=pump, name="tfbench-stderr-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes our write end of the pipe: the pump reads to its end and stops
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+    _filter_installed = True

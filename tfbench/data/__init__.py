@@ -1,0 +1,15 @@
+"""Data: images with their channel order, preprocessing recipes, TFRecords, labels, digits, weight files.
+
+- :mod:`~tfbench.data.images`: one loader per library (OpenCV BGR, PIL and scikit-image RGB), each
+  returning an :class:`~tfbench.data.images.Image` that carries its channel order;
+- :mod:`~tfbench.data.preprocess`: input specs, crop recipes, normalisation modes (NumPy and ``tf.image``);
+- :mod:`~tfbench.data.resize_normalise`: the pipeline's resize and normalisation as one fused C++ op;
+- :mod:`~tfbench.data.tfrecord`: the ImageNet-val Example schema, the sharded writer and the ``tf.data`` reader;
+- :mod:`~tfbench.data.imagenet_val`: val folder layouts, label sources, the embedded sample;
+- :mod:`~tfbench.data.labels`: ImageNet class names and synsets from ``datasets/imagenet``;
+- :mod:`~tfbench.data.mnist`: MNIST files and the embedded real digits;
+- :mod:`~tfbench.data.weights`: VGG19 weight files in the formats people have, opened once.
+
+Data code may use :mod:`tfbench.models` (a weight file is checked against the architecture) and
+:mod:`tfbench.ops`, never a command module.
+"""

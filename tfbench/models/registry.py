@@ -1,0 +1,119 @@
+"""One way to build any model by name: ``models.get("vgg19", impl="module", input_size=64)``.
+
+Every command that takes a model name builds it here, so the names, the size rules and the
+error messages are the same everywhere (torchvision's ``models.get_model`` is the model for this).
+Two implementations exist for the networks the course builds by hand:
+
+- ``impl="keras"``: a Keras 3 functional model (every zoo model has one);
+- ``impl="module"``: a ``tf.Module`` holding explicit ``tf.Variable``\\ s (VGG19, LeNet-5, the MLP).
+
+Nothing here imports TensorFlow until a model is built, so listing names stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tfbench.errors import UserError
+
+IMPLS = ("keras", "module")
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Which square input sizes a model accepts: a native size, a minimum, a divisor, or only the native size."""
+
+    native: int
+    minimum: int
+    multiple: int = 1
+    fixed: bool = False
+    channels: int = 3
+
+    def check(self, name: str, size: int) -> str | None:
+        """None if ``size`` is accepted, else a sentence saying what is expected."""
+        if self.fixed and size != self.native:
+            return f"{name} only takes {self.native}x{self.native} inputs, got {size}"
+        if size < self.minimum:
+            return f"{name} needs an input of at least {self.minimum}x{self.minimum}, got {size}"
+        if size % self.multiple:
+            return f"{name} needs an input size that is a multiple of {self.multiple}, got {size}"
+        return None
+
+
+#: model name -> its input size rule (the zoo's published numbers live in :mod:`tfbench.models.zoo`).
+SIZE_RULES: dict[str, SizeRule] = {
+    "alexnet": SizeRule(224, 63),
+    "alexnet_grouped": SizeRule(227, 67),
+    "vgg19": SizeRule(224, 32, multiple=32),  # five 2x2 pools
+    "resnet18": SizeRule(224, 32),
+    "resnet50": SizeRule(224, 32),
+    "resnet152": SizeRule(224, 32),
+    "inception_v1": SizeRule(224, 32),
+    "lenet5": SizeRule(32, 32, fixed=True, channels=1),
+    "mlp": SizeRule(28, 28, fixed=True, channels=1),
+}
+NAMES: tuple[str, ...] = tuple(SIZE_RULES)
+#: the models built by hand as explicit-variable ``tf.Module``\\ s too.
+MODULE_NAMES: tuple[str, ...] = ("vgg19", "lenet5", "mlp")
+
+
+def input_size_error(name: str, size: int) -> str | None:
+    """None if model ``name`` accepts ``size``x``size`` inputs, else why not (for a UserError or argparse)."""
+    return SIZE_RULES[name].check(name, size)
+
+
+def check_name(name: str, choices: Sequence[str] = NAMES) -> None:
+    """Raise UserError naming the choices when ``name`` is not one of them."""
+    if name not in choices:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(choices)}")
+
+
+def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_classes: int | None = None,
+        seed: int = 0, activation: str | None = None, hidden: Sequence[int] | None = None,
+        weights: Any = None) -> Any:
+    """Build model ``name`` with seeded (or given) weights; every bad argument is a UserError.
+
+    ``input_size`` defaults to the model's native size; ``num_classes`` to its own (1000 for
+    ImageNet models, 10 for the digit models); ``activation`` and ``hidden`` apply to LeNet-5
+    (tanh or relu) and the MLP (hidden widths, relu/tanh/sigmoid).
+    """
+    check_name(name)
+    if impl not in IMPLS:
+        raise UserError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl == "module" and name not in MODULE_NAMES:
+        raise UserError(f"{name} has no tf.Module implementation; those are {', '.join(MODULE_NAMES)}")
+    size = SIZE_RULES[name].native if input_size is None else int(input_size)
+    problem = input_size_error(name, size)
+    if problem:
+        raise UserError(problem)
+    if name == "vgg19":
+        from tfbench.models import vgg19
+
+        classes = vgg19.NUM_CLASSES if num_classes is None else num_classes
+        if impl == "module":
+            return vgg19.VGG19Module(weights, seed=seed, num_classes=classes, input_size=size)
+        return vgg19.build_keras_vgg19(weights, seed=seed, num_classes=classes, input_size=size)
+    if name == "lenet5":
+        from tfbench.models import lenet5
+
+        activation = activation or "tanh"
+        if activation not in lenet5.ACTIVATIONS:
+            raise UserError(f"LeNet-5 activation must be one of {', '.join(lenet5.ACTIVATIONS)}, got {activation!r}")
+        if impl == "module":
+            return lenet5.LeNet5Module(weights, seed=seed, activation=activation)
+        return lenet5.build_keras_lenet5(weights, seed=seed, activation=activation)
+    if name == "mlp":
+        from tfbench.models import mlp
+
+        activation = activation or "relu"
+        if activation not in mlp.ACTIVATIONS:
+            raise UserError(f"MLP activation must be one of {', '.join(mlp.ACTIVATIONS)}, got {activation!r}")
+        widths = tuple(hidden or mlp.DEFAULT_HIDDEN)
+        if impl == "module":
+            return mlp.MLPModule(widths, weights, seed=seed, activation=activation)
+        return mlp.build_keras_mlp(widths, weights, seed=seed, activation=activation)
+    from tfbench.models import zoo
+
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    return zoo.BUILDERS[name](input_size=size, seed=seed, **kwargs)
