@@ -113,3 +113,19 @@ def write_scalars(run_dir: str | Path, scalars: dict[str, float], step: int) -> 
         for tag, value in scalars.items():
             tf.summary.scalar(tag, value, step=step)
     writer.close()
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-style markdown table (what TensorBoard's Text dashboard renders as a table)."""
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_text(run_dir: str | Path, texts: dict[str, str], step: int = 0) -> None:
+    """Write markdown texts (tables, notes) as cards of TensorBoard's Text dashboard in ``run_dir``."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for tag, markdown in texts.items():
+            tf.summary.text(tag, markdown, step=step)
+    writer.close()
