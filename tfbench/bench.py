@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "vgg": ("tfbench.vgg_graph", "VGG19 forward: eager vs tf.function vs XLA"),
     "pipeline": ("tfbench.pipeline_bench", "ImageNet TFRecord input pipeline vs decode-only vs a naive loop"),
     "lenet": ("tfbench.lenet", "LeNet-5 training step: eager vs tf.function vs fit"),
+    "classic": ("tfbench.classic", "kNN prediction on the test digits: TensorFlow vs scikit-learn's brute force"),
     "ops": ("tfbench.ops.bench", "PowerDifference C++ op vs composite TF vs NumPy"),
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),

