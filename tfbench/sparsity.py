@@ -21,7 +21,7 @@ after ``t_end`` the network trains on at the final sparsity to recover accuracy.
 
 ``python -m tfbench.sparsity`` trains LeNet-5 and the 784-512-256-10 MLP dense and sparse
 (same seed, same loop, ``final_sparsity=0`` for dense) on the digits (MNIST if you have
-it, else the embedded scikit-learn digits) and reports per-layer sparsity and test accuracy
+it, else the 5,000 embedded MNIST digits) and reports per-layer sparsity and test accuracy
 of both; then the same mechanism with nothing but NumPy: a 3-layer fully connected network
 (exercise 5.12) with hand-written forward and backward passes and SGD with momentum.
 Results go to ``logs/sparsity/<timestamp>/report.json`` and TensorBoard scalars beside it.
@@ -323,7 +323,7 @@ def format_results(results: list[SparseResult]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network."""
     parser = argparse.ArgumentParser(prog="python -m tfbench.sparsity", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded digits)")
+    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else the embedded MNIST digits)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: lenet5, mlp, numpy")
     parser.add_argument("--sparsity", type=float, default=0.5, help="final sparsity of every conv/fc kernel")
     parser.add_argument("--epochs", type=int, default=12, help="epochs for the Keras models (NumPy: twice this)")
