@@ -93,9 +93,11 @@ def test_batching_and_peak_memory(digits):
     d_big, i_big = big.kneighbors(x_test[:50], 4)
     np.testing.assert_array_equal(i_small, i_big)
     np.testing.assert_allclose(d_small, d_big, rtol=1e-5)
-    assert big.batch_size == 500 and big.peak_bytes() == 500 * 4000 * 4
+    assert big.batch_size() == 500 and big.peak_bytes() == 500 * 4000 * 4 == big.peak_bytes(graph=False)
     l1 = classic.KNearestNeighbours(x_train, y_train, metric="l1")
-    assert l1.peak_bytes(graph=False) == 8 * 4000 * 784 * 4 and l1.peak_bytes(graph=True) == 8 * 4000 * 4
+    assert l1.peak_bytes(graph=False) == 8 * 4000 * 784 * 4 and l1.peak_bytes(graph=True) == 100 * 4000 * 4
+    chosen = classic.KNearestNeighbours(x_train, y_train, metric="l1", batch_size=3)
+    assert chosen.batch_size(graph=True) == chosen.batch_size(graph=False) == 3
     assert small.predict(x_test[:0], 3).shape == (0,)
     with pytest.raises(ValueError, match="k must be between 1 and 4000"):
         small.predict(x_test[:2], 4001)

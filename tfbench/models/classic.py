@@ -162,13 +162,17 @@ class KNearestNeighbours(tf.Module):
         self.references = flatten(references)
         self.labels = tf.constant(np.asarray(labels), tf.int32)
         self.sq_norms = tf.reduce_sum(tf.square(self.references), axis=1)
-        self.batch_size = batch_size or default_batch_size(metric)
+        self.requested_batch_size = batch_size
         self._graphs: dict[int, tf.types.experimental.GenericFunction] = {}
 
     @property
     def num_references(self) -> int:
         """How many stored training rows."""
         return int(self.references.shape[0])
+
+    def batch_size(self, graph: bool = True) -> int:
+        """Queries per batch: as requested, else :func:`default_batch_size` for this metric and mode."""
+        return self.requested_batch_size or default_batch_size(self.metric, graph)
 
     def peak_bytes(self, graph: bool = True) -> int:
         """Bytes of the largest float32 intermediate of one query batch of B queries against N references.
@@ -179,7 +183,7 @@ class KNearestNeighbours(tf.Module):
         per_query = self.num_references * 4
         if self.metric == "l1" and not graph:
             per_query *= int(self.references.shape[1])
-        return self.batch_size * per_query
+        return self.batch_size(graph) * per_query
 
     def _neighbours(self, queries: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
         distances = pairwise_distances(queries, self.references, self.metric, self.sq_norms)
@@ -203,8 +207,9 @@ class KNearestNeighbours(tf.Module):
         fn = self.graph_function(k) if graph else (lambda q: self._neighbours(q, k))
         queries = flatten(queries)
         distances, indices = [], []
-        for start in range(0, int(queries.shape[0]), self.batch_size):
-            d, i = fn(queries[start: start + self.batch_size])
+        batch = self.batch_size(graph)
+        for start in range(0, int(queries.shape[0]), batch):
+            d, i = fn(queries[start: start + batch])
             distances.append(d)
             indices.append(i)
         if not distances:
@@ -226,6 +231,8 @@ class KNearestNeighbours(tf.Module):
         return {k: majority_vote(labels[:, :k], self.num_classes).numpy() for k in ks}
 
 
-def default_batch_size(metric: str) -> int:
-    """Queries per batch: 500 for L2 (a (500, N) matrix), 8 for L1 (its (8, N, D) difference tensor when eager)."""
-    return 500 if metric == "l2" else 8
+def default_batch_size(metric: str, graph: bool = True) -> int:
+    """Queries per batch: L2 500 (a (500, N) matrix); L1 100 compiled (fused) and 8 eagerly ((8, N, D) differences)."""
+    if metric == "l2":
+        return 500
+    return 100 if graph else 8
