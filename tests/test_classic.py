@@ -167,7 +167,7 @@ def test_confusion_matrix_and_grid_pictures():
     image = command.confusion_image(counts, cell=4)
     assert image.shape == (12, 12, 3) and image[6, 6, 1] == 255 and image[2, 6, 0] > 200  # diagonal, an error
     queries = np.zeros((2, 28, 28), np.float32)
-    grid = command.neighbour_grid(queries, np.array([1, 2]), np.array([3, 3]), np.ones((2, 3, 28, 28), np.float32),
+    grid = command.neighbour_grid(queries, np.array([1, 2]), np.ones((2, 3, 28, 28), np.float32),
                                   np.array([[1, 3, 3], [3, 2, 3]]))
     assert grid.shape == (64, 128, 3)
     assert tuple(grid[0, 0]) == (255, 0, 0) and tuple(grid[0, 32]) == (0, 204, 0) and tuple(grid[0, 64]) == (204, 0, 0)

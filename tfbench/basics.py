@@ -24,8 +24,9 @@ goes to TensorBoard (``tf.summary.trace_export``).
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
@@ -40,7 +41,7 @@ def hello() -> str:
     return tf.constant("Hello, TensorFlow!").numpy().decode("utf-8")
 
 
-def make_add(a_values: Sequence[float] = A_VALUES):
+def make_add(a_values: Sequence[float] = A_VALUES) -> Callable:
     """Exercise 4.2: ``add(b)`` = A + B, A a constant, B the input of a ``tf.function`` (float32, shape [None])."""
     import tensorflow as tf
 
@@ -54,7 +55,7 @@ def make_add(a_values: Sequence[float] = A_VALUES):
     return add
 
 
-def make_parser():
+def make_parser() -> argparse.ArgumentParser:
     """The ``python -m tfbench.basics`` options."""
     p = cli.parser("basics", __doc__.split("\n\n")[0])
     p.add_argument("--b", type=float, nargs="+", default=[10.0, 20.0, 30.0],

@@ -16,8 +16,11 @@ neighbours (images), the results table and confusion counts (Text cards).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -81,14 +84,13 @@ def confusion_image(counts: np.ndarray, cell: int = 16) -> np.ndarray:
     return (image * 255).round().astype(np.uint8)
 
 
-def neighbour_grid(queries: np.ndarray, query_labels: np.ndarray, predictions: np.ndarray,
-                   neighbours: np.ndarray, neighbour_labels: np.ndarray, pad: int = 2) -> np.ndarray:
+def neighbour_grid(queries: np.ndarray, query_labels: np.ndarray, neighbours: np.ndarray,
+                   neighbour_labels: np.ndarray, pad: int = 2) -> np.ndarray:
     """RGB uint8 grid: one row per misclassified digit (red frame), then its nearest neighbours.
 
     A neighbour's frame is green when its label is the query's true label, red otherwise.
     ``queries`` (R, 28, 28), ``neighbours`` (R, k, 28, 28), labels alongside.
     """
-    del predictions  # shown by the neighbours' frames; kept in the signature for callers' clarity
     rows, k = neighbours.shape[:2]
     size = queries.shape[1] + 2 * pad
     grid = np.full((rows * size, (k + 1) * size, 3), 0.5, np.float32)
@@ -108,7 +110,7 @@ def neighbour_grid(queries: np.ndarray, query_labels: np.ndarray, predictions: n
 
 
 # ---------------------------------------------------------------- the command
-def make_parser():
+def make_parser() -> argparse.ArgumentParser:
     """The ``python -m tfbench.classic`` options."""
     p = cli.parser("classic", __doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, metavar="PATH",
@@ -229,23 +231,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+TABLE_HEADER = ("method", "accuracy", "ms", "scikit-learn", "its accuracy", "its ms", "same predictions")
+
+
+def table_cells(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The result rows as strings, in :data:`TABLE_HEADER` order."""
+    return [[r["method"], f"{r['accuracy']:.4f}", "" if r["ms"] is None else f"{r['ms']:.0f}", r.get("peer", ""),
+             f"{r['peer_accuracy']:.4f}" if "peer" in r else "", f"{r['peer_ms']:.0f}" if "peer" in r else "",
+             f"{r['agreement']:.1%}" if "peer" in r else ""] for r in rows]
+
+
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a plain-text table (kNN: one search serves every k; its time is on the first k's row)."""
-    header = ("method", "accuracy", "ms", "scikit-learn", "its accuracy", "its ms", "same predictions")
-    body = []
-    for r in rows:
-        body.append((r["method"], f"{r['accuracy']:.4f}", "" if r["ms"] is None else f"{r['ms']:.0f}",
-                     r.get("peer", ""), f"{r['peer_accuracy']:.4f}" if "peer" in r else "",
-                     f"{r['peer_ms']:.0f}" if "peer" in r else "",
-                     f"{r['agreement']:.1%}" if "peer" in r else ""))
+    header, body = TABLE_HEADER, table_cells(rows)
     widths = [max(len(str(x[i])) for x in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def write_tensorboard(run, rows, knn_accuracy, losses, headline, x_test, y_test, x_train, y_train, grid_rows,
-                      summaries) -> None:
+def write_tensorboard(run: Path, rows: Sequence[dict[str, Any]], knn_accuracy: dict[str, dict[int, float]],
+                      losses: Sequence[float], headline: dict[str, Any], x_test: np.ndarray, y_test: np.ndarray,
+                      x_train: np.ndarray, y_train: np.ndarray, grid_rows: int, summaries: ModuleType) -> None:
     """Scalars (accuracy per k, softmax loss), confusion matrix and neighbour grid images, Text cards."""
     import tensorflow as tf
 
@@ -264,11 +271,7 @@ def write_tensorboard(run, rows, knn_accuracy, losses, headline, x_test, y_test,
             tf.summary.scalar("softmax_regression/loss", loss, step=step)
     writer.close()
 
-    texts = {"results": summaries.markdown_table(
-        ["method", "accuracy", "ms", "scikit-learn", "its accuracy", "its ms", "same predictions"],
-        [[r["method"], f"{r['accuracy']:.4f}", "" if r["ms"] is None else f"{r['ms']:.0f}", r.get("peer", ""),
-          f"{r['peer_accuracy']:.4f}" if "peer" in r else "", f"{r['peer_ms']:.0f}" if "peer" in r else "",
-          f"{r['agreement']:.1%}" if "peer" in r else ""] for r in rows])}
+    texts = {"results": summaries.markdown_table(TABLE_HEADER, table_cells(rows))}
     images: dict[str, np.ndarray] = {}
     if headline:
         k, metric, pred, knn = headline["k"], headline["metric"], headline["predictions"], headline["knn"]
@@ -280,8 +283,8 @@ def write_tensorboard(run, rows, knn_accuracy, losses, headline, x_test, y_test,
         if len(wrong):
             _, idx = knn.kneighbors(x_test[wrong], k)
             images[f"misclassified/knn_k{k}_{metric}"] = neighbour_grid(
-                x_test[wrong].reshape(-1, 28, 28), y_test[wrong], pred[wrong],
-                x_train[idx].reshape(len(wrong), k, 28, 28), y_train[idx])
+                x_test[wrong].reshape(-1, 28, 28), y_test[wrong], x_train[idx].reshape(len(wrong), k, 28, 28),
+                y_train[idx])
             texts[f"misclassified_list/knn_k{k}_{metric}"] = summaries.markdown_table(
                 ["test index", "true", "predicted", "neighbour labels"],
                 [[int(i), int(y_test[i]), int(pred[i]), " ".join(str(int(v)) for v in y_train[j])]
