@@ -43,13 +43,14 @@ def test_default_lenet5_on_the_real_digits(tmp_path, capsys, monkeypatch):
 
 
 def test_default_mlp_on_the_real_digits(tmp_path, capsys, monkeypatch):
-    """``--model mlp`` with every other default: at least 94% on the 1,000 held-out MNIST digits."""
+    """``--model mlp`` with every other default (20 epochs): at least 94% on the 1,000 held-out MNIST digits."""
     monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "no-mnist.npz")
     assert lenet.main(["--model", "mlp", "--logdir", str(tmp_path), "--no-progress", "--compare-steps", "0"]) == 0
     out = capsys.readouterr().out
     history = json.loads((only_run(tmp_path) / "history.json").read_text())
     assert history["params"] == 535_818 and history["data"] == mnist.EMBEDDED_SOURCE
     assert history["test_accuracy"] >= 0.94, history["epoch_log"]
+    assert len(history["epoch_log"]) == 20
     assert f"test accuracy: {history['test_accuracy']:.4f} on 1000 held-out images" in out
 
 
