@@ -11,7 +11,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 REENCODE_QUALITY = 95
 
@@ -89,7 +89,7 @@ def make_example(source: Source, jpeg: bytes, height: int, width: int) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def parse_example(serialized, keys: Sequence[str] | None = None):
+def parse_example(serialized: Any, keys: Sequence[str] | None = None) -> dict[str, Any]:
     """The decoder stage: serialized ``tf.train.Example`` -> dict of tensors (scalar features).
 
     ``keys``: parse only these (a reader that needs the pixels and the label skips the rest).
