@@ -59,13 +59,14 @@ def op_counts(graph_def: tf.compat.v1.GraphDef) -> collections.Counter:
 
 
 def write_graph(run_dir: str | Path, graph_def: tf.compat.v1.GraphDef) -> None:
-    """Write ``graph_def`` as the graph of the TensorBoard run in ``run_dir``."""
+    """Write ``graph_def`` as the graph of the TensorBoard run in ``run_dir``.
+
+    The proto is written as it is (not imported into a ``tf.Graph``), so node names that only
+    label a view, such as ``conv1_1/FusedConv2D+BiasAdd+Relu``, are kept.
+    """
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        tf.summary.graph(graph)
+        tf.summary.graph(graph_def)
     writer.close()
 
 
