@@ -125,13 +125,25 @@ def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[
     return grappler.ablate(workload.call, workload.inputs, names)
 
 
-def write_graphs(run: Path, graphs: FunctionGraphs) -> list[Path]:
-    """Write pre, post and each partition graph as its own TensorBoard run under ``run``."""
+def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str, Any]] = ()) -> list[Path]:
+    """Write pre, post and each partition graph as its own TensorBoard run under ``run``, with readable names.
+
+    The ``post`` run also gets a Text card: the op counts before/after grappler (and, with
+    ``ablation``, what each pass changes); fused nodes are named after what they fused.
+    """
+    from tfbench import graph_views
+    from tfbench.summaries import markdown_table, write_text
+
     written = []
-    for label, graph_def in [("pre", graphs.pre_optimization), ("post", graphs.post_optimization)] + [
-            ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(graphs.partitions)]:
+    for label, graph_def in graphs.readable().items():
         write_graph(run / label, graph_def)
         written.append(run / label)
+    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
+             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
+    if ablation:
+        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
+                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
+    write_text(run / "post", texts)
     return written
 
 
@@ -286,15 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     graphs = capture(workload, ns.disable)
     label = ns.model + ("-keras" if ns.keras else "") + "".join(f"-no_{n}" for n in ns.disable)
     run = paths.run_dir(ns.logdir, "graphs") / label
-    write_graphs(run, graphs)
     print(f"{ns.model} ({workload.note}), batch {ns.batch}; disabled: {', '.join(ns.disable) or 'nothing'}; "
           f"oneDNN kernels: {'on' if onednn_enabled() else 'off'}")
     print(format_count_table(count_table(graphs)))
+    ablation = []
     if ns.ablate:
         from tfbench.bench import format_table
 
+        ablation = ablate(workload)
         print("\nwhat each pass changes (post-grappler graph with that pass off, vs all passes on):")
-        print(format_table(ablate(workload)))
+        print(format_table(ablation))
+    write_graphs(run, graphs, ablation)
     print(f"TensorBoard runs: {run}/{{pre,post,partition}}  (tensorboard --logdir {ns.logdir}/graphs)")
     return 0
 

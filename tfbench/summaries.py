@@ -10,7 +10,7 @@ then writes any of them as its own TensorBoard run, so they can be compared side
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +26,15 @@ class FunctionGraphs:
     pre_optimization: tf.compat.v1.GraphDef
     post_optimization: tf.compat.v1.GraphDef
     partitions: list[tf.compat.v1.GraphDef]
+    arg_names: list[str] = field(default_factory=list)  # readable name of each ``_Arg`` index
+
+    def readable(self, output_names: Sequence[str] = ("output",)) -> dict[str, tf.compat.v1.GraphDef]:
+        """``pre``, ``post``, ``partition``(``_i``) graphs renamed for TensorBoard (:mod:`tfbench.graph_views`)."""
+        from tfbench import graph_views
+
+        views = [("pre", self.pre_optimization), ("post", self.post_optimization)] + [
+            ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(self.partitions)]
+        return {label: graph_views.readable_function_graph(g, self.arg_names, output_names) for label, g in views}
 
 
 def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraphs:
@@ -50,7 +59,12 @@ def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraph
         raise RuntimeError("no function graphs were recorded: pass a tf.function that has not run "
                            "with these input types yet")
     main = max(metadata.function_graphs, key=lambda g: len(g.pre_optimization_graph.node))
-    return FunctionGraphs(main.pre_optimization_graph, main.post_optimization_graph, list(main.partition_graphs))
+    from tfbench import graph_views
+
+    arg_names = (graph_views.function_arg_names(fn.get_concrete_function(*args))
+                 if hasattr(fn, "get_concrete_function") else [])
+    return FunctionGraphs(main.pre_optimization_graph, main.post_optimization_graph, list(main.partition_graphs),
+                          arg_names)
 
 
 def op_counts(graph_def: tf.compat.v1.GraphDef) -> collections.Counter:

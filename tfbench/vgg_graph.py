@@ -146,19 +146,31 @@ def speedups(timings: list, suffix: str = "") -> dict[str, float]:
 #: and "_" before letters, so "0_vgg19/<timestamp>/graph" is the run the Graphs dashboard opens on.
 RUN_FOLDER = "0_vgg19"
 
-GUIDE = """**What each run of this main job shows, and where to click** (runs are folders under `{run}`)
+#: (run, tab, what you should see): the "what each run shows and where to click" card.
+GUIDE = [
+    ("graph", "GRAPHS (opens on it)",
+     "`images -> vgg19 -> logits`; double-click `vgg19`: five blocks `block1 ... block5` and a `classifier`, "
+     "connected in order; in a block, each conv box holds its `weights`, `biases` and `Conv2D -> BiasAdd -> Relu`"),
+    ("optimized", "GRAPHS, Run `.../optimized`",
+     "the graph after grappler: in each conv box one node `FusedConv2D+BiasAdd+Relu` (hover for the full name), "
+     "in each fc box `FusedMatMul+BiasAdd(+Relu)`"),
+    ("optimized", "TEXT", "op counts before/after grappler, and what each grappler pass changes"),
+    ("partition", "GRAPHS, Run `.../partition`",
+     "what the CPU runs: on oneDNN builds the kernels are `MklNativeFusedConv2D+BiasAdd+Relu`"),
+    ("keras", "GRAPHS, Run `.../keras`, Tag `keras`, Graph type: Conceptual",
+     "the Keras model's layers, with Keras names (`block1_conv1`, `fc1`, `predictions`: the layer table maps them)"),
+    ("results", "TEXT", "the layer table (pool shapes, 143,667,240 parameters), latency and differences, top-5"),
+    ("hparams/*", "HPARAMS", "eager, tf.function and XLA as rows of one sortable table"),
+    ("images", "IMAGES", "the photo with the crop box, resized to 256, cropped to 224, and what the network reads"),
+]
 
-| run | tab | what you should see |
-|---|---|---|
-| `graph` | GRAPHS (opens on it) | `images -> vgg19 -> logits`; double-click `vgg19`: five blocks `block1 ... block5` and a `classifier`, connected in order; in a block, each conv box holds its `weights`/`biases` and the `Conv2D -> BiasAdd -> Relu` ops |
-| `optimized` | GRAPHS, run `optimized` | the same graph after grappler: each conv is one node `FusedConv2D+BiasAdd+Relu`, each fc `FusedMatMul+BiasAdd(+Relu)` |
-| `optimized` | TEXT | op counts before/after grappler, and what each grappler pass changes |
-| `partition` | GRAPHS, run `partition` | what the CPU executes: on oneDNN builds the kernels are `MklNativeFusedConv2D+BiasAdd+Relu` |
-| `keras` | GRAPHS, tag `keras`, "Conceptual Graph" | the Keras model's layers (Keras names: `block1_conv1`, `fc1`, `predictions`; the table maps them) |
-| `results` | TEXT | the layer table with pool shapes and 143,667,240 parameters, latency and differences, top-5 classes |
-| `hparams/*` | HPARAMS | eager, tf.function and XLA as rows of one sortable table (latency, difference from eager) |
-| `images` | IMAGES | the photo with the crop box, resized to 256, cropped to 224, and what the network reads |
-"""
+
+def guide_markdown(run_dir: Path) -> str:
+    """The "what each run shows and where to click" card."""
+    from tfbench.summaries import markdown_table
+
+    return (f"**What each run of this main job shows, and where to click** (runs are folders under `{run_dir}`)"
+            "\n\n" + markdown_table(["run", "tab", "what you should see"], [(f"`{r}`", t, w) for r, t, w in GUIDE]))
 
 
 def layer_markdown(rows: list[dict[str, Any]], keras_names: dict[str, str]) -> str:
@@ -307,7 +319,7 @@ def write_input_images(run_dir: Path, prepared: PreparedInput, spec) -> None:
          f"RGB: {'the BGR swap turns the orange cat blue, ' if spec.channel_order == 'BGR' else ''}"
          "and the mean subtraction centres every channel on grey."),
         ("5_network_input_denormalised_RGB", preprocess.denormalise(x, spec, "RGB"),
-         f"Step 3 undone: x*std + mean, back to RGB: the crop again, which checks the normalisation round trip."),
+         "Step 3 undone: x*std + mean, back to RGB: the crop again, which checks the normalisation round trip."),
     ]
     writer = tf.summary.create_file_writer(str(run_dir / "images"))
     with writer.as_default():
@@ -325,7 +337,7 @@ def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput, re
 
     write_graphs(run_dir, model, weights)
     summaries.write_text(run_dir / "results", {
-        "0_guide/what_each_run_shows": GUIDE.format(run=run_dir),
+        "0_guide/what_each_run_shows": guide_markdown(run_dir),
         "1_layers/vgg19_layer_table": layer_markdown(results["layers"], vgg19.keras_name_map()),
         "2_modes/latency_and_difference": results_markdown(results["diffs"], results["timings"],
                                                            results["batch"], results["repeats"]),
