@@ -144,3 +144,33 @@ def write_text(run_dir: str | Path, texts: dict[str, str], step: int = 0) -> Non
         for tag, markdown in texts.items():
             tf.summary.text(tag, markdown, step=step)
     writer.close()
+
+
+def write_hparams_runs(run_dir: str | Path, rows: Sequence[dict[str, Any]], hparams: Sequence[str],
+                       metrics: dict[str, str]) -> list[Path]:
+    """One HParams run per row under ``run_dir`` (``hparams`` columns as hyperparameters, ``metrics`` as scalars).
+
+    ``metrics`` maps a row key to its display name.  TensorBoard's HParams dashboard then shows
+    the rows as one sortable, filterable table.  Returns the run folders written.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    run_dir = Path(run_dir)
+    domains = {}
+    for key in hparams:
+        values = [row[key] for row in rows]
+        domains[key] = hp.HParam(key, hp.Discrete(sorted({str(v) for v in values})))
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        hp.hparams_config(hparams=list(domains.values()),
+                          metrics=[hp.Metric(key, display_name=name) for key, name in metrics.items()])
+    written = []
+    for i, row in enumerate(rows):
+        label = "_".join(str(row[k]) for k in hparams)
+        path = run_dir / f"{i:02d}_{''.join(c if c.isalnum() or c in '._-' else '_' for c in label)[:80]}"
+        with tf.summary.create_file_writer(str(path)).as_default():
+            hp.hparams({domains[k]: str(row[k]) for k in hparams}, trial_id=label)
+            for key in metrics:
+                if row.get(key) is not None:
+                    tf.summary.scalar(key, float(row[key]), step=0)
+        written.append(path)
+    return written
