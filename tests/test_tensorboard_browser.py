@@ -66,7 +66,7 @@ def logdir(tmp_path_factory) -> Path:
     result = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "conv_bias_relu", "--size", "8",
                              "--logdir", str(logdir)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    result = subprocess.run([sys.executable, "-m", "tfbench.vgg_graph", "--no-bench", "--no-xla",
+    result = subprocess.run([sys.executable, "-m", "tfbench.vgg_graph", "--no-bench", "--no-xla", "--profile",
                              "--logdir", str(logdir)], capture_output=True, text=True, timeout=900,
                             cwd=paths.REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -163,3 +163,23 @@ def test_text_and_hparams_dashboards_hold_the_tables(logdir, browser):
         page.get_by_text("1_photo_with_crop_box").first.wait_for(timeout=90_000)
         page.wait_for_timeout(2000)
         shoot(page, "images")
+
+
+def test_profile_tab_opens_offline_with_the_trace(logdir, browser):
+    """``--profile``: the PROFILE tab (tensorboard-plugin-profile) lists the run and its Trace Viewer loads the steps."""
+    with tensorboard(logdir) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        traces: list[bytes] = []
+        page.on("response", lambda r: traces.append(r.body()) if "trace_viewer" in r.url and r.ok else None)
+        page.goto(f"{url}/#profile")
+        frame = page.frame_locator("iframe").first
+        frame.get_by_text("Overview Page").first.wait_for(timeout=90_000)
+        assert frame.get_by_text(f"{vgg_graph.RUN_FOLDER}/").count() >= 1
+        frame.get_by_text("Overview Page").first.click()
+        frame.locator("mat-option", has_text="Trace Viewer").first.click()
+        deadline = time.monotonic() + 60
+        while not any(b"tf.function" in body for body in traces) and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+        page.wait_for_timeout(3000)
+        shoot(page, "profile_trace_viewer")
+        assert any(b"tf.function" in body and b"eager" in body for body in traces), [len(b) for b in traces]

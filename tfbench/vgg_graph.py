@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA (jit_compile=True) variant")
     parser.add_argument("--no-bench", action="store_true", help="run each mode once, without timing")
+    parser.add_argument("--profile", action="store_true",
+                        help="also record a profiler trace of a few calls per mode (TensorBoard's PROFILE tab; "
+                             "needs tensorboard-plugin-profile)")
     return parser
 
 
@@ -162,6 +165,7 @@ GUIDE = [
     ("results", "TEXT", "the layer table (pool shapes, 143,667,240 parameters), latency and differences, top-5"),
     ("hparams/*", "HPARAMS", "eager, tf.function and XLA as rows of one sortable table"),
     ("images", "IMAGES", "the photo with the crop box, resized to 256, cropped to 224, and what the network reads"),
+    ("profile", "PROFILE (with `--profile`)", "trace viewer: three steps each of eager, tf.function and XLA"),
 ]
 
 
@@ -330,6 +334,34 @@ def write_input_images(run_dir: Path, prepared: PreparedInput, spec) -> None:
     writer.close()
 
 
+def write_profile(run_dir: Path, model, batch: np.ndarray, *, xla: bool, calls: int = 3) -> Path:
+    """Profile ``calls`` calls of each mode (after a warm-up) into run ``profile`` (TensorBoard's PROFILE tab).
+
+    Each call sits in a ``tf.profiler.experimental.Trace`` step named after its mode, so the trace
+    viewer shows eager, tf.function and XLA steps one after the other on the same time line.
+    """
+    import tensorflow as tf
+
+    x = tf.constant(batch)
+    modes = {"eager": model.__call__, "tf.function": model.as_function()}
+    if xla:
+        modes["tf.function+XLA"] = model.as_function(jit_compile=True)
+    for fn in modes.values():
+        fn(x).numpy()  # tracing and compiling are not what the profile is for
+    out = run_dir / "profile"
+    tf.profiler.experimental.start(str(out))
+    try:
+        step = 0
+        for name, fn in modes.items():
+            for _ in range(calls):
+                with tf.profiler.experimental.Trace(name, step_num=step, _r=1):
+                    fn(x).numpy()
+                step += 1
+    finally:
+        tf.profiler.experimental.stop()
+    return out
+
+
 def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput, results: dict[str, Any]) -> None:
     """Graphs, Text cards of every printed table, HParams of the three modes, and the input images."""
     from tfbench import summaries
@@ -395,7 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_tensorboard(run_dir, model, weights, prepared, {
         "layers": layers, "diffs": diffs, "timings": timings, "top5": top5, "batch": args.batch,
         "repeats": args.repeats})
-    print(f"\nTensorBoard logs: {run_dir} (runs: graph, optimized, partition, keras, results, hparams, images)")
+    if args.profile:
+        print(f"profile: {write_profile(run_dir, model, prepared.batch, xla=not args.no_xla)} (PROFILE tab)")
+    runs = "graph, optimized, partition, keras, results, hparams, images" + (", profile" if args.profile else "")
+    print(f"\nTensorBoard logs: {run_dir} (runs: {runs})")
     print(f"view them with:\n  tensorboard --logdir {args.logdir}")
     return 0
 
