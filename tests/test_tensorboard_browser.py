@@ -166,7 +166,7 @@ def test_text_and_hparams_dashboards_hold_the_tables(logdir, browser):
 
 
 def test_profile_tab_opens_offline_with_the_trace(logdir, browser):
-    """``--profile``: the PROFILE tab (tensorboard-plugin-profile) lists the run and its Trace Viewer loads the steps."""
+    """``--profile``: the PROFILE tab (tensorboard-plugin-profile) lists the run; its Trace Viewer loads the steps."""
     with tensorboard(logdir) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         traces: list[bytes] = []
