@@ -74,6 +74,13 @@ def logdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def url(logdir) -> Iterator[str]:
+    """One TensorBoard for the tests of this file."""
+    with tensorboard(logdir) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -110,76 +117,73 @@ def shoot(page, name: str) -> Path:
     return path
 
 
-def test_graphs_dashboard_opens_on_the_main_job_with_blocks_and_fusion(logdir, browser):
-    with tensorboard(logdir) as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{url}/#graphs")
-        page.locator("g.node > text > title", has_text="vgg19").first.wait_for(state="attached", timeout=90_000)
-        run_box = page.locator("paper-dropdown-menu").first.locator("input").first
-        assert f"{vgg_graph.RUN_FOLDER}/" in run_box.input_value() and run_box.input_value().endswith("/graph")
-        assert {"images", "vgg19", "logits"} <= set(node_labels(page))
-        shoot(page, "graphs_top_level")
-        expand(page, "vgg19")
-        labels = node_labels(page)
-        assert {"block1", "block2", "block3", "block4", "block5", "classifier"} <= set(labels), labels
-        expand(page, "block1")
-        assert {"conv1_1", "conv1_2", "pool1"} <= set(node_labels(page))
-        shoot(page, "graphs_vgg19_blocks")
+def test_graphs_dashboard_opens_on_the_main_job_with_blocks_and_fusion(url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/#graphs")
+    page.locator("g.node > text > title", has_text="vgg19").first.wait_for(state="attached", timeout=90_000)
+    run_box = page.locator("paper-dropdown-menu").first.locator("input").first
+    assert f"{vgg_graph.RUN_FOLDER}/" in run_box.input_value() and run_box.input_value().endswith("/graph")
+    assert {"images", "vgg19", "logits"} <= set(node_labels(page))
+    shoot(page, "graphs_top_level")
+    expand(page, "vgg19")
+    labels = node_labels(page)
+    assert {"block1", "block2", "block3", "block4", "block5", "classifier"} <= set(labels), labels
+    expand(page, "block1")
+    assert {"conv1_1", "conv1_2", "pool1"} <= set(node_labels(page))
+    shoot(page, "graphs_vgg19_blocks")
 
-        page.locator("paper-dropdown-menu").first.click()
-        page.locator("paper-item", has_text="/optimized").first.click()
-        page.wait_for_timeout(1000)
-        page.locator("g.node > text > title", has_text="vgg19").first.wait_for(state="attached", timeout=60_000)
-        assert run_box.input_value().endswith("/optimized")
-        for name in ("vgg19", "block1", "conv1_1"):
-            expand(page, name)
-        labels = node_labels(page)
-        assert "FusedConv2D+BiasAdd+Relu" in labels and "Conv2D" not in labels, labels
-        assert {"weights", "biases"} <= set(labels)
-        shoot(page, "graphs_optimized_fused")
-
-
-def test_text_and_hparams_dashboards_hold_the_tables(logdir, browser):
-    with tensorboard(logdir) as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{url}/#text")
-        table = page.locator("table", has_text="(1, 7, 7, 512)").first
-        table.wait_for(timeout=90_000)
-        text = table.inner_text()
-        for shape in POOL_SHAPES:
-            assert shape in text
-        assert "143,667,240" in text and "block1_conv1" in text
-        assert page.get_by_text("where to click").count() >= 1
-        shoot(page, "text_guide")
-        table.scroll_into_view_if_needed()
-        shoot(page, "text_layer_table")
-
-        page.goto(f"{url}/#hparams")
-        page.get_by_text("tf.function", exact=True).first.wait_for(timeout=90_000)
-        assert page.get_by_text("eager", exact=True).count() >= 1
-        shoot(page, "hparams")
-
-        page.goto(f"{url}/#images")
-        page.get_by_text("1_photo_with_crop_box").first.wait_for(timeout=90_000)
-        page.wait_for_timeout(2000)
-        shoot(page, "images")
+    page.locator("paper-dropdown-menu").first.click()
+    page.locator("paper-item", has_text="/optimized").first.click()
+    page.wait_for_timeout(1000)
+    page.locator("g.node > text > title", has_text="vgg19").first.wait_for(state="attached", timeout=60_000)
+    assert run_box.input_value().endswith("/optimized")
+    for name in ("vgg19", "block1", "conv1_1"):
+        expand(page, name)
+    labels = node_labels(page)
+    assert "FusedConv2D+BiasAdd+Relu" in labels and "Conv2D" not in labels, labels
+    assert {"weights", "biases"} <= set(labels)
+    shoot(page, "graphs_optimized_fused")
 
 
-def test_profile_tab_opens_offline_with_the_trace(logdir, browser):
+def test_text_and_hparams_dashboards_hold_the_tables(url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/#text")
+    table = page.locator("table", has_text="(1, 7, 7, 512)").first
+    table.wait_for(timeout=90_000)
+    text = table.inner_text()
+    for shape in POOL_SHAPES:
+        assert shape in text
+    assert "143,667,240" in text and "block1_conv1" in text
+    assert page.get_by_text("where to click").count() >= 1
+    shoot(page, "text_guide")
+    table.scroll_into_view_if_needed()
+    shoot(page, "text_layer_table")
+
+    page.goto(f"{url}/#hparams")
+    page.get_by_text("tf.function", exact=True).first.wait_for(timeout=90_000)
+    assert page.get_by_text("eager", exact=True).count() >= 1
+    shoot(page, "hparams")
+
+    page.goto(f"{url}/#images")
+    page.get_by_text("1_photo_with_crop_box").first.wait_for(timeout=90_000)
+    page.wait_for_timeout(2000)
+    shoot(page, "images")
+
+
+def test_profile_tab_opens_offline_with_the_trace(url, browser):
     """``--profile``: the PROFILE tab (tensorboard-plugin-profile) lists the run; its Trace Viewer loads the steps."""
-    with tensorboard(logdir) as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        traces: list[bytes] = []
-        page.on("response", lambda r: traces.append(r.body()) if "trace_viewer" in r.url and r.ok else None)
-        page.goto(f"{url}/#profile")
-        frame = page.frame_locator("iframe").first
-        frame.get_by_text("Overview Page").first.wait_for(timeout=90_000)
-        assert frame.get_by_text(f"{vgg_graph.RUN_FOLDER}/").count() >= 1
-        frame.get_by_text("Overview Page").first.click()
-        frame.locator("mat-option", has_text="Trace Viewer").first.click()
-        deadline = time.monotonic() + 60
-        while not any(b"tf.function" in body for body in traces) and time.monotonic() < deadline:
-            page.wait_for_timeout(500)
-        page.wait_for_timeout(3000)
-        shoot(page, "profile_trace_viewer")
-        assert any(b"tf.function" in body and b"eager" in body for body in traces), [len(b) for b in traces]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    traces: list[bytes] = []
+    page.on("response", lambda r: traces.append(r.body()) if "trace_viewer" in r.url and r.ok else None)
+    page.goto(f"{url}/#profile")
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Overview Page").first.wait_for(timeout=90_000)
+    assert frame.get_by_text(f"{vgg_graph.RUN_FOLDER}/").count() >= 1
+    frame.get_by_text("Overview Page").first.click()
+    frame.locator("mat-option", has_text="Trace Viewer").first.click()
+    deadline = time.monotonic() + 60
+    while not any(b"tf.function" in body for body in traces) and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(3000)
+    shoot(page, "profile_trace_viewer")
+    assert any(b"tf.function" in body and b"eager" in body for body in traces), [len(b) for b in traces]
