@@ -163,7 +163,7 @@ GUIDE = [
     ("keras", "GRAPHS, Run `.../keras`, Tag `keras`, Graph type: Conceptual",
      "the Keras model's layers, with Keras names (`block1_conv1`, `fc1`, `predictions`: the layer table maps them)"),
     ("results", "TEXT", "the layer table (pool shapes, 143,667,240 parameters), latency and differences, top-5"),
-    ("hparams/*", "HPARAMS", "eager, tf.function and XLA as rows of one sortable table"),
+    ("hparams/MODE", "HPARAMS", "eager, tf.function and XLA as rows of one sortable table"),
     ("images", "IMAGES", "the photo with the crop box, resized to 256, cropped to 224, and what the network reads"),
     ("profile", "PROFILE (with `--profile`)", "trace viewer: three steps each of eager, tf.function and XLA"),
 ]
@@ -174,7 +174,7 @@ def guide_markdown(run_dir: Path) -> str:
     from tfbench.summaries import markdown_table
 
     return (f"**What each run of this main job shows, and where to click** (runs are folders under `{run_dir}`)"
-            "\n\n" + markdown_table(["run", "tab", "what you should see"], [(f"`{r}`", t, w) for r, t, w in GUIDE]))
+            "\n\n" + markdown_table(["run", "tab", "what you should see"], [(f"**{r}**", t, w) for r, t, w in GUIDE]))
 
 
 def layer_markdown(rows: list[dict[str, Any]], keras_names: dict[str, str]) -> str:
