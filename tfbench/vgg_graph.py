@@ -11,9 +11,12 @@ What it does, in order (course exercises 4.4, 4.9, 5.1, 5.2):
 3. runs the same batch eagerly, through ``tf.function`` and through XLA, and prints the
    median latency after warm-up, the speedups, and the largest difference between outputs;
 4. prints the top-5 ImageNet classes (and says so when the weights are random);
-5. writes a TensorBoard run: the traced op graph (variables stay variables), the Keras
-   conceptual graph, the graph after grappler (TensorBoard only shows the pre-optimisation
-   graph of a trace, so we write that one ourselves), and the image before/after preprocessing.
+5. writes TensorBoard runs under ``logs/0_vgg19/<timestamp>/`` (docs/tensorboard.md): the op graph
+   named by block (variables stay variables), the graphs after grappler and as partitioned, with
+   fused nodes named after what they fused (TensorBoard only shows the pre-optimisation graph of
+   a trace, so we write those ourselves), the Keras conceptual graph, every printed table as a
+   Text card, the three modes as HParams rows, every preprocessing stage as an image, and with
+   ``--profile`` a profiler trace.
 """
 
 from __future__ import annotations
