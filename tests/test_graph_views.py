@@ -65,6 +65,10 @@ def test_traced_graph_has_only_inputs_model_and_outputs_at_top_level():
     graph_def = graph_views.readable_traced_graph(fn.get_concrete_function(), ["logits"])
     assert set(graph_views.top_level(graph_def)) == {"images", "lenet5", "logits"}
     assert sum(n.op == "ReadVariableOp" and n.name.endswith("/read") for n in graph_def.node) == 10
+    scopes = list(dict.fromkeys(n.name.split("/")[1] for n in graph_def.node if n.name.count("/") > 1))
+    assert scopes == ["block1", "block2", "classifier"], scopes
+    names = {n.name for n in graph_def.node}
+    assert {"lenet5/block1/c1/weights/resource", "lenet5/block1/s2", "lenet5/classifier/output/BiasAdd"} <= names
 
 
 @pytest.mark.parametrize("onednn", ["0", "1"])
