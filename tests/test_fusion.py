@@ -119,3 +119,21 @@ def test_cli_user_error_exits_2(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --experiments") and "Traceback" not in proc.stderr
+
+
+def test_main_writes_text_cards_and_hparams_rows(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert fusion.main(["--quick", "--warmup", "0", "--repeats", "1", "--experiments", "1",
+                        "--logdir", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "fusion").iterdir()
+    acc = EventAccumulator(str(run / "results"))
+    acc.Reload()
+    (tag,) = acc.Tags()["tensors"]
+    card = tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto).item().decode()
+    assert "| shape | variant | median_ms |" in card and "FusedConv2D" in card
+    rows = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
+    assert len(rows) >= 2
+    acc = EventAccumulator(str(rows[0]))
+    acc.Reload()
+    assert {"_hparams_/session_start_info", "median_ms", "speedup", "max_abs_diff"} <= set(acc.Tags()["tensors"])

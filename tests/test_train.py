@@ -114,15 +114,26 @@ def test_tensorboard_logs(tmp_path, digits):
     acc = event_accumulator.EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"loss", "learning_rate", "epoch_loss", "train_accuracy", "test_accuracy"} <= set(tags["tensors"])
-    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("loss")]
-    assert [e.step for e in acc.Tensors("loss")] == list(range(1, 11))
+    assert {"train/loss", "lr/learning_rate", "train/epoch_loss", "accuracy"} <= set(tags["tensors"])
+    assert acc.SummaryMetadata("train/loss").summary_description.startswith("Cross-entropy")
+    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("train/loss")]
+    assert [e.step for e in acc.Tensors("train/loss")] == list(range(1, 11))
     np.testing.assert_allclose(losses, history.losses, rtol=1e-6)
-    np.testing.assert_allclose([float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("learning_rate")],
+    np.testing.assert_allclose([float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("lr/learning_rate")],
                                0.1, rtol=1e-6)
-    test_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("test_accuracy")]
+    test_run = event_accumulator.EventAccumulator(str(tmp_path / "test"), size_guidance={"tensors": 0})
+    test_run.Reload()
+    test_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in test_run.Tensors("accuracy")]
     assert test_acc == pytest.approx([e["test_accuracy"] for e in history.epochs])
-    histograms = [t for t in tags["tensors"] if t.endswith("kernel") or t.endswith("bias")]
+    train_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("accuracy")]
+    assert train_acc == pytest.approx([e["train_accuracy"] for e in history.epochs])
+    schedule = event_accumulator.EventAccumulator(str(tmp_path / "lr_schedule"), size_guidance={"tensors": 0})
+    schedule.Reload()
+    lrs = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in schedule.Tensors("lr/schedule")}
+    assert lrs[0] == pytest.approx(0.1) and lrs[9_500] == pytest.approx(0.1)
+    assert lrs[10_000] == pytest.approx(0.09) and lrs[100_000] == pytest.approx(0.1 * 0.9 ** 10)
+    assert "data/first_16_training_images" in tags["tensors"]
+    histograms = [t for t in tags["tensors"] if t.startswith("weights/") and t.endswith(("kernel", "bias"))]
     assert len(histograms) == 10  # kernel and bias of c1, c3, f5, f6, output
     graph = tf.compat.v1.GraphDef.FromString(acc.Graph().SerializeToString())
     ops = {n.op for n in graph.node}

@@ -244,13 +244,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="square input size (default: the model's own, 224 for the ImageNet models)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--no-profile", action="store_true", help="skip the TensorFlow profiler cross-check")
+    parser.add_argument("--logdir", default=None,
+                        help="also write the table as a TensorBoard Text card under LOGDIR/complexity/<timestamp>/")
     ns = parser.parse_args(argv)
     if ns.model not in zoo.MODELS:
         raise UserError(f"unknown model {ns.model!r}; choose one of {', '.join(zoo.MODELS)}")
     if ns.input is not None and ns.input < 1:
         raise UserError(f"--input must be a positive size, got {ns.input}")
     result = analyse(ns.model, ns.input, profile=not ns.no_profile)
-    print(json.dumps(result.to_json(), indent=2) if ns.json else format_table(result))
+    table = format_table(result)
+    print(json.dumps(result.to_json(), indent=2) if ns.json else table)
+    if ns.logdir:
+        from tfbench import paths
+        from tfbench.summaries import write_text
+
+        run = paths.run_dir(ns.logdir, "complexity") / ns.model
+        write_text(run, {f"complexity/{ns.model}": f"`python -m tfbench.complexity {ns.model}`\n\n"
+                                                    "```\n" + table + "\n```"})
+        print(f"TensorBoard Text card: {run}")
     return 0
 
 

@@ -389,6 +389,28 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return bench.format_table([{c: r.get(c) for c in columns} for r in rows])
 
 
+def write_tensorboard(run: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The results table as a Text card per experiment (run ``results``), and every variant as an HParams row."""
+    from tfbench.summaries import markdown_table, write_hparams_runs, write_text
+
+    columns = ("shape", "variant", "median_ms", "speedup", "max_abs_diff", "agree", "graph")
+
+    def cell(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    texts = {}
+    for experiment in dict.fromkeys(r["experiment"] for r in rows):
+        mine = [r for r in rows if r["experiment"] == experiment]
+        texts[f"fusion/{experiment}"] = (
+            f"{experiment}: median ms of interleaved timed calls (machine possibly shared: compare ratios); "
+            "speedup = the first variant's median / this one's\n\n"
+            + markdown_table(columns, [[cell(r.get(c)) for c in columns] for r in mine]))
+    write_text(run / "results", texts)
+    write_hparams_runs(run / "hparams", rows, ("experiment", "shape", "variant"),
+                       {"median_ms": "median (ms)", "speedup": "speedup over the first variant",
+                        "max_abs_diff": "max |difference| from the first variant"})
+
+
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m tfbench.bench fusion``: run the experiments, write ``logs/bench/fusion-<ts>.json``."""
     ns = build_parser("python -m tfbench.bench fusion").parse_args(argv)
@@ -401,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run_experiments(ns)
     run = paths.run_dir(ns.logdir, "fusion")
     hlo = write_hlo(run)
-    _report(ns, rows, {"hlo": hlo})
+    data = _report(ns, rows, {"hlo": hlo})
+    write_tensorboard(run, data["rows"])
     print(f"HLO of the 10-op elementwise chain: {hlo['hlo']['kernels']} ops before XLA's passes, "
           f"{hlo['optimized_hlo']['kernels']} kernel(s) after ({dict(hlo['optimized_hlo']['entry_ops'])}); "
           f"files in {run}")

@@ -36,46 +36,15 @@ import tensorflow as tf
 from tfbench import paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
-from tfbench.summaries import FunctionGraphs, capture_function_graphs, op_counts, write_graph
-
-# CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
-PASSES: dict[str, tuple[str, bool]] = {
-    "remapping": ("remapping", False),            # op fusion: Conv2D+BiasAdd+Relu -> _FusedConv2D, ...
-    "constfold": ("constant_folding", False),     # evaluate constant subgraphs at optimisation time
-    "arithmetic": ("arithmetic_optimization", False),  # algebraic rewrites, unary-op composition
-    "layout": ("layout_optimizer", False),        # NHWC <-> NCHW transposes (GPU)
-    "pruning": ("disable_model_pruning", True),   # model_pruner: drop Identity/NoOp nodes nothing needs
-    "dependency": ("dependency_optimization", False),  # remove redundant control dependencies
-    "loop": ("loop_optimization", False),         # hoist loop invariants
-    "function": ("function_optimization", False),  # inline and specialise function calls
-    "shape": ("shape_optimization", False),       # simplify Shape/Size computations
-    "debug_stripper": ("debug_stripper", False),  # (off by default) strip Assert/Print
-    "implementation_selector": ("implementation_selector", False),  # pick CPU/GPU function variants
-    "meta": ("disable_meta_optimizer", True),     # all of grappler
-}
+from tfbench.grappler import (  # noqa: F401  (re-exported: the command's public names)
+    BOOKKEEPING_OPS, PASSES, count_diff, count_table, disabled_options, format_count_table, grappler_options,
+    onednn_enabled, parse_pass_list)
+from tfbench import grappler
+from tfbench.summaries import FunctionGraphs, write_graph
 
 #: What ``vlog`` asks for by default: the meta optimizer's per-pass sizes, and what the passes did.
 DEFAULT_VMODULE = ("meta_optimizer=1,model_pruner=1,remapper=2,constant_folding=1,"
                    "arithmetic_optimizer=1,dependency_optimizer=1")
-
-
-def disabled_options(names: Sequence[str]) -> dict[str, bool]:
-    """The option dict that turns off the named passes (CLI names from :data:`PASSES`)."""
-    options = {}
-    for name in names:
-        if name not in PASSES:
-            raise UserError(f"unknown grappler pass {name!r}; choose from {', '.join(PASSES)}")
-        key, off = PASSES[name]
-        options[key] = off
-    return options
-
-
-def parse_pass_list(text: str) -> list[str]:
-    """``"remapping,constfold"`` -> ``["remapping", "constfold"]`` (validated)."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    disabled_options(names)
-    return names
 
 
 # ---------------------------------------------------------------- the models
@@ -148,73 +117,33 @@ MODELS: dict[str, str] = {
 
 def capture(workload: Workload, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function`` of ``workload``, with passes disabled."""
-    with grappler_options(**disabled_options(disable)):
-        return capture_function_graphs(tf.function(workload.call), workload.inputs)
-
-
-def count_table(graphs: FunctionGraphs) -> list[tuple[str, int, int, int]]:
-    """``(op, pre, post, partition)`` rows, compute ops first, then by descending pre count."""
-    pre, post = op_counts(graphs.pre_optimization), op_counts(graphs.post_optimization)
-    part: collections.Counter = collections.Counter()
-    for g in graphs.partitions:
-        part.update(op_counts(g))
-    ops = set(pre) | set(post) | set(part)
-    rows = [(op, pre[op], post[op], part[op]) for op in ops]
-    rows.sort(key=lambda r: (r[0] in BOOKKEEPING_OPS, -max(r[1:]), r[0]))
-    return rows
-
-
-def format_count_table(rows: Sequence[tuple[str, int, int, int]]) -> str:
-    """The rows as text, with a marker on the ops grappler changed and a total line."""
-    width = max([len(r[0]) for r in rows] + [5])
-    lines = [f"{'op':{width}s}  {'pre':>5s}  {'post':>5s}  {'partition':>9s}", "-" * (width + 27)]
-    for op, pre, post, part in rows:
-        mark = "  <- changed" if pre != post or post != part else ""
-        lines.append(f"{op:{width}s}  {pre:5d}  {post:5d}  {part:9d}{mark}")
-    totals = [sum(r[i] for r in rows) for i in (1, 2, 3)]
-    lines.append("-" * (width + 27))
-    lines.append(f"{'total':{width}s}  {totals[0]:5d}  {totals[1]:5d}  {totals[2]:9d}")
-    return "\n".join(lines)
-
-
-def count_diff(before: collections.Counter, after: collections.Counter) -> str:
-    """``"-Conv2D 1, +_FusedConv2D 1"``: how ``after`` differs from ``before``, or ``"(same)"``."""
-    parts = []
-    for op in sorted(set(before) | set(after)):
-        delta = after[op] - before[op]
-        if delta:
-            parts.append(f"{'+' if delta > 0 else '-'}{op} {abs(delta)}")
-    return ", ".join(parts) or "(same)"
+    return grappler.capture(workload.call, workload.inputs, disable)
 
 
 def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Capture once with everything on, then once per pass with only that pass off.
+    """What each pass contributes: :func:`tfbench.grappler.ablate` on the workload."""
+    return grappler.ablate(workload.call, workload.inputs, names)
 
-    Each row says how the post-grappler graph differs from the all-on graph when the pass is
-    off, i.e. what that pass contributes (``+Conv2D 1`` with remapping off: remapping removes it).
+
+def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str, Any]] = ()) -> list[Path]:
+    """Write pre, post and each partition graph as its own TensorBoard run under ``run``, with readable names.
+
+    The ``post`` run also gets a Text card: the op counts before/after grappler (and, with
+    ``ablation``, what each pass changes); fused nodes are named after what they fused.
     """
-    base = op_counts(capture(workload).post_optimization)
-    rows = []
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")  # each capture retraces on purpose; the retracing warning is noise here
-    try:
-        posts = {name: op_counts(capture(workload, [name]).post_optimization)
-                 for name in names or [n for n in PASSES if n != "debug_stripper"]}
-    finally:
-        logger.setLevel(level)
-    for name, post in posts.items():
-        rows.append({"pass_off": name, "nodes": sum(post.values()), "nodes_all_on": sum(base.values()),
-                     "difference_vs_all_on": count_diff(base, post)})
-    return rows
+    from tfbench import graph_views
+    from tfbench.summaries import markdown_table, write_text
 
-
-def write_graphs(run: Path, graphs: FunctionGraphs) -> list[Path]:
-    """Write pre, post and each partition graph as its own TensorBoard run under ``run``."""
     written = []
-    for label, graph_def in [("pre", graphs.pre_optimization), ("post", graphs.post_optimization)] + [
-            ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(graphs.partitions)]:
+    for label, graph_def in graphs.readable().items():
         write_graph(run / label, graph_def)
         written.append(run / label)
+    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
+             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
+    if ablation:
+        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
+                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
+    write_text(run / "post", texts)
     return written
 
 
@@ -369,15 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     graphs = capture(workload, ns.disable)
     label = ns.model + ("-keras" if ns.keras else "") + "".join(f"-no_{n}" for n in ns.disable)
     run = paths.run_dir(ns.logdir, "graphs") / label
-    write_graphs(run, graphs)
     print(f"{ns.model} ({workload.note}), batch {ns.batch}; disabled: {', '.join(ns.disable) or 'nothing'}; "
           f"oneDNN kernels: {'on' if onednn_enabled() else 'off'}")
     print(format_count_table(count_table(graphs)))
+    ablation = []
     if ns.ablate:
         from tfbench.bench import format_table
 
+        ablation = ablate(workload)
         print("\nwhat each pass changes (post-grappler graph with that pass off, vs all passes on):")
-        print(format_table(ablate(workload)))
+        print(format_table(ablation))
+    write_graphs(run, graphs, ablation)
     print(f"TensorBoard runs: {run}/{{pre,post,partition}}  (tensorboard --logdir {ns.logdir}/graphs)")
     return 0
 
