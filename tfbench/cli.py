@@ -28,7 +28,17 @@ DEFAULT_LOGDIR = str(paths.DEFAULT_LOGDIR)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show each option's default in ``--help`` and keep the description's line breaks."""
+    """Show each option's default in ``--help`` and keep the description's line breaks.
+
+    Flags (default False), options without a default (None) and help texts that already say
+    their default are left as written, so no option reads "(default: None)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
@@ -70,24 +80,27 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_logdir(p: argparse.ArgumentParser) -> None:
+def add_logdir(p: argparse.ArgumentParser, help: str = "where runs and reports go") -> None:
     """``--logdir DIR``: where runs (``DIR/<experiment>/<timestamp>/``) and reports go."""
-    p.add_argument("--logdir", default=DEFAULT_LOGDIR, help="where runs and reports go")
+    p.add_argument("--logdir", default=DEFAULT_LOGDIR, help=help)
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+def add_seed(p: argparse.ArgumentParser, default: int = 0, help: str = "seed of the weights and the data order"
+             ) -> None:
     """``--seed N``: seeds weights and data order."""
-    p.add_argument("--seed", type=int, default=default, help="seed of the weights and the data order")
+    p.add_argument("--seed", type=non_negative_int, default=default, help=help)
 
 
-def add_repeats(p: argparse.ArgumentParser, default: int) -> None:
+def add_repeats(p: argparse.ArgumentParser, default: int, help: str = "timed rounds (warm-ups not counted)") -> None:
     """``--repeats N``: timed rounds (warm-ups are extra)."""
-    p.add_argument("--repeats", type=positive_int, default=default, help="timed rounds (warm-ups not counted)")
+    p.add_argument("--repeats", type=positive_int, default=default, help=help)
 
 
-def add_batch_size(p: argparse.ArgumentParser, default: int) -> None:
-    """``--batch-size N``: images per step."""
-    p.add_argument("--batch-size", type=positive_int, default=default, help="images per step")
+def add_batch_size(p: argparse.ArgumentParser, default: int, help: str = "images per step", dest: str | None = None
+                   ) -> None:
+    """``--batch-size N``: images per step (``dest`` keeps a command's own attribute name)."""
+    p.add_argument("--batch-size", type=positive_int, default=default, help=help,
+                   **({"dest": dest} if dest else {}))
 
 
 def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19") -> None:
@@ -102,8 +115,10 @@ def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str =
             raise argparse.ArgumentTypeError(problem)
         return value
 
+    from tfbench.models.registry import SIZE_RULES
+
     p.add_argument("--image-size", type=image_size, default=default,
-                   help=f"square input size ({model}: see its size rule)")
+                   help=f"square input size ({model}: {SIZE_RULES[model].describe()})")
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
@@ -128,6 +143,20 @@ def check_output_dir(path: str | Path, what: str = "--logdir") -> Path:
             break
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {path}: the folder is not writable")
+    return path
+
+
+def check_input_file(path: str | Path, what: str) -> Path:
+    """Refuse, before any work starts, an input file that is missing, a folder, or unreadable."""
+    from tfbench.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, expected a file")
+    if not path.exists():
+        raise UserError(f"{what} {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{what} {path}: the file is not readable")
     return path
 
 

@@ -38,7 +38,6 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from tfbench.models import zoo
 from tfbench.errors import UserError, run_cli
 
 
@@ -143,6 +142,8 @@ def count_layer(layer) -> LayerCount:
 
 def count_model(model, name: str | None = None) -> Complexity:
     """Per-layer counts of a built Keras functional model (input layers skipped)."""
+    from tfbench.models import zoo
+
     rows = [count_layer(layer) for layer in model.layers if type(layer).__name__ != "InputLayer"]
     entry = zoo.MODELS.get(name or "")
     published = entry is not None and tuple(model.input_shape[1:3]) == (entry.input_size, entry.input_size)
@@ -182,6 +183,8 @@ def profiler_flops(model) -> dict[str, Any]:
 
 def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -> Complexity:
     """Build zoo model ``name``, count it, and (if ``profile``) add the TF profiler's cross-check."""
+    from tfbench.models import zoo
+
     model = zoo.build(name, input_size)
     result = count_model(model, name)
     if profile:
@@ -238,6 +241,8 @@ def format_table(result: Complexity) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: count one model and print the table (or JSON)."""
+    from tfbench.models import zoo
+
     parser = argparse.ArgumentParser(prog="python -m tfbench.complexity", description=__doc__.split("\n")[0])
     parser.add_argument("model", help=f"one of: {', '.join(zoo.MODELS)}")
     parser.add_argument("--input", type=int, default=None, metavar="SIZE",

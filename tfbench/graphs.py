@@ -30,14 +30,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
-
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from tfbench import paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.summaries import FunctionGraphs, capture_function_graphs, op_counts, write_graph
+
+if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
+    import tensorflow as tf
+    from tfbench.summaries import FunctionGraphs
 
 # CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
 PASSES: dict[str, tuple[str, bool]] = {
@@ -68,6 +69,8 @@ def grappler_options(**options: Any) -> Iterator[None]:
     same as ON for every pass), so the context's option dict is saved and put back as it was.
     Functions instantiated inside the block keep their graphs; call them inside it to time them.
     """
+    import tensorflow as tf
+
     from tensorflow.python.eager import context
 
     ctx = context.context()
@@ -120,6 +123,8 @@ class Workload:
 def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras: bool = False,
                    seed: int = 0) -> Workload:
     """Build one of :data:`MODELS` with seeded weights and a seeded input."""
+    import tensorflow as tf
+
     from tfbench.models import blocks
 
     rng_input = lambda shape: tf.random.stateless_normal(shape, seed=[seed, 1])  # noqa: E731
@@ -175,6 +180,9 @@ MODELS: dict[str, str] = {
 
 def capture(workload: Workload, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function`` of ``workload``, with passes disabled."""
+    from tfbench.summaries import capture_function_graphs
+    import tensorflow as tf
+
     with grappler_options(**disabled_options(disable)):
         return capture_function_graphs(tf.function(workload.call), workload.inputs)
 
@@ -184,6 +192,8 @@ BOOKKEEPING_OPS = frozenset({"_Arg", "_Retval", "Const", "ReadVariableOp", "NoOp
 
 def count_table(graphs: FunctionGraphs) -> list[tuple[str, int, int, int]]:
     """``(op, pre, post, partition)`` rows, compute ops first, then by descending pre count."""
+    from tfbench.summaries import op_counts
+
     pre, post = op_counts(graphs.pre_optimization), op_counts(graphs.post_optimization)
     part: collections.Counter = collections.Counter()
     for g in graphs.partitions:
@@ -223,6 +233,9 @@ def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[
     Each row says how the post-grappler graph differs from the all-on graph when the pass is
     off, i.e. what that pass contributes (``+Conv2D 1`` with remapping off: remapping removes it).
     """
+    from tfbench.summaries import op_counts
+    import tensorflow as tf
+
     base = op_counts(capture(workload).post_optimization)
     rows = []
     logger, level = tf.get_logger(), tf.get_logger().level
@@ -240,6 +253,8 @@ def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[
 
 def write_graphs(run: Path, graphs: FunctionGraphs) -> list[Path]:
     """Write pre, post and each partition graph as its own TensorBoard run under ``run``."""
+    from tfbench.summaries import write_graph
+
     written = []
     for label, graph_def in [("pre", graphs.pre_optimization), ("post", graphs.post_optimization)] + [
             ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(graphs.partitions)]:
@@ -386,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``show`` / ``vlog`` / ``run``; see ``--help``."""
+    import tensorflow as tf
+
     ns = build_parser().parse_args(argv)
     if ns.batch < 1:
         raise UserError(f"--batch must be at least 1, got {ns.batch}")

@@ -30,6 +30,12 @@ class SizeRule:
     fixed: bool = False
     channels: int = 3
 
+    def describe(self) -> str:
+        """The rule in words, for ``--help``: "a multiple of 32, at least 32"."""
+        if self.fixed:
+            return f"only {self.native}"
+        return (f"a multiple of {self.multiple}, " if self.multiple > 1 else "") + f"at least {self.minimum}"
+
     def check(self, name: str, size: int) -> str | None:
         """None if ``size`` is accepted, else a sentence saying what is expected."""
         if self.fixed and size != self.native:
