@@ -110,8 +110,9 @@ def test_run_benchmark_quick_writes_json(tmp_path):
 def test_bad_experiment_list_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--experiments"):
         fusion.run_benchmark(["--experiments", "1,7", "--logdir", str(tmp_path)])
-    with pytest.raises(UserError, match="--vgg-size"):
-        fusion.run_benchmark(["--vgg-size", "40", "--logdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:  # argparse: the registry's size rule for VGG19
+        fusion.run_benchmark(["--image-size", "40", "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 2
 
 
 def test_cli_user_error_exits_2(tmp_path):

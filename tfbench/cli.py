@@ -103,7 +103,8 @@ def add_batch_size(p: argparse.ArgumentParser, default: int, help: str = "images
                    **({"dest": dest} if dest else {}))
 
 
-def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19") -> None:
+def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19", dest: str | None = None,
+                   help: str = "square input size") -> None:
     """``--image-size N``: square input size; the model's own rule (VGG19: a multiple of 32) is checked."""
 
     def image_size(text: str) -> int:
@@ -118,7 +119,7 @@ def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str =
     from tfbench.models.registry import SIZE_RULES
 
     p.add_argument("--image-size", type=image_size, default=default,
-                   help=f"square input size ({model}: {SIZE_RULES[model].describe()})")
+                   help=f"{help} ({model}: {SIZE_RULES[model].describe()})", **({"dest": dest} if dest else {}))
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:

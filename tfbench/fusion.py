@@ -40,6 +40,7 @@ from tfbench import bench, cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
 from tfbench.graphs import BOOKKEEPING_OPS, grappler_options, onednn_enabled
+from tfbench.models.registry import input_size_error
 from tfbench.models.shapes import ConvShape, DenseShape
 
 if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
@@ -356,17 +357,25 @@ def write_hlo(out_dir: Path, dims: tuple[int, ...] = (1, 8, 8, 64)) -> dict[str,
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     """The options shared by ``python -m tfbench.fusion`` and ``python -m tfbench.bench fusion``."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiments", default="1,2,3,4", help="which experiments, comma-separated (default 1,2,3,4)")
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--experiments", default="1,2,3,4", help="which experiments, comma-separated")
     p.add_argument("--quick", action="store_true", help="tiny shapes, no VGG19/LeNet-5 (seconds; for tests)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls per case (default 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed calls per case (default 10)")
-    p.add_argument("--vgg-size", type=int, default=32, help="VGG19 input size for exp. 3 (multiple of 32; default 32)")
-    p.add_argument("--vgg-batch", type=int, default=8, help="VGG19 batch for exp. 3 (default 8)")
-    p.add_argument("--lenet-batch", type=int, default=256, help="LeNet-5 batch for exp. 3 (default 256)")
-    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where reports go (default logs)")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed calls per case")
+    cli.add_repeats(p, 10, help="timed calls per case")
+    cli.add_image_size(p, 32, model="vgg19", dest="vgg_size", help="VGG19 input size for exp. 3")
+    p.add_argument("--vgg-batch", type=cli.positive_int, default=8, help="VGG19 batch for exp. 3")
+    p.add_argument("--lenet-batch", type=cli.positive_int, default=256, help="LeNet-5 batch for exp. 3")
+    cli.add_logdir(p, help="where reports go")
+    cli.add_verbose(p)
     return p
+
+
+def parse_args(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
+    """Parse, keep TensorFlow's start-up lines quiet, and check the output folder before any work."""
+    ns = build_parser(prog).parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    return ns
 
 
 def _parse_experiments(text: str) -> list[int]:
@@ -383,10 +392,9 @@ def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
     """Run the chosen experiments with a progress bar; return all timing rows."""
     from tqdm import tqdm
 
-    if ns.repeats < 1 or ns.warmup < 0:
-        raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {ns.repeats} and {ns.warmup}")
-    if ns.vgg_size % 32 or ns.vgg_size < 32:
-        raise UserError(f"--vgg-size must be a positive multiple of 32 (five 2x2 pools), got {ns.vgg_size}")
+    problem = input_size_error("vgg19", ns.vgg_size)  # the registry's rule, also for callers that skip parsing
+    if problem:
+        raise UserError(problem)
     chosen = _parse_experiments(ns.experiments)
     conv = QUICK_CONV if ns.quick else CONV_SHAPES
     w, r = ns.warmup, ns.repeats
@@ -426,13 +434,13 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m tfbench.bench fusion``: run the experiments, write ``logs/bench/fusion-<ts>.json``."""
-    ns = build_parser("python -m tfbench.bench fusion").parse_args(argv)
+    ns = parse_args(argv, "bench fusion")
     return _report(ns, run_experiments(ns))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tfbench.fusion``: the experiments, plus the HLO before/after fusion under ``logs/fusion/<ts>/``."""
-    ns = build_parser("python -m tfbench.fusion").parse_args(argv)
+    ns = parse_args(argv, "fusion")
     rows = run_experiments(ns)
     run = paths.run_dir(ns.logdir, "fusion")
     hlo = write_hlo(run)
