@@ -41,10 +41,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``prog: error: ... (see --help)``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults."""
-    return argparse.ArgumentParser(prog=f"python -m tfbench.{prog}", description=description,
-                                   formatter_class=HelpFormatter)
+    """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults and errs in one line."""
+    return Parser(prog=f"python -m tfbench.{prog}", description=description, formatter_class=HelpFormatter)
 
 
 def positive_int(text: str) -> int:
