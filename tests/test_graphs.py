@@ -86,7 +86,7 @@ def test_keras_batch_norm_is_not_folded_but_fused_batch_norm_is():
 def test_show_writes_tensorboard_runs(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert graphs.main(["show", "conv_bias_relu", "--size", "8", "--logdir", str(tmp_path)]) == 0
+    assert graphs.main(["show", "conv_bias_relu", "--image-size", "8", "--logdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "_FusedConv2D" in out
     (run,) = (tmp_path / "graphs").iterdir()

@@ -1,0 +1,163 @@
+"""Every command as a new user meets it: instant ``--help`` with defaults, one-line errors, quiet start-up.
+
+Each case runs the real command in a subprocess and checks the exit code, that the error is one
+line, and that no traceback is printed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tfbench
+from tfbench.__main__ import EXPERIMENTS
+from tfbench.bench import BENCHMARKS
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["vgg_graph", "lenet", "imagenet", "images", "mnist", "grads", "graphs", "fusion", "mixed_precision",
+            "sparsity", "complexity", "ops", "distributed", "bench", "ops.bench"]
+BENCH_NAMES = list(BENCHMARKS)
+
+
+def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- --help: instant, defaults shown
+
+def _imported_modules(importtime_stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("command", COMMANDS + [f"bench {name}" for name in BENCH_NAMES])
+def test_help_imports_no_tensorflow_and_shows_defaults(command: str):
+    module, *rest = command.split()
+    proc = run("-X", "importtime", "-m", f"tfbench.{module}", *rest, "--help")
+    assert proc.returncode == 0, proc.stderr
+    loaded = _imported_modules(proc.stderr)
+    assert "tensorflow" not in loaded and "keras" not in loaded, sorted(m for m in loaded if "tensorflow" in m)
+    assert f"usage: python -m tfbench.{command}" in proc.stdout
+    if command not in ("images", "mnist", "bench", "grads", "ops", "imagenet", "graphs", "distributed"):
+        assert "(default:" in proc.stdout, proc.stdout  # every option with a default says it
+
+
+def test_every_command_is_listed_once_and_the_listings_agree():
+    commands = {m.name for m in pkgutil.iter_modules(tfbench.__path__)  # modules, and packages with a __main__
+                if m.name not in {"bench", "cli", "errors", "files", "paths", "summaries", "train", "__main__"}
+                and (not m.ispkg or importlib.util.find_spec(f"tfbench.{m.name}.__main__") is not None)}
+    benchmark_modules = {module.removeprefix("tfbench.") for module, _ in BENCHMARKS.values()}
+    assert commands <= set(EXPERIMENTS) | benchmark_modules, commands - set(EXPERIMENTS) - benchmark_modules
+    for name in EXPERIMENTS:
+        assert importlib.util.find_spec(f"tfbench.{name}") is not None, name
+    for module, _ in BENCHMARKS.values():
+        assert hasattr(importlib.import_module(module), "run_benchmark"), module
+    listing = run("-m", "tfbench").stdout
+    assert all(name in listing for name in EXPERIMENTS)
+    assert ", ".join(BENCHMARKS) in listing  # python -m tfbench names the same benchmarks as bench --help
+    assert all(name in run("-m", "tfbench.bench", "--help").stdout for name in BENCHMARKS)
+
+
+def test_bench_mixed_precision_help_names_itself():
+    assert "usage: python -m tfbench.bench mixed_precision" in run("-m", "tfbench.bench", "mixed_precision",
+                                                                    "--help").stdout
+
+
+# ---------------------------------------------------------------- paths: one line, exit 2, before any work
+
+@pytest.mark.parametrize("argv", [["vgg_graph"], ["lenet"], ["imagenet", "convert"], ["distributed", "train"],
+                                  ["graphs", "show", "lenet5"], ["bench", "matmul"]])
+def test_logdir_that_is_a_file(tmp_path: Path, argv: list[str]):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    module, *rest = argv
+    proc = run("-m", f"tfbench.{module}", *rest, "--logdir", str(afile / "sub"))
+    assert_one_line_error(proc, "--logdir", "is a file, not a folder")
+
+
+def test_text_file_named_mat_as_weights(tmp_path: Path):
+    bad = tmp_path / "vgg19.mat"
+    bad.write_text("this is not a MATLAB file\n")
+    assert bad.stat().st_size == 26
+    proc = run("-m", "tfbench.vgg_graph", "--weights", str(bad), "--no-bench", "--no-xla", "--logdir", str(tmp_path))
+    assert_one_line_error(proc, str(bad), "not a MATLAB .mat file")
+
+
+def test_image_that_is_a_folder(tmp_path: Path):
+    proc = run("-m", "tfbench.vgg_graph", "--image", str(tmp_path), "--logdir", str(tmp_path))
+    assert_one_line_error(proc, "is a folder")
+
+
+def test_pil_error_names_the_file(tmp_path: Path):
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(b"GIF87 but not really an image at all")
+    proc = run("-m", "tfbench.images", str(junk))
+    line = assert_one_line_error(proc, "photo.jpg")
+    assert "BytesIO" not in line
+
+
+# ---------------------------------------------------------------- impossible values are refused
+
+@pytest.mark.parametrize("argv, flag", [
+    (["distributed", "train", "--strategy", "multiworker", "--workers", "0"], "--workers"),
+    (["bench", "matmul", "--sizes", "0"], "--sizes"),
+    (["imagenet", "eval", "--limit", "0"], "--limit"),
+    (["imagenet", "convert", "--shards", "0"], "--shards"),
+    (["lenet", "--batch-size", "0"], "--batch-size"),
+    (["graphs", "show", "vgg19", "--image-size", "40"], "multiple of 32"),
+    (["mixed_precision", "--image-size", "33"], "multiple of 32"),
+    (["complexity", "lenet5", "--image-size", "64"], "only takes 32x32"),
+])
+def test_impossible_values(argv: list[str], flag: str):
+    module, *rest = argv
+    assert_one_line_error(run("-m", f"tfbench.{module}", *rest), flag)
+
+
+def test_consumer_of_an_unreachable_dispatcher_says_what_it_waits_for_and_gives_up():
+    proc = run("-m", "tfbench.distributed", "consume", "--dispatcher", "grpc://127.0.0.1:9", "--job-name", "x",
+               "--connect-timeout", "2", timeout=60)
+    assert "waiting for the tf.data service dispatcher at grpc://127.0.0.1:9 (up to 2 s)" in proc.stdout
+    assert_one_line_error(proc, "no tf.data service dispatcher answers at grpc://127.0.0.1:9", "gave up after 2 s")
+
+
+# ---------------------------------------------------------------- start-up noise
+
+NOISE = ("cuInit", "absl::InitializeLog", "oneDNN custom operations", "cudart_stub")
+
+
+def test_tensorflow_start_up_lines_stay_off_stderr(tmp_path: Path):
+    """A command that lists devices (where the cuInit line comes on a machine without a GPU) prints none of them."""
+    argv = ["-m", "tfbench.bench", "matmul", "--sizes", "8", "--chain-size", "4", "--repeats", "1", "--warmup", "0",
+            "--logdir", str(tmp_path)]
+    proc = run(*argv)
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)], proc.stderr
+    # --verbose brings TensorFlow's own lines back (at least its oneDNN or CUDA notice, on any CPU machine)
+    loud = run(*argv, "--verbose")
+    assert loud.returncode == 0
+    assert any(n in loud.stderr for n in ("cuInit", "cudart_stub", "absl::InitializeLog", "oneDNN")), loud.stderr
+
+
+def test_real_errors_still_reach_stderr_through_the_filter(tmp_path: Path):
+    script = ("from tfbench import cli; cli.quiet_tensorflow(False)\n"
+              "import os, sys; os.write(2, b'failed call to cuInit: noise\\n'); print('real problem', file=sys.stderr)")
+    proc = run("-c", script)
+    assert proc.stderr.strip() == "real problem"
