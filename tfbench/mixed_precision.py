@@ -25,7 +25,7 @@ What is kept in which precision, and why:
 ``python -m tfbench.mixed_precision`` trains LeNet-5 on the digits (MNIST if you have it,
 else the embedded scikit-learn digits) under the three policies with ``model.fit`` and with
 the custom loop, and reports final loss and test accuracy; then it times training steps of
-LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--vgg-input``, default 32x32, on
+LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--image-size``, default 32x32, on
 scikit-image's bundled photos) under each policy, timed round robin.  It prints a table and writes
 ``logs/bench/mixed_precision-<timestamp>.json`` (same as ``python -m tfbench.bench
 mixed_precision``) and per-epoch loss curves to ``logs/mixed_precision/<timestamp>/``.
