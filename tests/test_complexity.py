@@ -10,7 +10,6 @@ import pytest
 
 from tfbench import complexity
 from tfbench.models import zoo
-from tfbench.errors import UserError
 
 
 def by_name(result):

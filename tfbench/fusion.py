@@ -39,7 +39,7 @@ import numpy as np
 from tfbench import bench, cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.graphs import BOOKKEEPING_OPS, grappler_options, onednn_enabled
+from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
 from tfbench.models.registry import input_size_error
 from tfbench.models.shapes import ConvShape, DenseShape
 
