@@ -45,7 +45,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> 
 # ---------------------------------------------------------------- --help: instant, defaults shown
 
 def _imported_modules(importtime_stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+    return {line.rsplit("|", 1)[-1].strip() for line in importtime_stderr.splitlines()
+            if line.startswith("import time:")}
 
 
 @pytest.mark.parametrize("command", COMMANDS + [f"bench {name}" for name in BENCH_NAMES])

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tfbench.data import imagenet_val, tfrecord
+from tfbench.data import imagenet_val, writer
+from tfbench.data.manifest import MANIFEST, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 # spread over start-up (imports, spawning the workers), the first shards and the middle of the run
@@ -59,19 +60,19 @@ def test_ctrl_c_at_any_moment_ends_promptly_with_complete_shards(big_val: Path, 
         proc.communicate()
         pytest.fail(f"convert did not end within 60 s of Ctrl-C at {delay} s")
     if proc.returncode == 0:  # finished before the signal arrived: nothing to check about interrupts
-        assert (out / tfrecord.MANIFEST).exists()
+        assert (out / MANIFEST).exists()
         return
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted", stderr
     assert "Traceback" not in stdout
-    assert not (out / tfrecord.MANIFEST).exists()
-    leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".partial") or tfrecord.PREPARED_SUFFIX in p.name]
-    assert leftovers == [] or all(tfrecord.PREPARED_SUFFIX in n for n in leftovers), leftovers
+    assert not (out / MANIFEST).exists()
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".partial") or writer.PREPARED_SUFFIX in p.name]
+    assert leftovers == [] or all(writer.PREPARED_SUFFIX in n for n in leftovers), leftovers
     for shard in out.glob("validation-*"):
-        record = json.loads((out / tfrecord.PROGRESS_DIR / f"{shard.name}.json").read_text())
+        record = json.loads((out / writer.PROGRESS_DIR / f"{shard.name}.json").read_text())
         assert shard.stat().st_size == record["bytes"]
-        assert tfrecord.sha256_file(shard) == record["sha256"]
+        assert sha256_file(shard) == record["sha256"]
     assert _group_empties(proc.pid), "a worker outlived the command"
 
 

@@ -99,9 +99,9 @@ def _join_counts(counts: collections.Counter, skip: frozenset) -> str:
 
 def compute_ops(variant: Variant, args: Sequence[Any]) -> str:
     """What actually runs: the partition graph's compute ops (``_FusedConv2D``), or XLA's kernels (``HLO: fusion``)."""
-    from tfbench.summaries import capture_function_graphs
-    from tfbench.summaries import op_counts
     import tensorflow as tf
+
+    from tfbench.summaries import capture_function_graphs, op_counts
 
     if variant.xla:
         text = variant.fn.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
@@ -181,9 +181,9 @@ def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequ
 
 def exp1_conv_bias_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Remapper on vs off for Conv2D + BiasAdd + Relu."""
-    from tfbench.models import blocks
-
     import tensorflow as tf
+
+    from tfbench.models import blocks
 
     rows = []
     for shape in shapes:
@@ -196,9 +196,9 @@ def exp1_conv_bias_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) 
 
 def exp2_conv_bn_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Keras BN vs FusedBatchNorm (remapper-fused) vs BN folded into the conv, at inference."""
-    from tfbench.models import blocks
-
     import tensorflow as tf
+
+    from tfbench.models import blocks
 
     rows = []
     for shape in shapes:
@@ -258,11 +258,9 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
              chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
              vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
     """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5."""
-    from tfbench.models import blocks
-
     import tensorflow as tf
 
-    from tfbench.models import lenet5, vgg19
+    from tfbench.models import blocks, lenet5, vgg19
 
     rows = []
     for shape in conv_shapes:
@@ -302,9 +300,9 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
 
 def exp4_dense_bias_relu(shapes: Sequence[DenseShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Remapper on vs off for MatMul + BiasAdd + Relu."""
-    from tfbench.models import blocks
-
     import tensorflow as tf
+
+    from tfbench.models import blocks
 
     rows = []
     for shape in shapes:
@@ -336,9 +334,9 @@ def hlo_entry_ops(hlo_text: str) -> collections.Counter:
 
 def write_hlo(out_dir: Path, dims: tuple[int, ...] = (1, 8, 8, 64)) -> dict[str, Any]:
     """Write the elementwise chain's HLO before and after XLA's optimisation; return op counts of both."""
-    from tfbench.models import blocks
-
     import tensorflow as tf
+
+    from tfbench.models import blocks
 
     fn = tf.function(blocks.ElementwiseChain().__call__, jit_compile=True)
     ir = fn.experimental_get_compiler_ir(tf.zeros(dims))

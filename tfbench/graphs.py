@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tfbench import cli, paths
-from tfbench.models import registry
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
 from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
+from tfbench.models import registry
 
 if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
     import tensorflow as tf
+
     from tfbench.summaries import FunctionGraphs
 
 # CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
@@ -141,8 +142,9 @@ MODELS: dict[str, str] = {
 
 def capture(workload: Workload, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function`` of ``workload``, with passes disabled."""
-    from tfbench.summaries import capture_function_graphs
     import tensorflow as tf
+
+    from tfbench.summaries import capture_function_graphs
 
     with grappler_options(**disabled_options(disable)):
         return capture_function_graphs(tf.function(workload.call), workload.inputs)
@@ -191,8 +193,9 @@ def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[
     Each row says how the post-grappler graph differs from the all-on graph when the pass is
     off, i.e. what that pass contributes (``+Conv2D 1`` with remapping off: remapping removes it).
     """
-    from tfbench.summaries import op_counts
     import tensorflow as tf
+
+    from tfbench.summaries import op_counts
 
     base = op_counts(capture(workload).post_optimization)
     rows = []

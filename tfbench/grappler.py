@@ -26,7 +26,6 @@ def grappler_options(**options: Any) -> Iterator[None]:
     Functions instantiated inside the block keep their graphs; call them inside it to time them.
     """
     import tensorflow as tf
-
     from tensorflow.python.eager import context
 
     ctx = context.context()

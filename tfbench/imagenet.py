@@ -71,8 +71,7 @@ def evaluate(tfrecord_dir: str | Path, *, weights_path: str | None = None, allow
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tfbench import summaries
-    from tfbench import models
+    from tfbench import models, summaries
     from tfbench.data import reader, weights
     from tfbench.data.manifest import Manifest
 

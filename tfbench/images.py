@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from tfbench.data.images import LIBRARIES, load_image, save_jpeg, skimage_photo
 from tfbench import cli
+from tfbench.data.images import LIBRARIES, load_image, save_jpeg, skimage_photo
 from tfbench.errors import run_cli
 
 

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tfbench.data.mnist import NUM_CLASSES, load
 from tfbench import cli
+from tfbench.data.mnist import NUM_CLASSES, load
 from tfbench.errors import run_cli
 
 

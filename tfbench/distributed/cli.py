@@ -423,7 +423,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=cli.positive_int, default=None,
                    help="multiworker: start this many local worker processes on --host (default 2); "
                         "omit when TF_CONFIG is exported (then this process is one worker of that cluster)")
-    p.add_argument("--replicas", type=cli.positive_int, default=2, help="mirrored on CPU: logical devices to split the CPU into")
+    p.add_argument("--replicas", type=cli.positive_int, default=2,
+                   help="mirrored on CPU: logical devices to split the CPU into")
     p.add_argument("--host", default=cluster.LOCALHOST, help="address the local workers use (default 127.0.0.1)")
     p.add_argument("--model", choices=MODELS, default="lenet5", help="which model (from tfbench.models)")
     p.add_argument("--data", default=None, help="LeNet-5: MNIST (IDX folder or mnist.npz) or ImageNet TFRecords "
@@ -437,8 +438,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--checkpoint-dir", default=None, help="checkpoints (default: <run>/checkpoints); rerun "
                    "with the same folder to resume")
-    p.add_argument("--checkpoint-every", type=cli.non_negative_int, default=50, help="steps between checkpoints (and at the end)")
-    p.add_argument("--profile-steps", type=cli.non_negative_int, default=5, help="steps traced by the profiler (0: none)")
+    p.add_argument("--checkpoint-every", type=cli.non_negative_int, default=50,
+                   help="steps between checkpoints (and at the end)")
+    p.add_argument("--profile-steps", type=cli.non_negative_int, default=5,
+                   help="steps traced by the profiler (0: none)")
     p.add_argument("--allreduce-repeats", type=cli.non_negative_int, default=20,
                    help="after training, time this many all-reduces of gradient-sized tensors (0: skip)")
     p.add_argument("--link-gbps", type=cli.positive_float, default=10.0,
