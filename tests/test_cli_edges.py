@@ -126,8 +126,8 @@ def test_pil_error_names_the_file(tmp_path: Path):
     (["imagenet", "eval", "--limit", "0"], "--limit"),
     (["imagenet", "convert", "--shards", "0"], "--shards"),
     (["lenet", "--batch-size", "0"], "--batch-size"),
-    (["graphs", "show", "vgg19", "--image-size", "40"], "multiple of 32"),
-    (["mixed_precision", "--image-size", "33"], "multiple of 32"),
+    (["graphs", "show", "vgg19", "--image-size", "40"], "divisible by 32"),
+    (["mixed_precision", "--image-size", "33"], "divisible by 32"),
     (["complexity", "lenet5", "--image-size", "64"], "only takes 32x32"),
 ])
 def test_impossible_values(argv: list[str], flag: str):
