@@ -46,21 +46,53 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> 
 
 # ---------------------------------------------------------------- --help: instant, defaults shown
 
-def _imported_modules(importtime_stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in importtime_stderr.splitlines()
-            if line.startswith("import time:")}
-
-
-@pytest.mark.parametrize("command", COMMANDS + [f"bench {name}" for name in BENCH_NAMES])
-def test_help_imports_no_tensorflow_and_shows_defaults(command: str):
+HELP_SCRIPT = """
+import contextlib, io, json, runpy, sys
+results = {}
+for command in json.loads(sys.argv[1]):
     module, *rest = command.split()
-    proc = run("-X", "importtime", "-m", f"tfbench.{module}", *rest, "--help")
+    sys.argv = [module, *rest, "--help"]
+    out = io.StringIO()
+    code = None
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_module(f"tfbench.{module}", run_name="__main__", alter_sys=True)
+        except SystemExit as stop:
+            code = stop.code
+    results[command] = {"code": code, "out": out.getvalue(),
+                        "tensorflow": any(m == "tensorflow" or m.startswith(("tensorflow.", "keras"))
+                                          for m in sys.modules)}
+print(json.dumps(results))
+"""
+HELP_COMMANDS = COMMANDS + [f"bench {name}" for name in BENCH_NAMES]
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, dict]:
+    """Every ``--help``, all in one interpreter: which modules were loaded after each (cumulative)."""
+    import json
+
+    proc = run("-c", HELP_SCRIPT, json.dumps(HELP_COMMANDS))
     assert proc.returncode == 0, proc.stderr
-    loaded = _imported_modules(proc.stderr)
-    assert "tensorflow" not in loaded and "keras" not in loaded, sorted(m for m in loaded if "tensorflow" in m)
-    assert f"usage: python -m tfbench.{command}" in proc.stdout
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS)
+def test_help_imports_no_tensorflow_and_shows_defaults(helps: dict[str, dict], command: str):
+    result = helps[command]
+    assert result["code"] in (0, None)
+    assert not result["tensorflow"], f"TensorFlow was imported by the time {command} --help answered"
+    assert f"usage: python -m tfbench.{command}" in result["out"]
     if command not in ("images", "mnist", "bench", "grads", "ops", "imagenet", "graphs", "distributed"):
-        assert "(default:" in proc.stdout, proc.stdout  # every option with a default says it
+        assert "(default:" in result["out"], result["out"]  # every option with a default says it
+
+
+def test_help_is_instant_in_a_fresh_process():
+    """``-X importtime``: a command's --help loads neither TensorFlow nor Keras."""
+    proc = run("-X", "importtime", "-m", "tfbench.fusion", "--help")
+    assert proc.returncode == 0
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "numpy" in loaded and "tensorflow" not in loaded and "keras" not in loaded
 
 
 def test_every_command_is_listed_once_and_the_listings_agree():

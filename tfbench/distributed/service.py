@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfbench.distributed import cluster
 from tfbench import cli, paths
+from tfbench.distributed import cluster
 from tfbench.errors import UserError
 from tfbench.files import write_json
 
@@ -84,8 +84,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def _records(data: str | None, logdir: str | Path):
-    from tfbench.distributed import data as distributed_data
     from tfbench.data import imagenet_val
+    from tfbench.distributed import data as distributed_data
 
     folder = Path(data) if data is not None else imagenet_val.default_tfrecords(logdir)
     return distributed_data.open_records(folder)
