@@ -158,7 +158,7 @@ def test_checkpoint_resume_in_process(tmp_path, digits):
 
 
 def test_resuming_a_finished_run_says_so(tmp_path, digits):
-    """A rerun of a finished run names no epoch beyond the last (it once said "epoch 11" of 10) and trains nothing."""
+    """A rerun of a finished run names no epoch beyond the last (no "epoch 2" of 1) and trains nothing."""
     x, y, xt, yt = digits
     train.train(lenet5.build_keras_lenet5(seed=0), x, y, xt, yt, mode="function", epochs=1, batch_size=64,
                 checkpoint_dir=tmp_path, progress=False, log=lambda _: None)
