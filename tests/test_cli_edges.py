@@ -114,6 +114,18 @@ def test_every_command_is_listed_once_and_the_listings_agree():
     assert all(name in run("-m", "tfbench.bench", "--help").stdout for name in BENCHMARKS)
 
 
+def test_model_choices_come_from_the_registry():
+    from tfbench import complexity, lenet, mixed_precision, sparsity
+    from tfbench.distributed import cli as distributed_cli
+    from tfbench.models import registry
+
+    for names in (lenet.MODELS, mixed_precision.MODELS, sparsity.KERAS_MODELS, distributed_cli.MODELS):
+        assert set(names) <= set(registry.NAMES), names
+    assert set(lenet.MODELS) <= set(registry.MODULE_NAMES)  # --impl module needs them as tf.Modules too
+    with pytest.raises(SystemExit):
+        complexity.main(["no_such_model"])
+
+
 def test_bench_mixed_precision_help_names_itself():
     assert "usage: python -m tfbench.bench mixed_precision" in run("-m", "tfbench.bench", "mixed_precision",
                                                                     "--help").stdout

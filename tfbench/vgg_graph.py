@@ -222,11 +222,11 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     cli.quiet_tensorflow(args.verbose)
     cli.check_output_dir(args.logdir)
     from tfbench import bench as harness
-    from tfbench.models import vgg19
+    from tfbench import models
     from tfbench.data import weights as weight_files
 
     weights = weight_files.random()
-    model = vgg19.VGG19Module(weights.layers)
+    model = models.get("vgg19", impl="module", weights=weights.layers)
     prepared = prepare_input(None, weights.input_spec, 1)
     rows, ratios = [], {}
     for batch in args.batches:
