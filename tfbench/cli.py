@@ -206,12 +206,16 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
 
     C++ code writes to the file descriptor itself, so swapping ``sys.stderr`` cannot catch it:
     fd 2 becomes a pipe, and a thread copies every other line to the real stderr as it comes.
-    At exit the real stderr is put back and the thread drained, so no line is lost.
+    Text ending in ``\r`` (progress bars) passes at once, and so does an unfinished line that
+    cannot be a log line (they start ``I0000``, ``W...``, ``E...``, ``F...`` or ``T...``).  At exit the
+    real stderr is put back and what is already in the pipe is copied; child processes that still
+    hold the pipe (multiprocessing's resource tracker, say) do not keep the command waiting.
     """
     global _filter_installed
     if _filter_installed:
         return
     import atexit
+    import select
     import sys
     import threading
 
@@ -220,19 +224,47 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    stopping = threading.Event()
+    encoded = tuple(n.encode() for n in noise)
 
     def pump() -> None:
-        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(real), "wb", buffering=0) as out:
-            for raw in pipe:
-                if not any(n in raw.decode("utf-8", "replace") for n in noise):
-                    out.write(raw)
+        pending = b""
+        with os.fdopen(os.dup(real), "wb", buffering=0) as out:
+
+            def emit(segment: bytes) -> None:
+                if segment and not any(n in segment for n in encoded):
+                    out.write(segment)
+
+            while True:
+                ready, _, _ = select.select([read_end], [], [], 0.05)
+                if not ready:
+                    if stopping.is_set():
+                        break
+                    continue
+                chunk = os.read(read_end, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                while True:  # complete segments: up to and including a newline or carriage return
+                    cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+                    if cut < 0:
+                        break
+                    head, pending = pending[:cut + 1], pending[cut + 1:]
+                    for line in head.splitlines(keepends=True):
+                        emit(line)
+                if pending and pending[:1] not in (b"I", b"W", b"E", b"F", b"T"):
+                    emit(pending)  # an unfinished line that is no log line: show it now
+                    pending = b""
+            emit(pending)
+        os.close(read_end)
 
     thread = threading.Thread(target=pump, name="tfbench-stderr-filter", daemon=True)
     thread.start()
 
     def restore() -> None:
         sys.stderr.flush()
-        os.dup2(real, 2)  # closes our write end of the pipe: the pump reads to its end and stops
+        os.dup2(real, 2)  # our write end of the pipe is gone; children may still hold theirs
+        stopping.set()  # the pump copies what is in the pipe, then stops
         thread.join(timeout=5)
 
     atexit.register(restore)

@@ -32,6 +32,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    # The work is done: a Ctrl-C while the interpreter shuts down (which resets Python's own
+    # handler) must not kill a finished run with SIGINT's default action.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code or 0)
 
 
