@@ -160,12 +160,25 @@ def test_checkpoint_resume_in_process(tmp_path, digits):
     h2 = train.train(resumed, x, y, xt, yt, mode="function", epochs=3, batch_size=64, optimizer=opt,
                      checkpoint_dir=tmp_path, progress=False, log=messages.append)
     assert h2.start_step == 7 and h2.steps == list(range(8, 16))
-    assert "at step 7 (epoch 2, batch 3 of 5)" in messages[0]
+    assert "at step 7 (epoch 2 of 3, batch 3 of 5)" in messages[0]
     for a, b in zip(weights_of(resumed), weights_of(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for a, b in zip(opt.variables, ref_opt.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6, err_msg=a.path)
     assert sorted(glob.glob(str(tmp_path / "ckpt-*.index")))  # epoch-end saves kept
+
+
+def test_resuming_a_finished_run_says_so(tmp_path, digits):
+    """A rerun of a finished run names no epoch beyond the last (no "epoch 2" of 1) and trains nothing."""
+    x, y, xt, yt = digits
+    train.train(lenet5.build_keras_lenet5(seed=0), x, y, xt, yt, mode="function", epochs=1, batch_size=64,
+                checkpoint_dir=tmp_path, progress=False, log=lambda _: None)
+    messages: list[str] = []
+    history = train.train(lenet5.build_keras_lenet5(seed=0), x, y, xt, yt, mode="function", epochs=1,
+                          batch_size=64, checkpoint_dir=tmp_path, progress=False, log=messages.append)
+    assert history.start_step == 5 and history.steps == []
+    assert "at step 5 (all 1 epochs done: nothing left to train)" in messages[0]
+    assert not any("epoch 2" in m for m in messages), messages
 
 
 def test_checkpoint_from_other_settings_is_refused(tmp_path, digits):

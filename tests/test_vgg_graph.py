@@ -201,11 +201,10 @@ def test_real_tensorboard_server_serves_the_graph(main_job):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--batch", "0"], "--batch must be at least 1"),
     (["--weights", "/nonexistent/vgg19.h5"], "no such file"),
     (["--image", "/nonexistent/cat.jpg"], "no such file"),
 ])
-def test_bad_arguments_are_user_errors(argv, message):
+def test_bad_arguments_are_user_errors(argv, message):  # --batch-size 0: argparse, see test_cli_edges
     with pytest.raises(UserError, match=message):
         vgg_graph.parse_args(argv)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import tensorflow as tf
+# TensorFlow loads inside the functions: commands import this module before parsing their arguments.
 
 from tfbench.errors import UserError
-from tfbench.summaries import FunctionGraphs, capture_function_graphs, op_counts
+
+if TYPE_CHECKING:
+    from tfbench.summaries import FunctionGraphs
 
 # CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
 PASSES: dict[str, tuple[str, bool]] = {
@@ -39,6 +41,7 @@ def grappler_options(**options: Any) -> Iterator[None]:
     same as ON for every pass), so the context's option dict is saved and put back as it was.
     Functions instantiated inside the block keep their graphs; call them inside it to time them.
     """
+    import tensorflow as tf
     from tensorflow.python.eager import context
 
     ctx = context.context()
@@ -83,6 +86,8 @@ BOOKKEEPING_OPS = frozenset({"_Arg", "_Retval", "Const", "ReadVariableOp", "NoOp
 
 def count_table(graphs: FunctionGraphs) -> list[tuple[str, int, int, int]]:
     """``(op, pre, post, partition)`` rows, compute ops first, then by descending pre count."""
+    from tfbench.summaries import op_counts
+
     pre, post = op_counts(graphs.pre_optimization), op_counts(graphs.post_optimization)
     part: collections.Counter = collections.Counter()
     for g in graphs.partitions:
@@ -118,6 +123,10 @@ def count_diff(before: collections.Counter, after: collections.Counter) -> str:
 
 def capture(call: Callable[[Any], Any], inputs: Any, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function(call)`` on ``inputs``, with passes disabled."""
+    import tensorflow as tf
+
+    from tfbench.summaries import capture_function_graphs
+
     with grappler_options(**disabled_options(disable)):
         return capture_function_graphs(tf.function(call), inputs)
 
@@ -128,6 +137,10 @@ def ablate(call: Callable[[Any], Any], inputs: Any, names: Sequence[str] | None 
     Each row says how the post-grappler graph differs from the all-on graph when the pass is
     off, i.e. what that pass contributes (``+Conv2D 1`` with remapping off: remapping removes it).
     """
+    import tensorflow as tf
+
+    from tfbench.summaries import op_counts
+
     base = op_counts(capture(call, inputs).post_optimization)
     rows = []
     logger, level = tf.get_logger(), tf.get_logger().level

@@ -226,8 +226,9 @@ def train(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         ckpts.restore()
     history.start_step = int(optimizer.iterations.numpy())  # restored, or an optimizer that has run before
     if ckpts is not None and ckpts.manager.latest_checkpoint:
-        log(f"resumed from {ckpts.manager.latest_checkpoint} at step {history.start_step} "
-            f"(epoch {history.start_step // spe + 1}, batch {history.start_step % spe + 1} of {spe})")
+        where = (f"(epoch {history.start_step // spe + 1} of {epochs}, batch {history.start_step % spe + 1} of {spe})"
+                 if history.start_step < epochs * spe else f"(all {epochs} epochs done: nothing left to train)")
+        log(f"resumed from {ckpts.manager.latest_checkpoint} at step {history.start_step} {where}")
 
     writer = tf.summary.create_file_writer(str(Path(run_dir) / "train")) if run_dir is not None else None
     test_writer = tf.summary.create_file_writer(str(Path(run_dir) / "test")) if run_dir is not None else None

@@ -29,43 +29,39 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import paths
-from tfbench.errors import UserError, run_cli
+from tfbench import cli, paths
+from tfbench.cli import check_input_file
+from tfbench.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the main job."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tfbench.vgg_graph",
-        description="VGG19 eager vs tf.function vs XLA, top-5 classes, and TensorBoard graphs.",
-    )
+    parser = cli.parser("vgg_graph", "VGG19 eager vs tf.function vs XLA, top-5 classes, and TensorBoard graphs.")
     parser.add_argument("--weights", type=Path, help="VGG19 weights: .npz, Keras .h5, vgg19.npy or MatConvNet .mat "
                         "(default: seeded random weights)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow unpickling a vgg19.npy file (runs code from the file: only for files you trust)")
     parser.add_argument("--image", type=Path, help="image file (default: scikit-image's bundled cat photo 'chelsea')")
-    parser.add_argument("--batch", type=int, default=1, help="batch size: the image repeated N times (default 1)")
-    parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR, help="TensorBoard log root (default logs)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per mode (default 5, after 2 warm-ups)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    cli.add_batch_size(parser, 1, help="batch size: the image repeated N times", dest="batch")
+    cli.add_logdir(parser, help="TensorBoard log root")
+    cli.add_repeats(parser, 5, help="timed runs per mode (after 2 warm-ups)")
+    cli.add_seed(parser, help="seed of the random weights")
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA (jit_compile=True) variant")
     parser.add_argument("--no-bench", action="store_true", help="run each mode once, without timing")
     parser.add_argument("--profile", action="store_true",
                         help="also record a profiler trace of a few calls per mode (TensorBoard's PROFILE tab; "
                              "needs tensorboard-plugin-profile)")
+    cli.add_verbose(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse and validate arguments; problems raise UserError (one line, exit code 2)."""
+    """Parse and validate arguments, output folder included, before any work; problems raise UserError."""
     args = build_parser().parse_args(argv)
-    if args.batch < 1:
-        raise UserError(f"--batch must be at least 1, got {args.batch}")
-    if args.repeats < 1:
-        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
     for flag, path in (("--weights", args.weights), ("--image", args.image)):
-        if path is not None and not path.is_file():
-            raise UserError(f"{flag} {path}: no such file")
+        if path is not None:
+            check_input_file(path, flag)
+    cli.check_output_dir(args.logdir)
     return args
 
 
@@ -387,6 +383,7 @@ def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput, re
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the main job and print where its TensorBoard logs went."""
     args = parse_args(argv)
+    cli.quiet_tensorflow(args.verbose)
     import tensorflow as tf  # noqa: F401  (imported after argument checks: bad flags fail fast)
 
     from tfbench import bench as harness
@@ -440,18 +437,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """``python -m tfbench.bench vgg``: eager vs tf.function vs XLA latency at a few batch sizes."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench vgg")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-xla", action="store_true")
-    parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR)
+    parser = cli.parser("bench vgg", "VGG19 forward: eager vs tf.function vs XLA at a few batch sizes.")
+    parser.add_argument("--batch-sizes", dest="batches", type=cli.positive_int, nargs="+", default=[1, 4],
+                        help="batch sizes to time")
+    cli.add_repeats(parser, 5)
+    parser.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.quiet_tensorflow(args.verbose)
+    cli.check_output_dir(args.logdir)
     from tfbench import bench as harness
-    from tfbench.models import vgg19
+    from tfbench import models
     from tfbench.data import weights as weight_files
 
     weights = weight_files.random()
-    model = vgg19.VGG19Module(weights.layers)
+    model = models.get("vgg19", impl="module", weights=weights.layers)
     prepared = prepare_input(None, weights.input_spec, 1)
     rows, ratios = [], {}
     for batch in args.batches:

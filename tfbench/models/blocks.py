@@ -16,44 +16,14 @@ seeded weights, small enough to read its graph node by node:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.shapes import ConvShape, DenseShape
+
+__all__ = ["ConvShape", "DenseShape"]  # problem sizes live in shapes.py (no TensorFlow needed to list them)
+
 BN_EPSILON = 1e-3  # Keras' BatchNormalization default
-
-
-@dataclass(frozen=True)
-class ConvShape:
-    """One conv layer's problem size: NHWC input ``batch x size x size x cin``, ``kernel x kernel`` to ``cout``."""
-
-    batch: int
-    size: int
-    cin: int
-    cout: int
-    kernel: int = 3
-
-    @property
-    def label(self) -> str:
-        """A short name such as ``56x56x256->256 3x3 b1``."""
-        return f"{self.size}x{self.size}x{self.cin}->{self.cout} {self.kernel}x{self.kernel} b{self.batch}"
-
-    @property
-    def flops(self) -> int:
-        """Multiply-adds x 2 of the convolution ('SAME' padding, stride 1)."""
-        return 2 * self.batch * self.size * self.size * self.kernel * self.kernel * self.cin * self.cout
-
-    @property
-    def bytes_moved(self) -> int:
-        """float32 bytes of input + output + kernel: what one unfused elementwise pass re-reads."""
-        return 4 * (self.batch * self.size * self.size * (self.cin + self.cout)
-                    + self.kernel * self.kernel * self.cin * self.cout)
-
-    def input(self, seed: int = 0) -> tf.Tensor:
-        """A seeded standard-normal input batch."""
-        rng = np.random.default_rng(seed)
-        return tf.constant(rng.standard_normal((self.batch, self.size, self.size, self.cin), dtype=np.float32))
 
 
 def glorot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -197,25 +167,6 @@ class ElementwiseChain(tf.Module):
         y = tf.tanh(y)
         y = y + 1.0
         return tf.abs(y)
-
-
-@dataclass(frozen=True)
-class DenseShape:
-    """One fully connected layer: ``batch x units_in`` times ``units_in x units_out``."""
-
-    batch: int
-    units_in: int
-    units_out: int
-
-    @property
-    def label(self) -> str:
-        """A short name such as ``4096->4096 b1``."""
-        return f"{self.units_in}->{self.units_out} b{self.batch}"
-
-    def input(self, seed: int = 0) -> tf.Tensor:
-        """A seeded standard-normal input batch."""
-        rng = np.random.default_rng(seed)
-        return tf.constant(rng.standard_normal((self.batch, self.units_in), dtype=np.float32))
 
 
 class DenseBiasRelu(tf.Module):
