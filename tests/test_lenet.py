@@ -113,7 +113,7 @@ def test_kill_mid_epoch_and_resume(tmp_path):
 
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (f"at step {saved_step} (epoch {saved_step // 20 + 1}, batch {saved_step % 20 + 1} of 20)"
+    assert (f"at step {saved_step} (epoch {saved_step // 20 + 1} of 3, batch {saved_step % 20 + 1} of 20)"
             in out.stdout)
     history = json.loads(next((logdir / "lenet").glob("*/history.json")).read_text())
     assert history["start_step"] == saved_step and history["steps"][0] == saved_step + 1

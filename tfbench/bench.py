@@ -196,11 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``python -m tfbench.bench NAME [args...]`` to NAME's ``run_benchmark``."""
     parser = argparse.ArgumentParser(
         prog="python -m tfbench.bench",
-        description="Run a benchmark; each writes JSON under logs/bench/.",
-        epilog="\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
+        description="Run a benchmark; each writes JSON under logs/bench/ (NAME --help: its options and defaults).",
+        epilog="benchmarks:\n" + "\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("name", choices=list(BENCHMARKS), help="which benchmark")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (see NAME --help)")
     ns = parser.parse_args(argv)
     module_name, _ = BENCHMARKS[ns.name]

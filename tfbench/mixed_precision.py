@@ -25,7 +25,7 @@ What is kept in which precision, and why:
 ``python -m tfbench.mixed_precision`` trains LeNet-5 on the digits (MNIST if you have it,
 else the 5,000 embedded MNIST digits) under the three policies with ``model.fit`` and with
 the custom loop, and reports final loss and test accuracy; then it times training steps of
-LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--vgg-input``, default 32x32, on
+LeNet-5 (on a fixed random batch) and of the full-width VGG19 at a reduced input (``--image-size``, default 32x32, on
 scikit-image's bundled photos) under each policy, timed round robin.  It prints a table and writes
 ``logs/bench/mixed_precision-<timestamp>.json`` (same as ``python -m tfbench.bench
 mixed_precision``) and per-epoch loss curves to ``logs/mixed_precision/<timestamp>/``.
@@ -51,16 +51,17 @@ import contextlib
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from tfbench import bench, paths, summaries
+from tfbench import bench, cli, models, paths
 from tfbench.data import mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
+
+if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
+    import keras
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 LOOPS = ("fit", "function")
@@ -72,6 +73,8 @@ VGG_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry"
 @contextlib.contextmanager
 def policy_scope(policy: str) -> Iterator[None]:
     """Set Keras' global dtype policy for layers built inside the block; restore the previous one after."""
+    import keras
+
     if policy not in POLICIES:
         raise UserError(f"unknown precision policy {policy!r}; choose from {', '.join(POLICIES)}")
     previous = keras.config.dtype_policy()
@@ -84,25 +87,23 @@ def policy_scope(policy: str) -> Iterator[None]:
 
 def build_model(name: str, policy: str, *, seed: int = 0, vgg_input: int = 32, num_classes: int = 1000):
     """LeNet-5 (ReLU variant) or VGG19 built under ``policy``, ending in a float32 softmax."""
-    from tfbench.models.lenet5 import build_keras_lenet5
-    from tfbench.models.vgg19 import build_keras_vgg19
+    import keras
 
+    models.registry.check_name(name, MODELS)
     keras.utils.set_random_seed(seed)
     with policy_scope(policy):
         if name == "lenet5":
-            base = build_keras_lenet5(seed=seed, activation="relu")
-        elif name == "vgg19":
-            if vgg_input % 32 or vgg_input < 32:
-                raise UserError(f"--vgg-input must be a multiple of 32 (five 2x2 pools), got {vgg_input}")
-            base = build_keras_vgg19(seed=seed, num_classes=num_classes, input_size=vgg_input)
-        else:
-            raise UserError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+            base = models.get("lenet5", seed=seed, activation="relu")
+        else:  # the registry checks the input size (VGG19: a multiple of 32)
+            base = models.get(name, seed=seed, num_classes=num_classes, input_size=vgg_input)
         probs = keras.layers.Activation("softmax", dtype="float32", name="probs")(base.output)
     return keras.Model(base.input, probs, name=f"{name}_{policy}")
 
 
 def make_optimizer(policy: str, learning_rate: float = 1e-3) -> keras.optimizers.Optimizer:
     """Adam; wrapped in a dynamic ``LossScaleOptimizer`` for float16 (bfloat16 and float32 need none)."""
+    import keras
+
     optimizer = keras.optimizers.Adam(learning_rate)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -111,6 +112,9 @@ def make_optimizer(policy: str, learning_rate: float = 1e-3) -> keras.optimizers
 
 def make_train_step(model, optimizer: keras.optimizers.Optimizer):
     """The custom loop's step as a ``tf.function``: forward, scaled loss, gradients, unscale-and-apply."""
+    import keras
+    import tensorflow as tf
+
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     variables = model.trainable_variables
 
@@ -129,12 +133,16 @@ def make_train_step(model, optimizer: keras.optimizers.Optimizer):
 
 def compile_for_fit(model, optimizer: keras.optimizers.Optimizer) -> None:
     """Compile with the same optimizer object the custom loop would use."""
+    import keras
+
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
                   jit_compile=False)
 
 
 def loss_scale(optimizer: keras.optimizers.Optimizer) -> float | None:
     """The current dynamic loss scale (float16), or None."""
+    import keras
+
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return float(optimizer.dynamic_scale.numpy())
     return None
@@ -169,6 +177,8 @@ class TrainResult:
 def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int = 20, batch_size: int = 32,
                  seed: int = 0) -> TrainResult:
     """Train LeNet-5 under ``policy`` with ``fit`` or the custom loop; evaluate on the test split."""
+    import keras
+
     if loop not in LOOPS:
         raise UserError(f"unknown loop {loop!r}; choose from {', '.join(LOOPS)}")
     x_train, x_test = mnist.pad_to_32(data.x_train), mnist.pad_to_32(data.x_test)
@@ -198,6 +208,8 @@ def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int =
 
 def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A batch of scikit-image's bundled photos resized to ``size``, scaled to [-1, 1], with fixed labels."""
+    import tensorflow as tf
+
     from tfbench.data.images import skimage_photo
 
     photos = []
@@ -259,38 +271,36 @@ def _csv(value: str, allowed: Sequence[str], flag: str) -> list[str]:
     return items
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The flags shared by the CLI and ``python -m tfbench.bench mixed_precision``."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.mixed_precision",
-                                     description="float32 vs mixed_bfloat16 vs mixed_float16 training (ex. 5.9)")
-    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else the embedded MNIST digits)")
+def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> argparse.Namespace:
+    """The flags shared by the CLI and ``python -m tfbench.bench mixed_precision`` (``prog`` says which)."""
+    parser = cli.parser(prog, "float32 vs mixed_bfloat16 vs mixed_float16 training (ex. 5.9)")
+    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded MNIST)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of " + ", ".join(POLICIES))
     parser.add_argument("--loops", default=",".join(LOOPS), help="fit, function (the custom tf.function loop)")
     parser.add_argument("--models", default=",".join(MODELS), help="which models to time: lenet5, vgg19")
-    parser.add_argument("--epochs", type=int, default=20, help="LeNet-5 accuracy run epochs (0 skips it)")
-    parser.add_argument("--batch-size", type=int, default=32, help="LeNet-5 batch size")
-    parser.add_argument("--vgg-input", type=int, default=32, help="VGG19 input size for timing (multiple of 32)")
-    parser.add_argument("--vgg-batch", type=int, default=4, help="VGG19 batch size for timing")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per case")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    parser.add_argument("--epochs", type=cli.non_negative_int, default=20,
+                        help="LeNet-5 accuracy run epochs (0 skips it)")
+    cli.add_batch_size(parser, 32, help="LeNet-5 batch size")
+    cli.add_image_size(parser, 32, model="vgg19")
+    parser.add_argument("--vgg-batch", type=cli.positive_int, default=4, help="VGG19 batch size for timing")
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed steps before timing")
+    cli.add_repeats(parser, 5, help="timed steps per case")
+    cli.add_seed(parser)
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    ns.vgg_input = ns.image_size  # the VGG19 timing input
     ns.policies = _csv(ns.policies, POLICIES, "--policies")
     ns.loops = _csv(ns.loops, LOOPS, "--loops")
     ns.models = _csv(ns.models, MODELS, "--models")
-    for flag in ("epochs", "warmup"):
-        if getattr(ns, flag) < 0:
-            raise UserError(f"--{flag} must be >= 0, got {getattr(ns, flag)}")
-    for flag in ("batch_size", "vgg_batch", "repeats"):
-        if getattr(ns, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(ns, flag)}")
     return ns
 
 
-def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench mixed_precision") -> dict[str, Any]:
     """Accuracy runs of LeNet-5 and step timings of LeNet-5/VGG19 under each policy; one JSON report."""
-    ns = parse_args(argv)
+    ns = parse_args(argv, prog)
     rows: list[dict[str, Any]] = []
     ratios: dict[str, float] = {}
     accuracy_delta: dict[str, float] = {}
@@ -304,6 +314,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 result = train_lenet5(data, policy, loop, epochs=ns.epochs, batch_size=ns.batch_size, seed=ns.seed)
                 training.append(asdict(result))
                 for epoch, value in enumerate(result.loss_curve):
+                    from tfbench import summaries
+
                     summaries.write_scalars(run_dir / f"lenet5-{policy}-{loop}", {"loss": value}, epoch)
                 print(f"lenet5 {loop:8s} {policy:15s} loss {result.final_loss:.4f} "
                       f"accuracy {result.accuracy:.2%} ({result.examples_per_s:.0f} examples/s)")
@@ -339,7 +351,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: the accuracy runs and the timings, printed and written as JSON."""
-    run_benchmark(argv)
+    run_benchmark(argv, prog="mixed_precision")
     return 0
 
 

@@ -11,7 +11,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 REENCODE_QUALITY = 95
 
@@ -60,7 +60,9 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
                 return data, height, width, None
             rgb = img.convert("RGB")
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
-        raise SkipImage(f"corrupt: {type(err).__name__}: {err}") from err
+        from tfbench.data.images import pil_message
+
+        raise SkipImage(f"corrupt: {type(err).__name__}: {pil_message(err, path)}") from err
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=REENCODE_QUALITY)
     return out.getvalue(), height, width, f"{fmt} {mode} re-encoded to RGB JPEG"
@@ -89,7 +91,7 @@ def make_example(source: Source, jpeg: bytes, height: int, width: int) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def parse_example(serialized, keys: Sequence[str] | None = None):
+def parse_example(serialized: Any, keys: Sequence[str] | None = None) -> dict[str, Any]:
     """The decoder stage: serialized ``tf.train.Example`` -> dict of tensors (scalar features).
 
     ``keys``: parse only these (a reader that needs the pixels and the label skips the rest).

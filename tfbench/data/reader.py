@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from tfbench.data.example import parse_example
 from tfbench.data.manifest import Manifest
 from tfbench.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported when a pipeline is built
+    import tensorflow as tf
 
 
 def records(tfrecord_dir: str | Path, *, verify: str = "size",
@@ -112,10 +115,10 @@ def choose_parser(resizer: str, recipe: str, antialias: bool) -> Parser:
     return parser
 
 
-def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec=None,
+def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec: Any = None,
                  antialias: bool = False, fast: bool | None = None, resizer: str = "auto", verify: str = "size",
                  deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False,
-                 xla_normalise: bool = True, autotune: bool = False):
+                 xla_normalise: bool = True, autotune: bool = False) -> tf.data.Dataset:
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
 
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
@@ -174,7 +177,7 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def iterate(dataset, tfrecord_dir: str | Path) -> Iterable[Any]:
+def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
     """Iterate ``dataset`` read from ``tfrecord_dir``; a read error becomes a UserError naming the bad shard.
 
     TensorFlow reports a damaged record as "corrupted record at 12" without the file; on such an
@@ -189,8 +192,8 @@ def iterate(dataset, tfrecord_dir: str | Path) -> Iterable[Any]:
         raise UserError(f"{tfrecord_dir}: reading the shards failed: {err.message.strip().splitlines()[0]}") from err
 
 
-def decode_image(jpeg_bytes, *, size: tuple[int, int] | None = None, grayscale: bool = False,
-                 antialias: bool = True):
+def decode_image(jpeg_bytes: Any, *, size: tuple[int, int] | None = None, grayscale: bool = False,
+                 antialias: bool = True) -> tf.Tensor:
     """The reusable decode step: JPEG bytes -> ``uint8 HxWxC`` (RGB, or 1-channel luma), optionally resized.
 
     Resizing squashes to ``size`` (no crop) with ``tf.image.resize`` and rounds back to uint8;
@@ -208,7 +211,7 @@ def decode_image(jpeg_bytes, *, size: tuple[int, int] | None = None, grayscale: 
 
 
 def decoded_dataset(tfrecord_dir: str | Path, *, size: tuple[int, int] | None = None, grayscale: bool = False,
-                    classes: Iterable[int] | None = None, antialias: bool = True, verify: str = "size"):
+                    classes: Iterable[int] | None = None, antialias: bool = True, verify: str = "size") -> tf.data.Dataset:
     """``tf.data.Dataset`` of single ``(uint8 image, int32 label)`` pairs, unbatched, labels 0-based.
 
     ``classes`` keeps only those labels (0-based; filtered before decoding, so skipped images cost
@@ -219,7 +222,7 @@ def decoded_dataset(tfrecord_dir: str | Path, *, size: tuple[int, int] | None = 
     ds, manifest = records(tfrecord_dir, verify=verify)
     wanted = None if classes is None else tf.constant(sorted(set(int(c) for c in classes)), tf.int32)
 
-    def parse(serialized):
+    def parse(serialized: Any) -> tuple[Any, Any]:
         features = parse_example(serialized)
         return features["image/encoded"], tf.cast(manifest.zero_based(features["image/class/label"]), tf.int32)
 

@@ -40,12 +40,13 @@ def available() -> bool:
     return backend_rule.resolve(LIBRARY, "auto", fallback=FALLBACK) == "cpp"
 
 
-def composite(pixels, size: int, spec: pp.InputSpec, *, channel_order: str):
+def composite(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str) -> tf.Tensor:
     """What the fused op replaces: ``tf.image.resize`` (bilinear) -> round to uint8 -> normalise."""
     return pp.tf_normalise(pp.tf_to_uint8(pp.tf_resize(pixels, size, size)), spec, channel_order=channel_order)
 
 
-def resize_normalise(pixels, size: int, spec: pp.InputSpec, *, channel_order: str, backend: str | None = None):
+def resize_normalise(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str,
+                     backend: str | None = None) -> tf.Tensor:
     """``uint8 HxWx3`` pixels in ``channel_order`` -> the network input ``float32 size x size x 3`` for ``spec``."""
     if channel_order not in ORDERS:
         raise UserError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
