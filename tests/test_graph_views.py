@@ -75,7 +75,7 @@ def test_traced_graph_has_only_inputs_model_and_outputs_at_top_level():
 def test_graphs_show_names_every_vgg19_fusion_with_onednn_on_and_off(tmp_path, onednn):
     """``graphs show vgg19`` in a fresh process (oneDNN is chosen at start-up): 19 fused nodes by name."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}
-    proc = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "vgg19", "--size", "32",
+    proc = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "vgg19", "--image-size", "32",
                            "--logdir", str(tmp_path)], capture_output=True, text=True, timeout=600, env=env,
                           cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -63,7 +63,7 @@ def logdir(tmp_path_factory) -> Path:
     logdir = tmp_path_factory.mktemp("logs")
     # A second experiment whose runs sort before "vgg19" alphabetically: the Graphs dashboard must still
     # open on the main job's run.
-    result = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "conv_bias_relu", "--size", "8",
+    result = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "conv_bias_relu", "--image-size", "8",
                              "--logdir", str(logdir)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     result = subprocess.run([sys.executable, "-m", "tfbench.vgg_graph", "--no-bench", "--no-xla", "--profile",
