@@ -53,26 +53,25 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return Parser(prog=f"python -m tfbench.{prog}", description=description, formatter_class=HelpFormatter)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (``--repeats 0`` is refused, not run)."""
+def _whole_number(text: str, minimum: int, rule: str) -> int:
+    """``text`` as an int of at least ``minimum``, or an argparse error saying ``rule``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``--repeats 0`` is refused, not run)."""
+    return _whole_number(text, 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "must be 0 or more")
 
 
 def positive_float(text: str) -> float:

@@ -30,6 +30,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        # A second SIGINT (a repeated Ctrl-C, or one still pending from a thread that had it blocked)
+        # must not interrupt the exit itself: that would end the process by SIGINT, not with 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     # The work is done: a Ctrl-C while the interpreter shuts down (which resets Python's own
