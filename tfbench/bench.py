@@ -315,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"benchmark {ns.name!r} is not built yet ({module_name} does not exist)") from err
         raise
     if not any(a in ("-h", "--help") for a in ns.args):
-        print_header(ns.name)
+        from tfbench import bench as shared  # not __main__: the benchmarks import tfbench.bench
+
+        shared.print_header(ns.name)
     module.run_benchmark(ns.args)
     return 0
 
