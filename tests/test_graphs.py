@@ -8,7 +8,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfbench import graphs
+from tfbench import grappler, graphs
 from tfbench.models import vgg19
 from tfbench.errors import UserError
 from tfbench.summaries import op_counts
@@ -39,7 +39,7 @@ def test_disabling_remapping_removes_the_fusion(conv_workload):
 
 def test_grappler_options_are_restored(conv_workload):
     before = tf.config.optimizer.get_experimental_options()
-    with graphs.grappler_options(remapping=False, constant_folding=False):
+    with grappler.grappler_options(remapping=False, constant_folding=False):
         assert tf.config.optimizer.get_experimental_options()["remapping"] is False
     assert tf.config.optimizer.get_experimental_options() == before
     # and a function instantiated afterwards is fused again: nothing leaked
@@ -49,7 +49,7 @@ def test_grappler_options_are_restored(conv_workload):
 def test_options_restored_after_an_exception():
     before = tf.config.optimizer.get_experimental_options()
     with pytest.raises(RuntimeError):
-        with graphs.grappler_options(remapping=False):
+        with grappler.grappler_options(remapping=False):
             raise RuntimeError("boom")
     assert tf.config.optimizer.get_experimental_options() == before
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfbench import imagenet
 from tfbench.data import imagenet_val
-from tfbench.data import labels, tfrecord
+from tfbench.data import labels, reader
 from tfbench.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def test_cli_convert_inspect_eval_on_the_embedded_sample(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["label_convention"]["name"] == "tensorflow-models" and manifest["written"] == 5
     stored = [tf.train.Example.FromString(r.numpy()).features.feature["image/class/label"].int64_list.value[0]
-              for r in tfrecord.records(out)[0]]
+              for r in reader.records(out)[0]]
     assert 282 in stored  # tabby is 281 + 1 in the tensorflow/models convention ...
     assert 281 in imagenet_val.class_counts(out)  # ... and 0-based again when read
     capsys.readouterr()

@@ -140,7 +140,9 @@ def write_tiny_imagenet(folder: Path) -> dict[str, int]:
     """4 solid-grey JPEGs for each of classes 100..109 plus 3 of class 200, as TFRecord shards."""
     from PIL import Image
 
-    from tfbench.data import tfrecord
+    from tfbench.data import example, writer
+
+
 
     images = folder / "jpeg"
     images.mkdir(parents=True)
@@ -151,8 +153,8 @@ def write_tiny_imagenet(folder: Path) -> dict[str, int]:
             value = 10 + 20 * (label - 100) + 3 * i if label < 200 else 250
             Image.new("RGB", (48, 40), (value, value, value)).save(path, quality=95)
             grey[path.name] = value
-            sources.append(tfrecord.Source(str(path), label, f"n{label:08d}", f"class {label}"))
-    tfrecord.write_shards(sources, folder / "shards", num_shards=3, workers=1, progress=False)
+            sources.append(example.Source(str(path), label, f"n{label:08d}", f"class {label}"))
+    writer.write_shards(sources, folder / "shards", num_shards=3, workers=1, progress=False)
     return grey
 
 

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tfbench.ops import backend as backend_rule
 from tfbench import paths
 from tfbench.errors import UserError
 from tfbench.ops import build, instance_norm as inorm, power_difference as pd
@@ -59,7 +60,7 @@ def test_no_compiler_is_a_clear_error_and_auto_falls_back(tmp_path: Path, monkey
     with pytest.raises(build.BuildError, match="no C\\+\\+ compiler found.*no-such-g\\+\\+"):
         ops_main(["build"])
     monkeypatch.setattr(build, "_BY_NAME", {})  # as in a fresh process
-    monkeypatch.setattr(pd, "_fallback_reason", None)
+    monkeypatch.setattr(backend_rule, "fallback_reasons", {})
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*fallback"):
         assert pd.resolve_backend("auto") == "fallback"
     z = pd.power_difference([3.0, 4.0], [1.0, 1.0], 2.0)  # everything else still runs

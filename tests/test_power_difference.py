@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfbench.ops import backend as backend_rule
 from tfbench.errors import UserError
 from tfbench.ops import power_difference as pd
 from tfbench.ops.power_difference import power_difference
@@ -194,12 +195,12 @@ def test_the_cpp_backend_puts_a_powerdifference_node_in_the_graph() -> None:
 
 
 def test_the_environment_variable_forces_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(pd.ENV_BACKEND, "fallback")
+    monkeypatch.setenv(backend_rule.ENV_BACKEND, "fallback")
     assert pd.resolve_backend() == "fallback"
     f = tf.function(lambda x: power_difference(x, 1.0, 2.0))
     assert "PowerDifference" not in {op.type for op in f.get_concrete_function(tf.TensorSpec([3])).graph.get_operations()}
-    monkeypatch.setenv(pd.ENV_BACKEND, "cpp")
+    monkeypatch.setenv(backend_rule.ENV_BACKEND, "cpp")
     assert pd.resolve_backend() == "cpp"
-    monkeypatch.setenv(pd.ENV_BACKEND, "gpu")
+    monkeypatch.setenv(backend_rule.ENV_BACKEND, "gpu")
     with pytest.raises(UserError, match="TFBENCH_OPS_BACKEND"):
         pd.resolve_backend()

@@ -16,7 +16,9 @@ import tensorflow as tf
 from PIL import Image as PILImage
 
 from tfbench.data import imagenet_val
-from tfbench.data import images, labels, tfrecord
+from tfbench.data import images, labels, example, reader
+from tfbench.data.example import FEATURE_KEYS
+from tfbench.data.manifest import MANIFEST, sha256_file
 from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 
@@ -41,12 +43,12 @@ def expected_labels() -> dict[str, int]:
 
 def test_round_trip_of_the_embedded_sample(sample):
     src, out, manifest = sample
-    assert manifest["found"] == manifest["written"] == 5 and manifest["skipped"] == []
+    assert manifest.found == manifest.written == 5 and manifest.skipped == []
     assert sorted(p.name for p in out.glob("validation-*")) == [f"validation-0000{i}-of-00003" for i in range(3)]
-    assert sum(s["count"] for s in manifest["shards"]) == 5
-    for shard in manifest["shards"]:
-        assert tfrecord.sha256_file(out / shard["name"]) == shard["sha256"]
-    ds = tfrecord.make_dataset(out, batch_size=2, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True)
+    assert sum(s["count"] for s in manifest.shards) == 5
+    for shard in manifest.shards:
+        assert sha256_file(out / shard["name"]) == shard["sha256"]
+    ds = reader.make_dataset(out, batch_size=2, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True)
     got = {}
     for x, y, names in ds:
         assert x.dtype == tf.float32 and x.shape[1:] == (224, 224, 3)
@@ -64,7 +66,7 @@ def test_pipeline_variants_agree(sample):
     src, out, _ = sample
 
     def run(**kwargs):
-        ds = tfrecord.make_dataset(out, batch_size=5, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True, **kwargs)
+        ds = reader.make_dataset(out, batch_size=5, recipe="A-aspect", spec=pp.CAFFE, with_filenames=True, **kwargs)
         x, _, names = next(iter(ds))
         return x.numpy(), [n.decode() for n in names.numpy()]
 
@@ -84,7 +86,7 @@ def test_pipeline_variants_agree(sample):
 
 def test_the_a_window_pipeline_is_tensorflow_models_eval_crop(sample):
     src, out, _ = sample
-    ds = tfrecord.make_dataset(out, batch_size=5, recipe="A-window", spec=pp.CAFFE, with_filenames=True)
+    ds = reader.make_dataset(out, batch_size=5, recipe="A-window", spec=pp.CAFFE, with_filenames=True)
     x, _, names = next(iter(ds))
     for image, name in zip(x.numpy(), names.numpy()):
         pixels = images.load_image(src / name.decode(), "pil")
@@ -101,20 +103,20 @@ def test_the_fused_op_pipeline_equals_the_tensorflow_ops_pipeline(sample, recipe
     _, out, _ = sample
 
     def first_batch(**kwargs):
-        return next(iter(tfrecord.make_dataset(out, batch_size=5, recipe=recipe, spec=pp.CAFFE, **kwargs)))[0].numpy()
+        return next(iter(reader.make_dataset(out, batch_size=5, recipe=recipe, spec=pp.CAFFE, **kwargs)))[0].numpy()
 
     fused = first_batch()  # resizer="auto": ResizeNormalise for the crop-first recipes
     np.testing.assert_array_equal(fused, first_batch(resizer="tf"))
     np.testing.assert_array_equal(fused, first_batch(resizer="fused", fast=False))  # full decode, same window
     with pytest.raises(UserError, match="crop-first recipe"):
-        tfrecord.make_dataset(out, batch_size=5, recipe="A-aspect", resizer="fused")
+        reader.make_dataset(out, batch_size=5, recipe="A-aspect", resizer="fused")
 
 
 def test_stored_features_follow_the_tensorflow_models_schema(sample):
     src, out, _ = sample
     raw = next(iter(tf.data.TFRecordDataset(str(out / "validation-00000-of-00003"))))
     example = tf.train.Example.FromString(raw.numpy())
-    assert set(example.features.feature) == set(tfrecord.FEATURE_KEYS)
+    assert set(example.features.feature) == set(FEATURE_KEYS)
     f = example.features.feature
     name = f["image/filename"].bytes_list.value[0].decode()
     assert f["image/encoded"].bytes_list.value[0] == (src / name).read_bytes()  # clean JPEGs are stored as is
@@ -127,11 +129,11 @@ def test_stored_features_follow_the_tensorflow_models_schema(sample):
 def test_decoded_dataset_resizes_to_grayscale_subset(sample):
     _, out, _ = sample
     keep = {281, 872}  # tabby, tripod
-    pairs = list(tfrecord.decoded_dataset(out, size=(32, 32), grayscale=True, classes=keep))
+    pairs = list(reader.decoded_dataset(out, size=(32, 32), grayscale=True, classes=keep))
     assert sorted(int(label) for _, label in pairs) == sorted(keep)
     for image, _ in pairs:
         assert image.dtype == tf.uint8 and image.shape == (32, 32, 1)
-    full = list(tfrecord.decoded_dataset(out))
+    full = list(reader.decoded_dataset(out))
     assert len(full) == 5 and {tuple(im.shape[2:]) for im, _ in full} == {(3,)}
 
 
@@ -154,24 +156,24 @@ def _dirty_folder(folder: Path) -> dict[str, str]:
 def test_dirty_data_outcomes(tmp_path):
     names = _dirty_folder(tmp_path / "val")
     manifest = imagenet_val.convert(tmp_path / "val", tmp_path / "out", num_shards=2, workers=1, progress=False)
-    assert manifest["found"] == 6 and manifest["written"] == 4
-    assert manifest["written"] + len(manifest["skipped"]) == manifest["found"]
-    skipped = {item["file"]: item["reason"] for item in manifest["skipped"]}
+    assert manifest.found == 6 and manifest.written == 4
+    assert manifest.written + len(manifest.skipped) == manifest.found
+    skipped = {item["file"]: item["reason"] for item in manifest.skipped}
     assert set(skipped) == {names["corrupt"], names["empty"]}
     assert "zero-byte" in skipped[names["empty"]] and "corrupt" in skipped[names["corrupt"]]
-    reencoded = {item["file"]: item["reason"] for item in manifest["reencoded"]}
+    reencoded = {item["file"]: item["reason"] for item in manifest.reencoded}
     assert set(reencoded) == {names["png"], names["cmyk"]}
     assert "PNG" in reencoded[names["png"]] and "CMYK" in reencoded[names["cmyk"]]
     decoded = {}
-    for serialized in tfrecord.records(tmp_path / "out")[0]:
-        f = tfrecord.parse_example(serialized)
-        decoded[f["image/filename"].numpy().decode()] = tfrecord.decode_image(f["image/encoded"]).numpy()
+    for serialized in reader.records(tmp_path / "out")[0]:
+        f = example.parse_example(serialized)
+        decoded[f["image/filename"].numpy().decode()] = reader.decode_image(f["image/encoded"]).numpy()
     assert set(decoded) == {names["clean"], names["gray"], names["png"], names["cmyk"]}
     gray = decoded[names["gray"]]
     assert gray.shape[2] == 3 and np.array_equal(gray[..., 0], gray[..., 2])  # grayscale kept, 3 channels out
     original = images.skimage_photo("coffee")[::2, ::2]
     again = tmp_path / "again.jpg"
-    PILImage.fromarray(original).save(again, format="JPEG", quality=tfrecord.REENCODE_QUALITY)
+    PILImage.fromarray(original).save(again, format="JPEG", quality=example.REENCODE_QUALITY)
     np.testing.assert_array_equal(decoded[names["png"]], images.load_image(again, "pil").pixels)  # PNG -> JPEG
     assert np.abs(decoded[names["cmyk"]] - original.astype(int)).mean() < 6  # CMYK -> RGB, two JPEG generations
 
@@ -190,7 +192,7 @@ def test_empty_or_wrong_source_is_an_error(tmp_path):
     (tmp_path / "bad" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
     with pytest.raises(UserError, match="none of the 1 images"):
         imagenet_val.convert(tmp_path / "bad", tmp_path / "out2", progress=False)
-    assert not (tmp_path / "out2" / tfrecord.MANIFEST).exists()
+    assert not (tmp_path / "out2" / MANIFEST).exists()
 
 
 def test_truncated_and_corrupt_shards_are_named(sample, tmp_path):
@@ -200,21 +202,21 @@ def test_truncated_and_corrupt_shards_are_named(sample, tmp_path):
     for p in out.iterdir():
         if p.is_file():
             (damaged / p.name).write_bytes(p.read_bytes())
-    victim = damaged / manifest["shards"][1]["name"]
+    victim = damaged / manifest.shards[1]["name"]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) - 100])
     with pytest.raises(UserError, match=f"{victim.name}.*truncated"):
-        tfrecord.make_dataset(damaged, batch_size=2)
+        reader.make_dataset(damaged, batch_size=2)
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF  # same size: only the record CRC can tell
     victim.write_bytes(bytes(flipped))
-    ds = tfrecord.make_dataset(damaged, batch_size=2)
+    ds = reader.make_dataset(damaged, batch_size=2)
     with pytest.raises(UserError, match=f"{victim.name}.*sha256"):
-        for _ in tfrecord.iterate(ds, damaged):
+        for _ in reader.iterate(ds, damaged):
             pass
-    (damaged / tfrecord.MANIFEST).unlink()
+    (damaged / MANIFEST).unlink()
     with pytest.raises(UserError, match="manifest.json not found"):
-        tfrecord.make_dataset(damaged, batch_size=2)
+        reader.make_dataset(damaged, batch_size=2)
 
 
 def test_rerun_keeps_intact_shards_and_rewrites_changed_ones(sample, tmp_path):
@@ -226,7 +228,7 @@ def test_rerun_keeps_intact_shards_and_rewrites_changed_ones(sample, tmp_path):
     assert again == first and {p.name: p.stat().st_ino for p in out.glob("validation-*")} == inodes
     relabelled = imagenet_val.convert(src, out, num_shards=2, workers=1, label_offset=1, progress=False)
     assert all(out.joinpath(n).stat().st_ino != i for n, i in inodes.items())  # labels changed: rewritten
-    assert [s["sha256"] for s in relabelled["shards"]] != [s["sha256"] for s in first["shards"]]
+    assert [s["sha256"] for s in relabelled.shards] != [s["sha256"] for s in first.shards]
     assert sorted(imagenet_val.class_counts(out)) == sorted(expected_labels().values())
     with pytest.raises(UserError, match="another conversion"):
         imagenet_val.convert(src, out, num_shards=3, workers=1, progress=False)
@@ -259,7 +261,7 @@ def test_crash_resume(tmp_path):
         proc.wait()
     done = {p.name: p.stat().st_ino for p in out.glob("validation-*")}
     assert 2 <= len(done) < count, "the writer was not caught mid-way"
-    assert not (out / tfrecord.MANIFEST).exists()  # an interrupted conversion has no manifest
+    assert not (out / MANIFEST).exists()  # an interrupted conversion has no manifest
 
     resumed = imagenet_val.convert(tmp_path / "val", out, num_shards=count, workers=1, progress=False)
     for name, inode in done.items():
@@ -267,4 +269,4 @@ def test_crash_resume(tmp_path):
     assert not list(out.glob(".*.partial"))
     clean = imagenet_val.convert(tmp_path / "val", tmp_path / "clean", num_shards=count, workers=2, progress=False)
     assert resumed == clean  # same counts, same checksums as a run that never crashed
-    assert json.loads((out / tfrecord.MANIFEST).read_text()) == resumed
+    assert json.loads((out / MANIFEST).read_text()) == resumed.to_json()

@@ -43,7 +43,7 @@ from tfbench.models import blocks
 from tfbench.models.blocks import ConvShape, DenseShape
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.graphs import BOOKKEEPING_OPS, grappler_options, onednn_enabled
+from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
 from tfbench.summaries import capture_function_graphs, op_counts
 
 TOLERANCE = 1e-4  # max abs difference allowed between fused and unfused float32 outputs

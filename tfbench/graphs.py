@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
 from tfbench import paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
+from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
 from tfbench.summaries import FunctionGraphs, capture_function_graphs, op_counts, write_graph
 
 # CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
@@ -60,26 +60,6 @@ DEFAULT_VMODULE = ("meta_optimizer=1,model_pruner=1,remapper=2,constant_folding=
                    "arithmetic_optimizer=1,dependency_optimizer=1")
 
 
-@contextlib.contextmanager
-def grappler_options(**options: Any) -> Iterator[None]:
-    """Set ``tf.config.optimizer`` experimental options for the block, then restore the previous ones.
-
-    The public API can only add or overwrite keys, not go back to "unset" (which is not the
-    same as ON for every pass), so the context's option dict is saved and put back as it was.
-    Functions instantiated inside the block keep their graphs; call them inside it to time them.
-    """
-    from tensorflow.python.eager import context
-
-    ctx = context.context()
-    saved = dict(ctx._optimizer_experimental_options)  # no public getter for the raw, unset-aware dict
-    tf.config.optimizer.set_experimental_options(options)
-    try:
-        yield
-    finally:
-        ctx._optimizer_experimental_options = saved
-        ctx._thread_local_data.function_call_options = None  # what set_experimental_options does too
-
-
 def disabled_options(names: Sequence[str]) -> dict[str, bool]:
     """The option dict that turns off the named passes (CLI names from :data:`PASSES`)."""
     options = {}
@@ -96,13 +76,6 @@ def parse_pass_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     disabled_options(names)
     return names
-
-
-def onednn_enabled() -> bool:
-    """Whether this process runs TensorFlow's oneDNN (``_MklNative*``) kernels; ``TF_ENABLE_ONEDNN_OPTS`` decides."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 # ---------------------------------------------------------------- the models
@@ -177,9 +150,6 @@ def capture(workload: Workload, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function`` of ``workload``, with passes disabled."""
     with grappler_options(**disabled_options(disable)):
         return capture_function_graphs(tf.function(workload.call), workload.inputs)
-
-
-BOOKKEEPING_OPS = frozenset({"_Arg", "_Retval", "Const", "ReadVariableOp", "NoOp", "Identity"})
 
 
 def count_table(graphs: FunctionGraphs) -> list[tuple[str, int, int, int]]:

@@ -30,11 +30,12 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
             recipe: str = "A-aspect", mode: str = "caffe") -> Path:
     """Print counts per class and a few examples; write them to TensorBoard (original, crop, normalised)."""
     from tfbench import summaries
-    from tfbench.data import tfrecord
+    from tfbench.data import example, reader
+    from tfbench.data.manifest import Manifest
 
-    manifest = tfrecord.read_manifest(tfrecord_dir)
-    print(f"{tfrecord_dir}: {tfrecord.manifest_summary(manifest)}")
-    for item in manifest["skipped"]:
+    manifest = Manifest.read(tfrecord_dir)
+    print(f"{tfrecord_dir}: {manifest.summary()}")
+    for item in manifest.skipped:
         print(f"  skipped {item['file']}: {item['reason']}")
     counts = class_counts(tfrecord_dir)
     print(f"{len(counts)} classes; images per class: min {min(counts.values())}, max {max(counts.values())}")
@@ -44,14 +45,14 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
         print(f"  ... ({len(counts) - 20} more classes)")
     spec = pp.MODES[mode]
     run = paths.run_dir(logdir, "imagenet")
-    ds, _ = tfrecord.records(tfrecord_dir)
+    ds, _ = reader.records(tfrecord_dir)
     for i, serialized in enumerate(ds.take(examples)):
-        features = tfrecord.parse_example(serialized)
-        original = tfrecord.decode_image(features["image/encoded"]).numpy()
+        features = example.parse_example(serialized)
+        original = reader.decode_image(features["image/encoded"]).numpy()
         crop = pp.tf_decode_recipe(features["image/encoded"], recipe, size=spec.size)
         normalised = pp.tf_normalise(crop[None], spec, channel_order="RGB")[0].numpy()
         viewed = pp.denormalise(normalised, spec, channel_order="RGB")  # back to pixels: what the network sees
-        label = int(features["image/class/label"]) - int(manifest.get("label_convention", {}).get("first_index", 0))
+        label = int(features["image/class/label"]) - int(manifest.first_label)
         name = features["image/filename"].numpy().decode()
         print(f"example {i}: {name} {original.shape[0]}x{original.shape[1]} label {label} "
               f"({labels.class_name(label)}); after {mode} normalisation: min {normalised.min():.1f} "
@@ -71,19 +72,20 @@ def evaluate(tfrecord_dir: str | Path, *, weights_path: str | None = None, allow
     from tqdm import tqdm
 
     from tfbench import summaries
-    from tfbench.data import tfrecord, weights
+    from tfbench.data import reader, weights
+    from tfbench.data.manifest import Manifest
     from tfbench.models import vgg19
 
     loaded = weights.load(weights_path, allow_pickle=allow_pickle) if weights_path else weights.random(seed)
     spec = loaded.input_spec
     model = vgg19.VGG19Module(loaded.layers, input_size=spec.size)
     forward = model.as_function()
-    manifest = tfrecord.read_manifest(tfrecord_dir)
-    ds = tfrecord.make_dataset(tfrecord_dir, batch_size=batch_size, recipe=recipe, spec=spec)
-    total = manifest["written"] if limit is None else min(limit, manifest["written"])
+    manifest = Manifest.read(tfrecord_dir)
+    ds = reader.make_dataset(tfrecord_dir, batch_size=batch_size, recipe=recipe, spec=spec)
+    total = manifest.written if limit is None else min(limit, manifest.written)
     seen = top1 = top5 = 0
     with tqdm(total=total, unit="img", desc="VGG19 eval") as bar:
-        for images, label_batch in tfrecord.iterate(ds, tfrecord_dir):
+        for images, label_batch in reader.iterate(ds, tfrecord_dir):
             if seen >= total:
                 break
             images, label_batch = images[:total - seen], label_batch[:total - seen]
@@ -153,12 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             src, out = Path(ns.src), Path(ns.out)
         if ns.shards < 1:
             raise UserError(f"--shards must be at least 1, got {ns.shards}")
-        from tfbench.data import tfrecord
 
         manifest = convert(src, out, num_shards=ns.shards, workers=ns.workers, labels_path=ns.labels,
                            label_offset=ns.label_offset)
-        print(f"{out}: {tfrecord.manifest_summary(manifest)}")
-        print(f"labels from {manifest['label_source']}, {manifest['label_convention']['description']}")
+        print(f"{out}: {manifest.summary()}")
+        print(f"labels from {manifest.metadata['label_source']}, {manifest.label_convention['description']}")
         return 0
     directory = Path(ns.dir) if ns.dir else default_tfrecords(ns.logdir)
     if ns.command == "inspect":

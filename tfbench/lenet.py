@@ -13,7 +13,7 @@ Exercises 4.11 (LeNet-5 on MNIST), 3.10 (an MLP above 95%), 4.8 (learning rate 0
 
 Data: :func:`tfbench.data.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
 handwritten digits, labelled as such), or ten classes of the ImageNet-val TFRecords through
-the reader VGG19 uses (:mod:`tfbench.data.tfrecord`), grayscale 32x32.  LeNet-5 reads 32x32
+the reader VGG19 uses (:mod:`tfbench.data.reader`), grayscale 32x32.  LeNet-5 reads 32x32
 (MNIST padded by 2), the MLP 28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
 ``logs/lenet/<timestamp>/``; at the end it prints the parameter count, the held-out test
 accuracy and ms/step of the same step eager vs ``tf.function`` measured side by side.

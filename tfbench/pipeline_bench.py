@@ -7,7 +7,7 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   thrown away: the practical limit, since every other step needs the pixels; (a1) decoding only
   the recipe's crop window, which is what (b) decodes; and (a2) the same plus the resize, which
   separates the cost of resizing from the rest of the pipeline;
-- (b) **the full pipeline** (:func:`tfbench.data.tfrecord.make_dataset`): read the shards, parse,
+- (b) **the full pipeline** (:func:`tfbench.data.reader.make_dataset`): read the shards, parse,
   decode (only the crop window for the crop-first recipes), resize + round + normalise (the
   fused C++ op :mod:`tfbench.data.resize_normalise`, where it builds), batch, prefetch.  Beside it,
   the same pipeline with one thing changed each: TensorFlow's own ops instead of the fused op
@@ -101,7 +101,9 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
     import tensorflow as tf
 
-    from tfbench.data import tfrecord
+    from tfbench.data import reader
+
+
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     sizes = (ns.images, 2 * ns.images)
@@ -150,7 +152,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
         return sum(int((item[1] if isinstance(item, tuple) else item).shape[0]) for item in ds)
 
     def pipeline(tfrecords: Path = out, **kwargs):
-        return tfrecord.make_dataset(tfrecords, batch_size=ns.batch_size, spec=spec, **{"recipe": ns.recipe, **kwargs})
+        return reader.make_dataset(tfrecords, batch_size=ns.batch_size, spec=spec, **{"recipe": ns.recipe, **kwargs})
 
     # (c) the naive loop.
     def naive() -> int:

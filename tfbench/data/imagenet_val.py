@@ -31,7 +31,7 @@ import csv
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -39,7 +39,8 @@ from tfbench.data import labels
 from tfbench.data.mnist import DigitData
 from tfbench import paths
 from tfbench.errors import UserError
-from tfbench.data.tfrecord import Source
+from tfbench.data.example import Source
+from tfbench.data.manifest import Manifest
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.(JPEG|jpeg|jpg|JPG)$")
 SYNSET_DIR = re.compile(r"^n\d{8}$")
@@ -209,11 +210,11 @@ def embedded_sample(dest: str | Path | None = None) -> Path:
 
 def default_tfrecords(logdir: str | Path = paths.DEFAULT_LOGDIR, *, progress: bool = False) -> Path:
     """The embedded sample converted to TFRecords under ``<logdir>/imagenet/sample-tfrecords`` (made on demand)."""
-    from tfbench.data import tfrecord
+    from tfbench.data.manifest import Manifest
 
     out = Path(logdir) / "imagenet" / "sample-tfrecords"
     try:
-        tfrecord.read_manifest(out)
+        Manifest.read(out)
         return out
     except UserError:
         pass
@@ -223,14 +224,14 @@ def default_tfrecords(logdir: str | Path = paths.DEFAULT_LOGDIR, *, progress: bo
 
 
 def convert(src: str | Path, out: str | Path, *, num_shards: int = 128, workers: int | None = None,
-            labels_path: str | Path | None = None, label_offset: int = 0, progress: bool = True) -> dict[str, Any]:
+            labels_path: str | Path | None = None, label_offset: int = 0, progress: bool = True) -> Manifest:
     """Find the images of ``src`` with their labels and write them as TFRecord shards into ``out``."""
-    from tfbench.data import tfrecord
+    from tfbench.data import writer
 
     sources, origin = find_sources(src, labels_path=labels_path, label_offset=label_offset)
     metadata = {"source": str(src), "label_source": origin, "label_convention": CONVENTIONS[label_offset],
                 "created_by": "python -m tfbench.imagenet convert"}
-    return tfrecord.write_shards(sources, out, num_shards=num_shards, workers=workers, metadata=metadata,
+    return writer.write_shards(sources, out, num_shards=num_shards, workers=workers, metadata=metadata,
                                  progress=progress)
 
 
@@ -238,14 +239,16 @@ def class_counts(tfrecord_dir: str | Path) -> Counter:
     """How many images of each (0-based) class the shards hold, read from the records themselves."""
     import tensorflow as tf
 
-    from tfbench.data import tfrecord
+    from tfbench.data import reader
 
-    ds, manifest = tfrecord.records(tfrecord_dir)
-    first = int(manifest.get("label_convention", {}).get("first_index", 0))
+
+
+    ds, manifest = reader.records(tfrecord_dir)
+    first = int(manifest.first_label)
     ds = ds.map(lambda r: tf.io.parse_single_example(r, {"image/class/label": tf.io.FixedLenFeature([], tf.int64)})[
         "image/class/label"], num_parallel_calls=tf.data.AUTOTUNE)
     counts: Counter = Counter()
-    for batch in tfrecord.iterate(ds.batch(1024), tfrecord_dir):
+    for batch in reader.iterate(ds.batch(1024), tfrecord_dir):
         counts.update(int(v) - first for v in batch.numpy())
     return counts
 
@@ -269,17 +272,19 @@ def parse_classes(text: str) -> list[int]:
 def load_classes(folder: str | Path, classes: Sequence[int], size: int = 32) -> DigitData:
     """Ten ImageNet classes from the TFRecord shards of ``python -m tfbench.imagenet convert``, small and gray like digits (LeNet-5).
 
-    The same reader VGG19 uses (:func:`tfbench.data.tfrecord.decoded_dataset`), here decoding to
+    The same reader VGG19 uses (:func:`tfbench.data.reader.decoded_dataset`), here decoding to
     grayscale ``size`` x ``size``; labels become 0..9 in the order of ``classes``; a fixed
     stratified 20% (at least one image per class) is held out.
     """
     from sklearn.model_selection import train_test_split
 
-    from tfbench.data import tfrecord
+    from tfbench.data import reader
 
-    ds = tfrecord.decoded_dataset(folder, size=(size, size), grayscale=True, classes=classes)
+
+
+    ds = reader.decoded_dataset(folder, size=(size, size), grayscale=True, classes=classes)
     images, labels = [], []
-    for image, label in tfrecord.iterate(ds, folder):
+    for image, label in reader.iterate(ds, folder):
         images.append(image.numpy())
         labels.append(int(label))
     counts = {c: labels.count(c) for c in classes}

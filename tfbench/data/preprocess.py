@@ -42,12 +42,17 @@ bit of some results: the graph you write is not the graph that runs (see ``tfben
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from tfbench.errors import UserError
 from tfbench.data.images import ORDERS, Image
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported where the in-graph functions run
+    import tensorflow as tf
+
+TensorLike = Any  # a tf.Tensor, or anything tf.convert_to_tensor takes
 
 
 @dataclass(frozen=True)
@@ -241,14 +246,14 @@ def denormalise(x: np.ndarray, spec: InputSpec, channel_order: str = "RGB") -> n
 # ----------------------------------------------------------------------------- in-graph (tf.image) versions
 
 
-def tf_resize(pixels, height, width, *, antialias: bool = False):
+def tf_resize(pixels: TensorLike, height: TensorLike, width: TensorLike, *, antialias: bool = False) -> tf.Tensor:
     """``tf.image.resize`` bilinear to float32 (half-pixel centres, like OpenCV; antialias like PIL if asked)."""
     import tensorflow as tf
 
     return tf.image.resize(pixels, tf.stack([height, width]), method="bilinear", antialias=antialias)
 
 
-def tf_recipe(pixels, recipe: str = "A", *, size: int = 224, antialias: bool = False):
+def tf_recipe(pixels: TensorLike, recipe: str = "A", *, size: int = 224, antialias: bool = False) -> tf.Tensor:
     """In-graph ``recipe`` on one decoded ``HxWx3`` image; float32 ``size x size x 3`` on the 0..255 scale."""
     import tensorflow as tf
 
@@ -272,7 +277,7 @@ def tf_recipe(pixels, recipe: str = "A", *, size: int = 224, antialias: bool = F
     return tf_resize(cropped, size, size, antialias=antialias)
 
 
-def tf_shorter_side_size(height, width, side: int):
+def tf_shorter_side_size(height: TensorLike, width: TensorLike, side: int) -> tuple[tf.Tensor, tf.Tensor]:
     """In-graph :func:`shorter_side_size`."""
     import tensorflow as tf
 
@@ -283,7 +288,7 @@ def tf_shorter_side_size(height, width, side: int):
     return nh, nw
 
 
-def tf_crop_window(height, width, recipe: str, *, size: int = 224):
+def tf_crop_window(height: TensorLike, width: TensorLike, recipe: str, *, size: int = 224) -> list[tf.Tensor]:
     """``[top, left, h, w]`` (int32) of the source pixels a crop-first recipe reads, for ``decode_and_crop_jpeg``.
 
     ``"B"``: ``tf.image.central_crop``'s window.  ``"A-window"``: :func:`central_square_window`.
@@ -327,8 +332,8 @@ def _aspect_axes(height, width, size: int):
     return axes
 
 
-def tf_decode_recipe(jpeg_bytes, recipe: str = "A-aspect", *, size: int = 224, antialias: bool = False,
-                     fast: bool | None = None, dct_method: str = "INTEGER_ACCURATE"):
+def tf_decode_recipe(jpeg_bytes: TensorLike, recipe: str = "A-aspect", *, size: int = 224, antialias: bool = False,
+                     fast: bool | None = None, dct_method: str = "INTEGER_ACCURATE") -> tf.Tensor:
     """Decode JPEG bytes to 3 channels (RGB) and apply ``recipe``; float32 ``size x size x 3``.
 
     With ``fast``, crop-first recipes decode only the pixels they keep
@@ -377,8 +382,8 @@ def _decode_with_margin(jpeg_bytes, height, width, recipe: str, size: int, dct_m
     return decoded, (y0, x0, y1, x1)
 
 
-def tf_decode_window(jpeg_bytes, recipe: str, *, size: int = 224, fast: bool = True,
-                     dct_method: str = "INTEGER_ACCURATE"):
+def tf_decode_window(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224, fast: bool = True,
+                     dct_method: str = "INTEGER_ACCURATE") -> tf.Tensor:
     """The crop window of a crop-first recipe (:data:`CROP_FIRST`), decoded: ``uint8 hxwx3`` RGB, not resized.
 
     ``fast``: decode only the window plus :data:`JPEG_MARGIN` pixels around it
@@ -399,7 +404,7 @@ def tf_decode_window(jpeg_bytes, recipe: str, *, size: int = 224, fast: bool = T
     return tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
 
 
-def tf_normalise(pixels, spec: InputSpec, *, channel_order: str):
+def tf_normalise(pixels: TensorLike, spec: InputSpec, *, channel_order: str) -> tf.Tensor:
     """In-graph :func:`normalise_array`: float network input from pixels in ``channel_order`` (required)."""
     import tensorflow as tf
 
@@ -419,7 +424,7 @@ def tf_normalise(pixels, spec: InputSpec, *, channel_order: str):
     return x
 
 
-def tf_to_uint8(pixels):
+def tf_to_uint8(pixels: TensorLike) -> tf.Tensor:
     """Round float pixels on the 0..255 scale to uint8, as the NumPy recipes' resizers return them.
 
     The TFRecord pipeline batches uint8 rather than float32: a quarter of the bytes to copy into
@@ -430,7 +435,7 @@ def tf_to_uint8(pixels):
     return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
 
 
-def tf_normaliser(spec: InputSpec, *, channel_order: str, xla: bool = True):
+def tf_normaliser(spec: InputSpec, *, channel_order: str, xla: bool = True) -> Callable[[TensorLike], tf.Tensor]:
     """:func:`tf_normalise` for ``spec`` as a function of a pixel batch; with ``xla``, compiled by XLA.
 
     Why XLA: TensorFlow runs the cast, the channel reversal and the mean subtraction as three
@@ -447,7 +452,7 @@ def tf_normaliser(spec: InputSpec, *, channel_order: str, xla: bool = True):
     if channel_order not in ORDERS:
         raise UserError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
 
-    def normalise_pixels(pixels):
+    def normalise_pixels(pixels: TensorLike) -> tf.Tensor:
         return tf_normalise(pixels, spec, channel_order=channel_order)
 
     return tf.function(normalise_pixels, jit_compile=True) if xla else normalise_pixels

@@ -9,13 +9,12 @@ over each output row, while the decoded window is still in cache: bit-identical 
 
 Why by hand: this is the point of the exercise (a fused operator, measured), and TensorFlow has
 no op that resizes and normalises in one pass.  Where the library cannot be built (no C++
-compiler), :func:`resize_normalise` with ``backend="auto"`` uses the composite of TensorFlow ops
-it replaces, after one warning.
+compiler), :func:`resize_normalise` uses the composite of TensorFlow ops it replaces, after one
+warning: the same backend rule as every custom op (:mod:`tfbench.ops.backend`, ``$TFBENCH_OPS_BACKEND``).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import tensorflow as tf
@@ -23,12 +22,11 @@ import tensorflow as tf
 from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 from tfbench.data.images import ORDERS
+from tfbench.ops import backend as backend_rule
 from tfbench.ops import build
 
 LIBRARY = "resize_normalise"  # custom_ops/resize_normalise/
-BACKENDS = ("auto", "cpp", "fallback")
-
-_unavailable: str | None = None  # why the library could not be built or loaded, once known
+FALLBACK = "tf.image.resize + round + normalise"
 
 
 @tf.autograph.experimental.do_not_convert
@@ -37,33 +35,22 @@ def load_library() -> Any:
     return build.load_once(LIBRARY)
 
 
-@tf.autograph.experimental.do_not_convert
 def available() -> bool:
-    """True when the C++ op can be used; the first failure is remembered and warned about once."""
-    global _unavailable
-    if _unavailable is not None:
-        return False
-    try:
-        load_library()
-        return True
-    except build.BuildError as err:
-        _unavailable = str(err)
-        warnings.warn(f"ResizeNormalise C++ op unavailable, using TensorFlow ops instead: {err}", stacklevel=2)
-        return False
+    """True when ``backend="auto"`` uses the C++ op here (the first failure is warned about once)."""
+    return backend_rule.resolve(LIBRARY, "auto", fallback=FALLBACK) == "cpp"
 
 
-def composite(pixels, size: int, spec: pp.InputSpec, *, channel_order: str):
+def composite(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str) -> tf.Tensor:
     """What the fused op replaces: ``tf.image.resize`` (bilinear) -> round to uint8 -> normalise."""
     return pp.tf_normalise(pp.tf_to_uint8(pp.tf_resize(pixels, size, size)), spec, channel_order=channel_order)
 
 
-def resize_normalise(pixels, size: int, spec: pp.InputSpec, *, channel_order: str, backend: str = "auto"):
+def resize_normalise(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str,
+                     backend: str | None = None) -> tf.Tensor:
     """``uint8 HxWx3`` pixels in ``channel_order`` -> the network input ``float32 size x size x 3`` for ``spec``."""
-    if backend not in BACKENDS:
-        raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if channel_order not in ORDERS:
         raise UserError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
-    if backend == "fallback" or (backend == "auto" and not available()):
+    if backend_rule.resolve(LIBRARY, backend, fallback=FALLBACK) == "fallback":
         return composite(pixels, size, spec, channel_order=channel_order)
     return load_library().resize_normalise(
         pixels, out_height=size, out_width=size, mean=list(spec.mean), std=list(spec.std),

@@ -124,13 +124,14 @@ def load_data(model: str, data: str | None, classes: str, logdir: str | Path) ->
     """LeNet-5: digits (embedded, MNIST) or ten classes of TFRecords, in memory; VGG19: TFRecords, streamed."""
     from tfbench.distributed import data as distributed_data
     from tfbench.data import imagenet_val
-    from tfbench.data import mnist, tfrecord
+    from tfbench.data import mnist
+    from tfbench.data.manifest import MANIFEST
 
-    is_records = data is not None and (Path(data) / tfrecord.MANIFEST).is_file()
+    is_records = data is not None and (Path(data) / MANIFEST).is_file()
     if model == "vgg19":
         if data is not None and not is_records:
             raise UserError(f"--data {data}: VGG19 trains on ImageNet TFRecord shards (a folder with "
-                            f"{tfrecord.MANIFEST}, from `python -m tfbench.imagenet convert`)")
+                            f"{MANIFEST}, from `python -m tfbench.imagenet convert`)")
         folder = Path(data) if data is not None else imagenet_val.default_tfrecords(logdir)
         records = distributed_data.open_records(folder)
         return Data(f"ImageNet TFRecords {folder}: {records.num_examples} images in {len(records.files)} shards",

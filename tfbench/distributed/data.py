@@ -93,12 +93,12 @@ class ShardedRecords:
 
 def open_records(directory: str | Path) -> ShardedRecords:
     """Read and check the manifest and shards of ``directory`` (UserError naming what is wrong)."""
-    from tfbench.data import tfrecord
+    from tfbench.data.manifest import Manifest
 
-    manifest = tfrecord.read_manifest(directory)
-    files = tfrecord.shard_files(directory, manifest)
-    counts = tuple(int(s["count"]) for s in manifest["shards"])
-    first = int(manifest.get("label_convention", {}).get("first_index", 0))
+    manifest = Manifest.read(directory)
+    files = manifest.shard_files(directory)
+    counts = tuple(int(s["count"]) for s in manifest.shards)
+    first = int(manifest.first_label)
     return ShardedRecords(Path(directory), tuple(files), counts, first)
 
 
@@ -111,12 +111,12 @@ def image_spec(size: int):
 
 def decode_fn(records: ShardedRecords, size: int, with_filenames: bool = False) -> Callable:
     """serialized Example -> (VGG19 input float32 size x size x 3, 0-based int32 label[, file name])."""
-    from tfbench.data import preprocess, tfrecord
+    from tfbench.data import preprocess, example
 
     spec = image_spec(size)
 
     def decode(serialized):
-        features = tfrecord.parse_example(serialized)
+        features = example.parse_example(serialized)
         image = preprocess.tf_decode_recipe(features["image/encoded"], "A-aspect", size=size)
         image = preprocess.tf_normalise(image, spec, channel_order="RGB")
         label = tf.cast(features["image/class/label"] - records.first_label, tf.int32)

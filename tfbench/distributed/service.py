@@ -84,9 +84,11 @@ def all_filenames(records: Any) -> list[str]:
     """Every example's stored file name, read from the shards (parse only, no decoding)."""
     import tensorflow as tf
 
-    from tfbench.data import tfrecord
+    from tfbench.data import example
 
-    ds = tf.data.TFRecordDataset(list(records.files)).map(lambda r: tfrecord.parse_example(r)["image/filename"])
+
+
+    ds = tf.data.TFRecordDataset(list(records.files)).map(lambda r: example.parse_example(r)["image/filename"])
     return [name.decode() for name in ds.as_numpy_iterator()]
 
 

@@ -29,6 +29,7 @@ class SizeRule:
     multiple: int = 1
     fixed: bool = False
     channels: int = 3
+    why: str = ""  # said after the divisor, e.g. " (five 2x2 pools)"
 
     def check(self, name: str, size: int) -> str | None:
         """None if ``size`` is accepted, else a sentence saying what is expected."""
@@ -37,7 +38,7 @@ class SizeRule:
         if size < self.minimum:
             return f"{name} needs an input of at least {self.minimum}x{self.minimum}, got {size}"
         if size % self.multiple:
-            return f"{name} needs an input size that is a multiple of {self.multiple}, got {size}"
+            return f"{name} needs an input size divisible by {self.multiple}{self.why}, got {size}"
         return None
 
 
@@ -45,7 +46,7 @@ class SizeRule:
 SIZE_RULES: dict[str, SizeRule] = {
     "alexnet": SizeRule(224, 63),
     "alexnet_grouped": SizeRule(227, 67),
-    "vgg19": SizeRule(224, 32, multiple=32),  # five 2x2 pools
+    "vgg19": SizeRule(224, 32, multiple=32, why=" (five 2x2 pools)"),
     "resnet18": SizeRule(224, 32),
     "resnet50": SizeRule(224, 32),
     "resnet152": SizeRule(224, 32),

@@ -32,7 +32,7 @@ Every model returns logits.  ``python -m tfbench.complexity MODEL`` counts them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 from keras import layers
@@ -74,7 +74,7 @@ INCEPTION_V1_CFG: list[tuple[str, tuple[int, int, int, int, int, int]] | str] = 
 ]
 
 
-def build_alexnet(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
+def build_alexnet(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
     """torchvision's AlexNet (one tower, 64-192-384-256-256 filters, adaptive 6x6 average pool)."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -92,17 +92,17 @@ def build_alexnet(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed
 class ChannelSlice(keras.layers.Layer):
     """Channels ``[begin:end)`` of an NHWC tensor: how one GPU takes its half (no parameters, no arithmetic)."""
 
-    def __init__(self, begin: int, end: int, **kwargs):
+    def __init__(self, begin: int, end: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.begin, self.end = begin, end
 
-    def call(self, x):
+    def call(self, x: Any) -> Any:
         return x[..., self.begin:self.end]
 
-    def compute_output_shape(self, shape):
+    def compute_output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*shape[:-1], self.end - self.begin)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "begin": self.begin, "end": self.end}
 
 
@@ -121,7 +121,7 @@ def _two_gpu_conv(x, filters: int, kernel: int, stride: int, groups: int, name: 
     return layers.Concatenate(name=name)(towers)
 
 
-def build_alexnet_grouped(input_size: int = 227, num_classes: int = NUM_CLASSES, *, seed: int = 0):
+def build_alexnet_grouped(input_size: int = 227, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
     """The original two-GPU AlexNet: conv2, conv4 and conv5 connect only within one GPU's half."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -171,7 +171,7 @@ def _residual_block(x, kind: str, filters: int, stride: int, name: str):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def build_resnet(depth: int, input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
+def build_resnet(depth: int, input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
     """torchvision's ResNet-``depth`` (18, 34, 50, 101, 152) with keras.applications-style layer names."""
     if depth not in RESNET_CFG:
         raise UserError(f"ResNet depth must be one of {sorted(RESNET_CFG)}, got {depth}")
@@ -194,7 +194,7 @@ def _inception(x, widths: tuple[int, int, int, int, int, int], name: str):
     """One inception module: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated."""
     n1, r3, n3, r5, n5, proj = widths
 
-    def conv(t, filters, kernel, suffix):
+    def conv(t: Any, filters: int, kernel: int, suffix: str) -> Any:
         return layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"{name}_{suffix}")(t)
 
     b1 = conv(x, n1, 1, "1x1")
@@ -205,7 +205,7 @@ def _inception(x, widths: tuple[int, int, int, int, int, int], name: str):
     return layers.Concatenate(name=f"{name}_output")([b1, b2, b3, b4])
 
 
-def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
+def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
     """GoogLeNet (Szegedy et al. 2014, Table 1) without its auxiliary classifiers and LRN."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -246,8 +246,8 @@ def _vgg19(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int =
     return registry.get("vgg19", input_size=input_size, num_classes=num_classes, seed=seed)
 
 
-def _digits(name: str):
-    def build(input_size: int, num_classes: int = 10, *, seed: int = 0):
+def _digits(name: str) -> Callable[..., keras.Model]:
+    def build(input_size: int, num_classes: int = 10, *, seed: int = 0) -> keras.Model:
         from tfbench.models import registry
 
         return registry.get(name, input_size=input_size, seed=seed)
@@ -277,7 +277,7 @@ MODELS: dict[str, ZooEntry] = {
 BUILDERS: dict[str, Callable[..., object]] = {name: entry.builder for name, entry in MODELS.items()}
 
 
-def build(name: str, input_size: int | None = None, *, seed: int = 0):
+def build(name: str, input_size: int | None = None, *, seed: int = 0) -> keras.Model:
     """Build zoo model ``name`` at ``input_size`` (its native size when None): ``registry.get`` as Keras."""
     from tfbench.models import registry
 

@@ -27,61 +27,29 @@ Run: ``python -m tfbench.ops build`` (build), ``python -m tfbench.ops demo`` (in
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any
 
 import tensorflow as tf
 
-from tfbench.errors import UserError
+from tfbench.ops import backend as backend_rule
 from tfbench.ops import build
 
 OP_NAME = "PowerDifference"
 LIBRARY = "power_difference"  # custom_ops/power_difference/
-BACKENDS = ("auto", "cpp", "fallback")
-ENV_BACKEND = "TFBENCH_OPS_BACKEND"
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-
-_fallback_reason: str | None = None  # why "auto" chose the fallback in this process
-
-
-def default_backend() -> str:
-    """The backend named by ``$TFBENCH_OPS_BACKEND`` (``auto`` when unset)."""
-    value = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
-    if value not in BACKENDS:
-        raise UserError(f"{ENV_BACKEND}={value!r} is not a backend; expected one of {', '.join(BACKENDS)}")
-    return value
+FALLBACK = "tf.pow(x - y, pow)"
 
 
-# Not converted by AutoGraph: called while a tf.function traces, they build and load the library
-# in plain Python (AutoGraph would try, and fail noisily, to convert subprocess and file calls).
+# Not converted by AutoGraph: called while a tf.function traces (see tfbench.ops.backend).
 @tf.autograph.experimental.do_not_convert
 def load_library() -> Any:
     """The loaded C++ op module (built on first use); raises ``BuildError`` if it cannot be built."""
     return build.load_once(LIBRARY)
 
 
-@tf.autograph.experimental.do_not_convert
 def resolve_backend(backend: str | None = None) -> str:
-    """``"cpp"`` or ``"fallback"``: what ``backend`` (or the default) means on this machine."""
-    global _fallback_reason
-    backend = default_backend() if backend is None else backend
-    if backend not in BACKENDS:
-        raise UserError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    if backend == "fallback":
-        return "fallback"
-    if backend == "auto" and _fallback_reason is not None:
-        return "fallback"
-    try:
-        load_library()
-    except build.BuildError as err:
-        if backend == "cpp":
-            raise
-        _fallback_reason = str(err)
-        warnings.warn(f"{OP_NAME}: {err}; using the pure-TF fallback tf.pow(x - y, pow) "
-                      f"(same semantics and gradients, no custom node in graphs)", RuntimeWarning, stacklevel=2)
-        return "fallback"
-    return "cpp"
+    """``"cpp"`` or ``"fallback"``: what ``backend`` (or ``$TFBENCH_OPS_BACKEND``) means on this machine."""
+    return backend_rule.resolve(LIBRARY, backend, fallback=FALLBACK)
 
 
 def power_difference(x: Any, y: Any, pow: Any, *, backend: str | None = None, name: str | None = None) -> tf.Tensor:

@@ -1,0 +1,109 @@
+"""The package's import rules, read from the source with ``ast`` (see the README's architecture section).
+
+- library code (``models/``, ``data/``, ``ops/``, ``distributed/`` and the shared modules) never
+  imports a command module;
+- ``models`` never imports ``data``;
+- nothing imports a command module, except a command's own ``__main__``;
+- every command is listed by ``python -m tfbench`` and every benchmark module exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tfbench import __main__ as listing
+from tfbench import bench
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tfbench"
+#: command modules that live inside a library package (everything else top-level with a ``main`` is a command).
+NESTED_COMMANDS = {"tfbench.ops.__main__", "tfbench.ops.bench", "tfbench.distributed.__main__",
+                   "tfbench.distributed.cli"}
+#: top-level modules that are shared library code, not commands.
+SHARED = {"tfbench.bench", "tfbench.summaries", "tfbench.cli", "tfbench.errors", "tfbench.files",
+          "tfbench.paths", "tfbench.train", "tfbench.grappler"}
+#: the benchmark dispatcher is a shared harness that loads benchmark modules by name (importlib), not by import.
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1]) if parts[-1] == "__init__" else ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+MODULES = all_modules()
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    """Every tfbench module ``path`` imports (at top level or inside functions), resolved to module names."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("tfbench"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfbench") and not node.level:
+            found.add(node.module)
+            for alias in node.names:  # "from tfbench.data import reader" imports the module tfbench.data.reader
+                if f"{node.module}.{alias.name}" in MODULES:
+                    found.add(f"{node.module}.{alias.name}")
+    found.discard(name)
+    return found
+
+
+def is_command(name: str) -> bool:
+    if name in NESTED_COMMANDS:
+        return True
+    is_package = MODULES.get(name, Path()).name == "__init__.py"
+    return name.count(".") == 1 and not is_package and name not in SHARED and name != "tfbench.__main__"
+
+
+def is_library(name: str) -> bool:
+    return not is_command(name) and name != "tfbench.__main__"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if is_library(n)))
+def test_library_code_never_imports_a_command(name: str) -> None:
+    bad = sorted(m for m in imports_of(MODULES[name], name) if is_command(m))
+    assert not bad, f"{name} (library) imports command module(s) {bad}: move what it needs into a library module"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("tfbench.models")))
+def test_models_never_import_data(name: str) -> None:
+    bad = sorted(m for m in imports_of(MODULES[name], name) if m.startswith("tfbench.data"))
+    assert not bad, f"{name} imports {bad}: models are architectures; data code may use models, not the reverse"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if is_command(n)))
+def test_commands_do_not_import_other_commands(name: str) -> None:
+    own_package = name.rsplit(".", 1)[0]
+    bad = sorted(m for m in imports_of(MODULES[name], name)
+                 if is_command(m) and not (name.endswith("__main__") and m.startswith(own_package)))
+    assert not bad, f"{name} imports command module(s) {bad}: share library code instead"
+
+
+def test_the_rules_can_fail() -> None:
+    """The checker itself: a library module importing a command is caught."""
+    fake = PACKAGE / "data" / "_probe_for_test.py"
+    try:
+        fake.write_text("def f():\n    from tfbench import vgg_graph\n    from tfbench.models import vgg19\n")
+        found = imports_of(fake, "tfbench.data._probe_for_test")
+        assert "tfbench.vgg_graph" in found and is_command("tfbench.vgg_graph")
+        assert "tfbench.models.vgg19" in found and not is_command("tfbench.models.vgg19")
+    finally:
+        fake.unlink()
+
+
+def test_every_command_is_listed_and_every_listing_exists() -> None:
+    commands = {n for n in MODULES if is_command(n) and n.count(".") == 1}
+    commands |= {n.rsplit(".", 1)[0] for n in NESTED_COMMANDS if n.endswith("__main__")}
+    listed = {f"tfbench.{name}" for name in listing.EXPERIMENTS}
+    helpers_run_by_bench = {module for module, _ in bench.BENCHMARKS.values()}
+    unlisted = sorted(commands - listed - helpers_run_by_bench)
+    assert not unlisted, f"commands missing from `python -m tfbench`: {unlisted}"
+    for module in listed | helpers_run_by_bench:
+        assert importlib.util.find_spec(module) is not None, f"{module} is listed but does not exist"

@@ -1,0 +1,236 @@
+"""Read TFRecord shards as a ``tf.data`` pipeline, in stages (exercise 4.7).
+
+The stages, as tensorflow/models separates them:
+1. **records**: the manifest is read and every shard checked (present, same size; optionally
+   same sha256), then the shards are interleaved in parallel (:func:`records`);
+2. **decoder**: serialized ``tf.train.Example`` to tensors (:func:`tfbench.data.example.parse_example`);
+3. **parser**: JPEG bytes to the model's input, one parser per way of resizing
+   (:data:`PARSERS`): the fused C++ op for crop-first recipes, ``tf.image`` ops, or OpenCV;
+4. **batch, normalise, prefetch** (:func:`make_dataset`).
+
+:func:`iterate` names the shard when a record turns out corrupt while reading, and the total
+count is asserted at the end.  :func:`decoded_dataset` is the reusable decode-and-resize step
+(e.g. 32x32 grayscale for LeNet-5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from tfbench.data.example import parse_example
+from tfbench.data.manifest import Manifest
+from tfbench.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported when a pipeline is built
+    import tensorflow as tf
+
+
+def records(tfrecord_dir: str | Path, *, verify: str = "size",
+            deterministic: bool = True) -> tuple[Any, Manifest]:
+    """Serialized examples of every shard, interleaved in parallel; the manifest's total count is asserted."""
+    import tensorflow as tf
+
+    manifest = Manifest.read(tfrecord_dir)
+    files = manifest.shard_files(tfrecord_dir, verify=verify)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return ds.apply(tf.data.experimental.assert_cardinality(manifest.written)), manifest
+
+
+@dataclass(frozen=True)
+class Parser:
+    """The parser stage for one way of resizing: JPEG bytes -> one image, uint8 or already normalised."""
+
+    name: str
+    normalises: bool  # True: the output is the model's input; False: uint8 pixels, normalised per batch
+    crop_first_only: bool  # only for recipes that crop before resizing (the window is decoded alone)
+    make: Callable[..., Callable[[Any], Any]]  # make(recipe, spec, antialias, fast) -> fn(jpeg bytes) -> image
+
+
+def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None) -> Callable[[Any], Any]:
+    """Decode the crop window, then resize, round and normalise in one C++ op (:mod:`tfbench.data.resize_normalise`)."""
+    from tfbench.data import preprocess as pp
+    from tfbench.data import resize_normalise
+
+    def parse(jpeg: Any) -> Any:
+        window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=fast is not False)
+        return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB")
+
+    return parse
+
+
+def _tf_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None) -> Callable[[Any], Any]:
+    """``tf.image`` decode (of the window, for crop-first recipes) and resize, rounded to uint8."""
+    from tfbench.data import preprocess as pp
+
+    def parse(jpeg: Any) -> Any:
+        return pp.tf_to_uint8(pp.tf_decode_recipe(jpeg, recipe, size=spec.size, antialias=antialias, fast=fast))
+
+    return parse
+
+
+def _cv2_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None) -> Callable[[Any], Any]:
+    """OpenCV's resize through ``tf.numpy_function``: the NumPy recipe's exact pixels, at a Python call per image."""
+    import tensorflow as tf
+
+    from tfbench.data import preprocess as pp
+
+    def cv2_recipe(pixels: Any) -> Any:
+        return pp.recipe_pixels(pixels, recipe, size=spec.size, backend="cv2")
+
+    def parse(jpeg: Any) -> Any:
+        pixels = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE")
+        image = tf.numpy_function(cv2_recipe, [pixels], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [spec.size, spec.size, 3])
+
+    return parse
+
+
+#: ``make_dataset(resizer=...)``: the parser of each way of resizing.
+PARSERS: dict[str, Parser] = {
+    "fused": Parser("fused", normalises=True, crop_first_only=True, make=_fused_parser),
+    "tf": Parser("tf", normalises=False, crop_first_only=False, make=_tf_parser),
+    "cv2": Parser("cv2", normalises=False, crop_first_only=False, make=_cv2_parser),
+}
+#: "auto" is "fused" for the crop-first recipes without antialiasing, else "tf".
+RESIZERS = ("auto", *PARSERS)
+
+
+def choose_parser(resizer: str, recipe: str, antialias: bool) -> Parser:
+    """The parser for ``resizer`` ("auto" picks the fused op where it gives the same numbers); UserError if unfit."""
+    from tfbench.data import preprocess as pp
+
+    if resizer not in RESIZERS:
+        raise UserError(f"resizer must be one of {', '.join(RESIZERS)}, got {resizer!r}")
+    crop_first = recipe in pp.CROP_FIRST and not antialias
+    if resizer == "auto":
+        return PARSERS["fused" if crop_first else "tf"]
+    parser = PARSERS[resizer]
+    if parser.crop_first_only and not crop_first:
+        raise UserError(f"resizer={resizer!r} resizes the crop window without antialiasing: it needs a crop-first "
+                        f"recipe ({', '.join(pp.CROP_FIRST)}) and antialias=False, got {recipe!r}, {antialias}")
+    return parser
+
+
+def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec: Any = None,
+                 antialias: bool = False, fast: bool | None = None, resizer: str = "auto", verify: str = "size",
+                 deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False,
+                 xla_normalise: bool = True, autotune: bool = False) -> tf.data.Dataset:
+    """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
+
+    Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
+    ``spec`` is a ``tfbench.data.preprocess.InputSpec`` (default: Keras caffe mode, VGG19's);
+    decoded pixels are RGB, :func:`tfbench.data.preprocess.tf_normalise` reorders them for the spec.
+    ``fast``: decode only the crop window (``decode_and_crop_jpeg``); default: for the crop-first
+    recipes B and A-window only, because A-aspect's exact fast path needs ``crop_and_resize``,
+    which costs more on CPU than the decoding it saves.  ``resizer``: ``"fused"`` resizes, rounds
+    and normalises each crop window in one C++ op (:mod:`tfbench.data.resize_normalise`; the same
+    numbers as ``"tf"``, crop-first recipes only, built on first use, TensorFlow's ops if it cannot
+    be built); ``"tf"``: ``tf.image.resize``, uint8, and per batch the XLA-compiled
+    normalisation; ``"cv2"``: OpenCV's resize through ``tf.numpy_function`` (the NumPy recipe's
+    pixels, but the Python call costs more than the faster resize saves, and the dataset cannot be
+    serialized); ``"auto"`` (default): ``"fused"`` for the crop-first recipes without antialiasing,
+    else ``"tf"``.
+    ``with_filenames`` adds a third element, the stored file names.
+
+    With ``"tf"``, each image leaves the parallel map as uint8 (rounded, like the NumPy recipes'
+    output) and the batch is normalised in one XLA-compiled loop (``xla_normalise``; see
+    :func:`tfbench.data.preprocess.tf_normaliser`).  tf.data's autotuning model is off by default
+    (``autotune``): every ``AUTOTUNE`` then means one worker per core.  With the model on, the
+    parallelism it chose on our 2-core machine left one core idle in about half of the passes
+    (A-aspect: 375 or 600 img/s, pass by pass, with nothing else changed); the benchmark
+    (``python -m tfbench.bench pipeline``) measures both.
+    """
+    import tensorflow as tf
+
+    from tfbench.data import preprocess as pp
+
+    spec = spec or pp.CAFFE
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    parser = choose_parser(resizer, recipe, antialias)
+    parse_image = parser.make(recipe, spec, antialias, fast)
+    ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic)
+    keys = ("image/encoded", "image/class/label") + (("image/filename",) if with_filenames else ())
+
+    def decode_and_parse(serialized: Any) -> tuple[Any, ...]:
+        features = parse_example(serialized, keys)
+        image = parse_image(features["image/encoded"])
+        label = tf.cast(manifest.zero_based(features["image/class/label"]), tf.int32)
+        return (image, label, features["image/filename"]) if with_filenames else (image, label)
+
+    ds = ds.map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic)
+    if not parser.normalises:
+        normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
+
+        def normalise(images: Any, *labels_and_filenames: Any) -> tuple[Any, ...]:
+            return (normalise_pixels(images), *labels_and_filenames)
+
+        ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
+    """Iterate ``dataset`` read from ``tfrecord_dir``; a read error becomes a UserError naming the bad shard.
+
+    TensorFlow reports a damaged record as "corrupted record at 12" without the file; on such an
+    error we check every shard's sha256 against the manifest to say which one it is.
+    """
+    import tensorflow as tf
+
+    try:
+        yield from dataset
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as err:
+        Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")  # raises, naming the shard, if one is corrupt
+        raise UserError(f"{tfrecord_dir}: reading the shards failed: {err.message.strip().splitlines()[0]}") from err
+
+
+def decode_image(jpeg_bytes: Any, *, size: tuple[int, int] | None = None, grayscale: bool = False,
+                 antialias: bool = True) -> tf.Tensor:
+    """The reusable decode step: JPEG bytes -> ``uint8 HxWxC`` (RGB, or 1-channel luma), optionally resized.
+
+    Resizing squashes to ``size`` (no crop) with ``tf.image.resize`` and rounds back to uint8;
+    ``antialias`` (default on) matters when shrinking a lot, e.g. to 32x32 for LeNet-5.
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method="INTEGER_ACCURATE")
+    if grayscale:
+        image = tf.image.rgb_to_grayscale(image)
+    if size is not None:
+        image = tf.image.resize(image, size, method="bilinear", antialias=antialias)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return image
+
+
+def decoded_dataset(tfrecord_dir: str | Path, *, size: tuple[int, int] | None = None, grayscale: bool = False,
+                    classes: Iterable[int] | None = None, antialias: bool = True, verify: str = "size") -> tf.data.Dataset:
+    """``tf.data.Dataset`` of single ``(uint8 image, int32 label)`` pairs, unbatched, labels 0-based.
+
+    ``classes`` keeps only those labels (0-based; filtered before decoding, so skipped images cost
+    only their parse).  Sizes differ per image unless ``size`` is given.  Used by LeNet-5 on ImageNet.
+    """
+    import tensorflow as tf
+
+    ds, manifest = records(tfrecord_dir, verify=verify)
+    wanted = None if classes is None else tf.constant(sorted(set(int(c) for c in classes)), tf.int32)
+
+    def parse(serialized: Any) -> tuple[Any, Any]:
+        features = parse_example(serialized)
+        return features["image/encoded"], tf.cast(manifest.zero_based(features["image/class/label"]), tf.int32)
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if wanted is not None:
+        ds = ds.filter(lambda _, label: tf.reduce_any(tf.equal(wanted, label)))
+    ds = ds.map(lambda jpeg, label: (decode_image(jpeg, size=size, grayscale=grayscale, antialias=antialias), label),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
+
+
