@@ -7,7 +7,7 @@ import importlib.util
 # module -> what it shows (course exercise)
 EXPERIMENTS: dict[str, str] = {
     "vgg_graph": "the main job: VGG19 eager / tf.function / XLA, top-5, TensorBoard graphs (4.4, 4.9)",
-    "bench": "benchmarks: matmul, vgg, pipeline, lenet, ops, fusion, mixed_precision, distributed",
+    "bench": "benchmarks: matmul, vgg, pipeline, lenet, ops, fusion, mixed_precision, distributed, roofline",
     "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
     "imagenet": "ImageNet-2012 val: convert to TFRecords, inspect, eval (4.5-4.7, 5.4)",
     "mnist": "which digits would be loaded: MNIST IDX / mnist.npz, or the embedded scikit-learn digits",
@@ -19,6 +19,7 @@ EXPERIMENTS: dict[str, str] = {
     "mixed_precision": "float32 vs bfloat16 vs float16 training (5.9)",
     "sparsity": "magnitude pruning to 50% during training (5.12)",
     "complexity": "neurons, parameters, multiplications, additions per layer (3.1, 3.2)",
+    "roofline": "this CPU's matmul peaks and bandwidth, every layer and fusion block on a roofline (6.10, 5.11)",
     "distributed": "tf.distribute data parallelism and tf.data service (5.3)",
 }
 
