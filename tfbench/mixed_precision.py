@@ -393,7 +393,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS), help="which models to time: lenet5, vgg19")
     parser.add_argument("--epochs", type=int, default=20, help="LeNet-5 accuracy run epochs (0 skips it)")
     parser.add_argument("--batch-size", type=int, default=32, help="LeNet-5 batch size")
-    parser.add_argument("--vgg-input", type=int, default=32, help="VGG19 small input size for timing (multiple of 32)")
+    parser.add_argument("--vgg-input", type=int, default=32,
+                        help="VGG19 small input size for timing (multiple of 32; 0 skips it)")
     parser.add_argument("--vgg-batch", type=int, default=4, help="VGG19 batch size at the small input")
     parser.add_argument("--vgg-large-input", type=int, default=224,
                         help="VGG19 full-size input, timed forward and train step (0 skips it)")
@@ -411,7 +412,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ns.loops = _csv(ns.loops, LOOPS, "--loops")
     ns.impls = _csv(ns.impls, IMPLS, "--impls")
     ns.models = _csv(ns.models, MODELS, "--models")
-    for flag in ("epochs", "warmup", "vgg_large_input"):
+    for flag in ("epochs", "warmup", "vgg_input", "vgg_large_input"):
         if getattr(ns, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(ns, flag)}")
     for flag in ("batch_size", "vgg_batch", "vgg_large_batch", "repeats", "large_repeats"):
@@ -430,7 +431,8 @@ def configs(ns: argparse.Namespace) -> list[tuple[Config, int]]:
     if "lenet5" in ns.models:
         out.append((Config("lenet5", 32, ns.batch_size, False, tuple(ns.policies)), ns.repeats))
     if "vgg19" in ns.models:
-        out.append((Config("vgg19", ns.vgg_input, ns.vgg_batch, True, tuple(ns.policies)), ns.repeats))
+        if ns.vgg_input:
+            out.append((Config("vgg19", ns.vgg_input, ns.vgg_batch, True, tuple(ns.policies)), ns.repeats))
         if ns.vgg_large_input:
             out.append((Config("vgg19", ns.vgg_large_input, ns.vgg_large_batch, True, tuple(ns.large_policies)),
                         ns.large_repeats))

@@ -147,11 +147,18 @@ def layer_workloads(model: Any, batch: int, seed: int = 0) -> list[tuple[Any, An
 
 def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int) -> list[Point]:
     """Every layer of ``model`` timed alone, all layers round robin; FLOPs from the counts, bytes from shapes."""
+    import tensorflow as tf
+
     from tfbench import bench
 
-    work = layer_workloads(model, batch)
-    timings = {t.case: t for t in bench.compare({layer.name: call for layer, _, call, _ in work},
-                                                warmup=warmup, repeats=repeats)}
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # one small tf.function per layer is the point, not a retracing bug
+    try:
+        work = layer_workloads(model, batch)
+        timings = {t.case: t for t in bench.compare({layer.name: call for layer, _, call, _ in work},
+                                                    warmup=warmup, repeats=repeats)}
+    finally:
+        tf.get_logger().setLevel(level)
     points = []
     for layer, count, _, inputs in work:
         weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _elements(w.shape))
