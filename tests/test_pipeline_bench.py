@@ -16,6 +16,7 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     cases = [row["case"] for row in report["rows"]]
     assert cases == ["a_decode_only", "a1_window_decode_only", "a2_decode_and_resize", "b_pipeline",
                      "b_tensorflow_ops", "b_other_decode_path", "b_eigen_normalise", "b_autotune_model", "b_cv2_resize",
+                     "b_private_threadpool",
                      "p_keras_directory", "p_tf_models_eval", "b_recipe_A-aspect", "b_recipe_A-window-v2",
                      "b_recipe_B", "c_naive_loop", "b_pipeline_2x_images"]
     assert report["recipe"] == "A-window"  # tensorflow/models' eval crop, the default

@@ -238,6 +238,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
             done += len(batch)
         return done
 
+    private_pool = tf.data.Options()
+    private_pool.threading.private_threadpool_size = cores
     keras_peer = keras_directory_peer(src, batch_size=ns.batch_size)
     models_peer = tf_models_eval_peer(out, batch_size=ns.batch_size)
 
@@ -262,6 +264,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
                               pipeline(resizer="tf", xla_normalise=False)),
         "b_autotune_model": ("as b, with tf.data's autotuning model on", pipeline(autotune=True)),
         "b_cv2_resize": ("as b_tensorflow_ops, OpenCV resize through tf.numpy_function", pipeline(resizer="cv2")),
+        "b_private_threadpool": (f"as b, on a private tf.data thread pool of {cores} threads",
+                                 pipeline().with_options(private_pool)),
         "p_keras_directory": ("peer: keras.utils.image_dataset_from_directory over the JPEGs (squash resize), "
                               "mean/std map", keras_peer),
         "p_tf_models_eval": ("peer: tensorflow/models official.vision eval input (center_crop_image_v2, "
