@@ -57,6 +57,7 @@ class Point:
     median_ms: float
     p10_ms: float = 0.0
     p90_ms: float = 0.0
+    load_scale: float = 1.0  # best peak / the peak measured in this point's own rounds (1: the least loaded rounds)
 
     @property
     def intensity(self) -> float:
@@ -74,9 +75,14 @@ class Point:
         return self.bytes / (self.median_ms * 1e6) if self.median_ms else 0.0
 
     def row(self, peak_gflops: float, bandwidth: float) -> dict[str, Any]:
-        """The JSON/table row, with the roofline bound at this intensity and the fraction reached."""
+        """The JSON/table row, with the roofline bound at this intensity and the fraction reached.
+
+        ``peak_gflops`` and ``bandwidth`` should be the ones measured in this point's own rounds,
+        so ``of_bound`` compares numbers taken under the same load.
+        """
         bound = min(peak_gflops, self.intensity * bandwidth)
         return {**asdict(self), "intensity": self.intensity, "gflops": self.gflops, "gb_per_s": self.gbytes_per_s,
+                "gflops_load_adjusted": self.gflops * self.load_scale,
                 "bound_gflops": bound, "of_bound": self.gflops / bound if bound else 0.0,
                 "memory_bound": self.intensity < peak_gflops / bandwidth}
 
@@ -342,15 +348,17 @@ def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str)
             continue
         if group == "fusion":
             for before, after in zip(mine[0::2], mine[1::2]):
-                ax.annotate("", (after.intensity, after.gflops), (before.intensity, before.gflops),
+                ax.annotate("", (after.intensity, after.gflops * after.load_scale),
+                            (before.intensity, before.gflops * before.load_scale),
                             arrowprops={"arrowstyle": "->", "color": COLOURS[group]})
-        ax.scatter([p.intensity for p in mine], [p.gflops for p in mine], s=28 if group != "model" else 60,
+        ax.scatter([p.intensity for p in mine], [p.gflops * p.load_scale for p in mine],
+                   s=28 if group != "model" else 60,
                    c=COLOURS[group], marker="*" if group == "model" else "o", alpha=0.8, label=group)
     for i, p in enumerate(q for q in placed if q.group in ("fusion", "model")):
-        ax.annotate(p.name, (p.intensity, p.gflops), fontsize=6.5, xytext=(5, -9 + 9 * (i % 3)),
+        ax.annotate(p.name, (p.intensity, p.gflops * p.load_scale), fontsize=6.5, xytext=(5, -9 + 9 * (i % 3)),
                     textcoords="offset points")
     ax.set_xlabel("arithmetic intensity (FLOP / byte, float32 bytes moved at least once)")
-    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_ylabel("achieved GFLOP/s x (best peak / peak in its own rounds)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", lw=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -474,7 +482,12 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         peaks["same_rounds_as_forward"] = same_rounds
     print(f"best of {len(probe.samples)} groups: float32 matmul {peaks['float32_gflops']:.0f} GFLOP/s, bfloat16 "
           f"matmul {peaks['bfloat16_gflops']:.0f} GFLOP/s, add {peaks['bandwidth_gb_per_s']:.1f} GB/s", flush=True)
-    rows = [p.row(peaks["float32_gflops"], peaks["bandwidth_gb_per_s"]) for p in points]
+    own = {sample["group"]: sample for sample in probe.samples}
+    rows = []
+    for p in points:  # each point against the peaks of its own rounds; plotted scaled to the best rounds' load
+        group = own.get("forward" if p.group == "model" else p.group, peaks)
+        p.load_scale = peaks["float32_gflops"] / group["float32_gflops"]
+        rows.append(p.row(group["float32_gflops"], group["bandwidth_gb_per_s"]))
     run_dir = paths.run_dir(ns.logdir, "roofline")
     title = (f"{info['cpu']} ({info['cores']} cores, oneDNN {'on' if info['onednn'] else 'off'}), "
              f"TF {info['tf_version']}; shared machine, short run")
