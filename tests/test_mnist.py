@@ -194,10 +194,10 @@ def test_pad_to_32_numpy_and_tf():
 def test_cli_reports_source(tmp_path):
     arrays = fake_mnist()
     folder = write_idx_folder(tmp_path / "m", arrays)
-    out = subprocess.run([sys.executable, "-m", "tfbench.data.mnist", str(folder)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tfbench.mnist", str(folder)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert f"MNIST IDX files at {folder}: 12 train / 5 test images" in out.stdout
     (folder / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
-    out = subprocess.run([sys.executable, "-m", "tfbench.data.mnist", str(folder)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tfbench.mnist", str(folder)], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "train-images-idx3-ubyte: magic number 0x00000801, expected 0x00000803" in out.stderr
