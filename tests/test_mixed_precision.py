@@ -163,6 +163,23 @@ def test_all_cases_of_a_configuration_run_in_the_same_rounds(monkeypatch):
     assert timed == names + names  # round robin: every case once per round
 
 
+def test_fit_train_functions_are_made_once_and_not_retraced():
+    """fit and fit_xla share one model: each keeps its own train function, traced once however they alternate."""
+    config = mp.Config("lenet5", 32, 8, False, ("float32",))
+    x, y = tf.constant(np.zeros((8, 32, 32, 1), np.float32)), tf.constant(np.arange(8) % 10)
+    built = mp.keras_cases(config, "float32", x, y)
+    fit, fit_xla = built["cases"][("train", "fit")], built["cases"][("train", "fit_xla")]
+    model = built["model"]
+    seen = {"fit": set(), "fit_xla": set()}
+    for _ in range(3):
+        fit()
+        seen["fit"].add(id(model.train_function))
+        fit_xla()
+        seen["fit_xla"].add(id(model.train_function))
+    assert len(seen["fit"]) == len(seen["fit_xla"]) == 1  # the same two functions each time, never rebuilt
+    assert seen["fit"] != seen["fit_xla"]
+
+
 def test_module_train_step_matches_keras_step_under_bfloat16():
     """Same weights, same batch, one Adam step: the module's float32 masters move like the Keras model's."""
     x = np.random.default_rng(0).random((16, 32, 32, 1)).astype(np.float32)

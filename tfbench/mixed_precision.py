@@ -270,7 +270,10 @@ def keras_cases(config: Config, policy: str, x: tf.Tensor, y: tf.Tensor, *, seed
     fit_functions = {}
     for loop, jit in (("fit", False), ("fit_xla", True)):
         model.jit_compile = jit
-        fit_functions[loop] = model.make_train_function(force=True)
+        model.make_train_function(force=True)  # sets model.train_function (returns None on TensorFlow)
+        fit_functions[loop] = model.train_function
+        if fit_functions[loop] is None:
+            raise RuntimeError("Keras did not make a train function")
 
     def fit_step(fn):
         def call():
