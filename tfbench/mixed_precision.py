@@ -352,17 +352,25 @@ def config_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Speed-ups from one run's rows: 16-bit vs float32, custom loop vs fit, XLA vs not, Module vs Keras."""
     by_key = {(r["model"], r["size"], r["batch"], r["kind"], r["impl"], r["policy"], r["loop"]): r["median_ms"]
               for r in rows}
+    p10 = {(r["model"], r["size"], r["batch"], r["kind"], r["impl"], r["policy"], r["loop"]): r["p10_ms"]
+           for r in rows}
     ratios: dict[str, float] = {}
     for (model, size, batch, kind, impl, policy, loop), ms in by_key.items():
         where = f"{model}@{size} b{batch} {kind} {impl} {loop}"
         base = by_key.get((model, size, batch, kind, impl, "float32", loop))
         if policy != "float32" and base:
             ratios[f"{where}: {policy} speed-up vs float32"] = base / ms
+            # the fastest tenth of the rounds: what each case takes when the other jobs leave it alone
+            key = (model, size, batch, kind, impl, policy, loop)
+            ratios[f"{where}: {policy} speed-up vs float32 (p10)"] = \
+                p10[(model, size, batch, kind, impl, "float32", loop)] / p10[key]
         tail = f"{model}@{size} b{batch} {kind} {impl} {policy}"
         if loop.startswith("function"):
-            fit = by_key.get((model, size, batch, kind, impl, policy, loop.replace("function", "fit")))
-            if fit:
-                ratios[f"{tail}: {loop} time / {loop.replace('function', 'fit')} time"] = ms / fit
+            fit_key = (model, size, batch, kind, impl, policy, loop.replace("function", "fit"))
+            if by_key.get(fit_key):
+                ratios[f"{tail}: {loop} time / {loop.replace('function', 'fit')} time"] = ms / by_key[fit_key]
+                ratios[f"{tail}: {loop} time / {loop.replace('function', 'fit')} time (p10)"] = \
+                    p10[(model, size, batch, kind, impl, policy, loop)] / p10[fit_key]
         if loop.endswith("_xla"):
             plain = by_key.get((model, size, batch, kind, impl, policy, loop[:-4]))
             if plain:
@@ -501,14 +509,15 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def goals(ratios: dict[str, float], bf16_expected: bool) -> list[str]:
     """The project's goals checked against this run: bf16 forward >= 1.8x and train >= 1.5x (VGG19 at 224,
-    where the CPU has bf16 arithmetic); the custom loop within 1.1x of fit under the same compilation."""
+    where the CPU has bf16 arithmetic), on medians and on p10s; the custom loop within 1.1x of fit under
+    the same compilation."""
     lines = []
     for key, value in ratios.items():
         if "mixed_bfloat16 speed-up" in key and key.startswith("vgg19@224"):
             target = 1.8 if " forward " in key else 1.5
             verdict = ("met" if value >= target else "not met") if bf16_expected else "not expected on this CPU"
             lines.append(f"goal bf16 >= {target}x, {key}: {value:.2f}x ({verdict})")
-        if "function time / fit time" in key or "function_xla time / fit_xla time" in key:
+        if " time / fit" in key:
             lines.append(f"goal custom loop <= 1.1x fit, {key}: {value:.2f}x ({'met' if value <= 1.1 else 'not met'})")
     return lines
 
