@@ -5,6 +5,9 @@
 - ``models`` never imports ``data``;
 - nothing imports a command module, except a command's own ``__main__``;
 - every command is listed by ``python -m tfbench`` and every benchmark module exists.
+
+A top-level module is a command when it runs (``if __name__ == "__main__":``); the rest are
+shared library modules (summaries, grappler, train, cli, ...).
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tfbench"
 #: command modules that live inside a library package (everything else top-level with a ``main`` is a command).
 NESTED_COMMANDS = {"tfbench.ops.__main__", "tfbench.ops.bench", "tfbench.distributed.__main__",
                    "tfbench.distributed.cli"}
-#: top-level modules that are shared library code, not commands.
-SHARED = {"tfbench.bench", "tfbench.summaries", "tfbench.cli", "tfbench.errors", "tfbench.files",
-          "tfbench.paths", "tfbench.train", "tfbench.grappler"}
+#: the timing harness is library code that also runs as ``python -m tfbench.bench`` (it dispatches by name).
+SHARED = {"tfbench.bench"}
 #: the benchmark dispatcher is a shared harness that loads benchmark modules by name (importlib), not by import.
 
 
@@ -58,8 +60,10 @@ def imports_of(path: Path, name: str) -> set[str]:
 def is_command(name: str) -> bool:
     if name in NESTED_COMMANDS:
         return True
-    is_package = MODULES.get(name, Path()).name == "__init__.py"
-    return name.count(".") == 1 and not is_package and name not in SHARED and name != "tfbench.__main__"
+    path = MODULES.get(name)
+    if path is None or name.count(".") != 1 or path.name in ("__init__.py", "__main__.py") or name in SHARED:
+        return False
+    return 'if __name__ == "__main__":' in path.read_text()  # a top-level module that runs is a command
 
 
 def is_library(name: str) -> bool:

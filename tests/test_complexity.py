@@ -10,7 +10,6 @@ import pytest
 
 from tfbench import complexity
 from tfbench.models import zoo
-from tfbench.errors import UserError
 
 
 def by_name(result):
@@ -91,10 +90,24 @@ def test_cli_table(capsys):
 
 
 def test_bad_model_is_a_user_error():
-    with pytest.raises(UserError, match="unknown model"):
+    with pytest.raises(SystemExit):  # argparse: the registry's names are the choices
         complexity.main(["googlenet"])
-    proc = subprocess.run([sys.executable, "-m", "tfbench.complexity", "lenet5", "--input", "64"],
+    proc = subprocess.run([sys.executable, "-m", "tfbench.complexity", "lenet5", "--image-size", "64"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: lenet5 only takes 32x32")
     assert "Traceback" not in proc.stderr
+
+
+def test_logdir_writes_the_table_as_a_text_card(tmp_path, capsys):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert complexity.main(["lenet5", "--no-profile", "--logdir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    (run,) = (tmp_path / "complexity").iterdir()
+    acc = EventAccumulator(str(run / "lenet5"))
+    acc.Reload()
+    card = tf.make_ndarray(acc.Tensors("complexity/lenet5")[0].tensor_proto).item().decode()
+    first_line = printed.strip().splitlines()[0]
+    assert first_line in card and ("61,706" in card or "61706" in card)

@@ -73,8 +73,13 @@ def test_compare_reports_the_fused_and_unfused_graphs():
     unfused, fused = rows
     # the partition graph: plain kernels, or their oneDNN versions (_MklNative*) when oneDNN is on,
     # whose own graph rewrite merges Conv2D + BiasAdd even with the remapper off
-    assert unfused.extra["graph"] in ("BiasAdd+Conv2D+Relu", "Relu+_MklNativeConv2DWithBias")
-    assert fused.extra["graph"] in ("_FusedConv2D", "_MklNativeFusedConv2D")
+    from tfbench.grappler import onednn_enabled
+
+    if onednn_enabled():  # AVX-512 CPUs by default
+        assert (unfused.extra["graph"], fused.extra["graph"]) == ("Relu+_MklNativeConv2DWithBias",
+                                                                  "_MklNativeFusedConv2D")
+    else:  # AVX2-only CPUs by default, or TF_ENABLE_ONEDNN_OPTS=0
+        assert (unfused.extra["graph"], fused.extra["graph"]) == ("BiasAdd+Conv2D+Relu", "_FusedConv2D")
     assert fused.extra["agree"] and fused.extra["max_abs_diff"] <= fusion.TOLERANCE
     assert fused.extra["vs"] == unfused.extra["variant"] and unfused.extra["vs"] == ""
     assert fused.extra["speedup"] == pytest.approx(unfused.median_ms / fused.median_ms)
@@ -110,8 +115,9 @@ def test_run_benchmark_quick_writes_json(tmp_path):
 def test_bad_experiment_list_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--experiments"):
         fusion.run_benchmark(["--experiments", "1,7", "--logdir", str(tmp_path)])
-    with pytest.raises(UserError, match="--vgg-size"):
-        fusion.run_benchmark(["--vgg-size", "40", "--logdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:  # argparse: the registry's size rule for VGG19
+        fusion.run_benchmark(["--image-size", "40", "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 2
 
 
 def test_cli_user_error_exits_2(tmp_path):
@@ -119,3 +125,21 @@ def test_cli_user_error_exits_2(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --experiments") and "Traceback" not in proc.stderr
+
+
+def test_main_writes_text_cards_and_hparams_rows(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert fusion.main(["--quick", "--warmup", "0", "--repeats", "1", "--experiments", "1",
+                        "--logdir", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "fusion").iterdir()
+    acc = EventAccumulator(str(run / "results"))
+    acc.Reload()
+    (tag,) = acc.Tags()["tensors"]
+    card = tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto).item().decode()
+    assert "| shape | variant | median_ms |" in card and "FusedConv2D" in card
+    rows = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
+    assert len(rows) >= 2
+    acc = EventAccumulator(str(rows[0]))
+    acc.Reload()
+    assert {"_hparams_/session_start_info", "median_ms", "speedup", "max_abs_diff"} <= set(acc.Tags()["tensors"])

@@ -86,7 +86,7 @@ def test_keras_batch_norm_is_not_folded_but_fused_batch_norm_is():
 def test_show_writes_tensorboard_runs(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert graphs.main(["show", "conv_bias_relu", "--size", "8", "--logdir", str(tmp_path)]) == 0
+    assert graphs.main(["show", "conv_bias_relu", "--image-size", "8", "--logdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "_FusedConv2D" in out
     (run,) = (tmp_path / "graphs").iterdir()
@@ -126,3 +126,35 @@ def test_cli_bad_pass_exits_2_with_one_line():
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: unknown grappler pass 'nosuchpass'") and "Traceback" not in proc.stderr
+
+
+def _lenet5_counts(env: dict[str, str], logdir) -> tuple[bool, dict[str, tuple[int, int]]]:
+    """Whether oneDNN was on, and ``op -> (pre, post)``, from ``graphs show lenet5`` in a fresh process."""
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "tfbench.graphs", "show", "lenet5", "--logdir", str(logdir)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1].isdigit() and parts[2].isdigit():
+            counts[parts[0]] = (int(parts[1]), int(parts[2]))
+    return "oneDNN kernels: on" in proc.stdout, counts
+
+
+@pytest.mark.parametrize("env", [{}, {"TF_ENABLE_ONEDNN_OPTS": "0"}], ids=["default", "onednn-off"])
+def test_lenet5_tanh_fusion_depends_on_onednn(env, tmp_path):
+    """Eigen's remapper leaves all 4 Tanh (42 -> 35 nodes); with oneDNN on, it also fuses MatMul+BiasAdd+Tanh
+    (2 Tanh remain, 42 -> 33).  oneDNN is on by default on AVX-512 CPUs, off on AVX2-only ones;
+    TF_ENABLE_ONEDNN_OPTS=0 turns it off everywhere.
+    """
+    onednn, counts = _lenet5_counts(env, tmp_path)
+    if env:
+        assert not onednn
+    assert counts["Tanh"][0] == 4 and counts["total"][0] == 42
+    assert counts["_FusedConv2D"][1] == 2 and counts["_FusedMatMul"][1] == 3
+    if onednn:
+        assert counts["Tanh"][1] == 2 and counts["total"][1] == 33
+    else:
+        assert counts["Tanh"][1] == 4 and counts["total"][1] == 35

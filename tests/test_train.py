@@ -114,15 +114,26 @@ def test_tensorboard_logs(tmp_path, digits):
     acc = event_accumulator.EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"loss", "learning_rate", "epoch_loss", "train_accuracy", "test_accuracy"} <= set(tags["tensors"])
-    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("loss")]
-    assert [e.step for e in acc.Tensors("loss")] == list(range(1, 11))
+    assert {"train/loss", "lr/learning_rate", "train/epoch_loss", "accuracy"} <= set(tags["tensors"])
+    assert acc.SummaryMetadata("train/loss").summary_description.startswith("Cross-entropy")
+    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("train/loss")]
+    assert [e.step for e in acc.Tensors("train/loss")] == list(range(1, 11))
     np.testing.assert_allclose(losses, history.losses, rtol=1e-6)
-    np.testing.assert_allclose([float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("learning_rate")],
+    np.testing.assert_allclose([float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("lr/learning_rate")],
                                0.1, rtol=1e-6)
-    test_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("test_accuracy")]
+    test_run = event_accumulator.EventAccumulator(str(tmp_path / "test"), size_guidance={"tensors": 0})
+    test_run.Reload()
+    test_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in test_run.Tensors("accuracy")]
     assert test_acc == pytest.approx([e["test_accuracy"] for e in history.epochs])
-    histograms = [t for t in tags["tensors"] if t.endswith("kernel") or t.endswith("bias")]
+    train_acc = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("accuracy")]
+    assert train_acc == pytest.approx([e["train_accuracy"] for e in history.epochs])
+    schedule = event_accumulator.EventAccumulator(str(tmp_path / "lr_schedule"), size_guidance={"tensors": 0})
+    schedule.Reload()
+    lrs = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in schedule.Tensors("lr/schedule")}
+    assert lrs[0] == pytest.approx(0.1) and lrs[9_500] == pytest.approx(0.1)
+    assert lrs[10_000] == pytest.approx(0.09) and lrs[100_000] == pytest.approx(0.1 * 0.9 ** 10)
+    assert "data/first_16_training_images" in tags["tensors"]
+    histograms = [t for t in tags["tensors"] if t.startswith("weights/") and t.endswith(("kernel", "bias"))]
     assert len(histograms) == 10  # kernel and bias of c1, c3, f5, f6, output
     graph = tf.compat.v1.GraphDef.FromString(acc.Graph().SerializeToString())
     ops = {n.op for n in graph.node}
@@ -149,12 +160,25 @@ def test_checkpoint_resume_in_process(tmp_path, digits):
     h2 = train.train(resumed, x, y, xt, yt, mode="function", epochs=3, batch_size=64, optimizer=opt,
                      checkpoint_dir=tmp_path, progress=False, log=messages.append)
     assert h2.start_step == 7 and h2.steps == list(range(8, 16))
-    assert "at step 7 (epoch 2, batch 3 of 5)" in messages[0]
+    assert "at step 7 (epoch 2 of 3, batch 3 of 5)" in messages[0]
     for a, b in zip(weights_of(resumed), weights_of(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for a, b in zip(opt.variables, ref_opt.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6, err_msg=a.path)
     assert sorted(glob.glob(str(tmp_path / "ckpt-*.index")))  # epoch-end saves kept
+
+
+def test_resuming_a_finished_run_says_so(tmp_path, digits):
+    """A rerun of a finished run names no epoch beyond the last (no "epoch 2" of 1) and trains nothing."""
+    x, y, xt, yt = digits
+    train.train(lenet5.build_keras_lenet5(seed=0), x, y, xt, yt, mode="function", epochs=1, batch_size=64,
+                checkpoint_dir=tmp_path, progress=False, log=lambda _: None)
+    messages: list[str] = []
+    history = train.train(lenet5.build_keras_lenet5(seed=0), x, y, xt, yt, mode="function", epochs=1,
+                          batch_size=64, checkpoint_dir=tmp_path, progress=False, log=messages.append)
+    assert history.start_step == 5 and history.steps == []
+    assert "at step 5 (all 1 epochs done: nothing left to train)" in messages[0]
+    assert not any("epoch 2" in m for m in messages), messages
 
 
 def test_checkpoint_from_other_settings_is_refused(tmp_path, digits):

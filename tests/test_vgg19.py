@@ -77,7 +77,7 @@ def test_pool_shapes(module):
 
 def test_variables_are_named_like_the_original(module):
     names = {v.name for v in module.trainable_variables}
-    assert "vgg19/conv1_1/weights:0" in names and "vgg19/fc8/biases:0" in names
+    assert "vgg19/block1/conv1_1/weights:0" in names and "vgg19/classifier/fc8/biases:0" in names
     assert len(names) == 38
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tfbench import vgg_graph
+from tfbench import graph_views, vgg_graph
 from tfbench.errors import UserError
 
 POOL_SHAPES = ["(1, 112, 112, 64)", "(1, 56, 56, 128)", "(1, 28, 28, 256)", "(1, 14, 14, 512)", "(1, 7, 7, 512)"]
@@ -31,7 +31,7 @@ def main_job(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("logs")
     result = run_main_job("--no-bench", "--logdir", str(logdir))
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (logdir / "vgg19").iterdir()
+    (run_dir,) = (logdir / vgg_graph.RUN_FOLDER).iterdir()
     return result.stdout, logdir, run_dir
 
 
@@ -61,31 +61,100 @@ def _graph_def(run_path: Path):
 
 def test_op_graph_keeps_weights_as_variables(main_job):
     """The traced graph reads 38 variables (19 kernels, 19 biases); no weight is baked in as a constant."""
-    import tensorflow as tf
-
     _, _, run_dir = main_job
-    acc = _graph_def(run_dir / "graph")
-    assert acc.SummaryMetadata("vgg19_forward").plugin_data.plugin_name == "graph_run_metadata_graph"
-    run_metadata = tf.compat.v1.RunMetadata.FromString(acc.Tensors("vgg19_forward")[0].tensor_proto.string_val[0])
-    graph = max((g.pre_optimization_graph for g in run_metadata.function_graphs), key=lambda g: len(g.node))
+    graph = _graph_def(run_dir / "graph").Graph()
     ops = [node.op for node in graph.node]
     assert ops.count("ReadVariableOp") == 38
     assert max(node.attr["value"].tensor.ByteSize() for node in graph.node if node.op == "Const") < 10_000
 
 
-def test_optimized_graph_shows_grappler_fusion(main_job):
+@pytest.mark.parametrize("run", ["graph", "optimized", "partition"])
+def test_graph_reads_like_the_diagram(main_job, run):
+    """Top level: images -> vgg19 -> logits; inside vgg19: block1..block5 then classifier, weights in their layer."""
+    _, _, run_dir = main_job
+    graph = _graph_def(run_dir / run).Graph()
+    names = [node.name for node in graph.node]
+    assert set(graph_views.top_level(graph)) == {"images", "vgg19", "logits"}, graph_views.top_level(graph)
+    scopes = {name.split("/")[1] for name in names if name.startswith("vgg19/")}
+    assert {"block1", "block2", "block3", "block4", "block5", "classifier"} <= scopes, scopes
+    assert not {s for s in scopes if s.startswith("block") and "_" in s}, scopes  # no block1_1 re-entered scopes
+    blocks_in_order = [int(n.split("/")[2][len("conv"):].split("_")[0]) for n in names
+                       if n.startswith("vgg19/block") and "/conv" in n]
+    first_seen = list(dict.fromkeys(blocks_in_order))
+    assert sorted(first_seen) == [1, 2, 3, 4, 5]
+    assert "vgg19/block1/conv1_1/weights/resource" in names and "vgg19/block1/conv1_1/weights/read" in names
+    assert "vgg19/block5/pool5" in names and "vgg19/classifier/fc8/biases/resource" in names
+    # every input edge of the pool in block 2 comes from block 2: the blocks connect in a chain
+    pool2 = next(node for node in graph.node if node.name == "vgg19/block2/pool2")
+    assert pool2.input[0].startswith("vgg19/block2/conv2_2/")
+
+
+def test_optimized_graph_shows_grappler_fusion_by_name(main_job):
     _, _, run_dir = main_job
     graph = _graph_def(run_dir / "optimized").Graph()
     ops = [node.op for node in graph.node]
     assert "Conv2D" not in ops and ops.count("_FusedConv2D") == 16, sorted(set(ops))
+    fused = [node.name for node in graph.node if "Fused" in node.name]
+    assert len(fused) >= 16
+    assert "vgg19/block1/conv1_1/FusedConv2D+BiasAdd+Relu" in fused
+    assert "vgg19/classifier/fc6/FusedMatMul+BiasAdd+Relu" in fused
+    partition = _graph_def(run_dir / "partition").Graph()
+    assert sum("FusedConv2D+BiasAdd+Relu" in node.name for node in partition.node) == 16
 
 
-def test_images_before_and_after_preprocessing(main_job):
+def _texts(run_path: Path) -> dict[str, str]:
+    import tensorflow as tf
+
+    acc = event_accumulator.EventAccumulator(str(run_path))
+    acc.Reload()
+    return {tag: tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto).item().decode()
+            for tag in acc.Tags()["tensors"] if acc.SummaryMetadata(tag).plugin_data.plugin_name == "text"}
+
+
+def test_text_cards_hold_every_printed_table(main_job):
+    _, _, run_dir = main_job
+    texts = _texts(run_dir / "results")
+    layers = texts["1_layers/vgg19_layer_table"]
+    for shape in POOL_SHAPES:
+        assert shape in layers
+    assert "143,667,240" in layers and "| conv1_1 | block1_conv1 |" in layers
+    modes = texts["2_modes/latency_and_difference"]
+    assert "tf.function+XLA" in modes and "not timed" in modes
+    assert "weights are random" in texts["3_top5/classes"]
+    assert "where to click" in texts["0_guide/what_each_run_shows"]
+    grappler = _texts(run_dir / "optimized")
+    assert "| Conv2D | 16 | 0 | -16 |" in grappler["grappler/op_counts"]
+    assert "remapping" in grappler["grappler/passes"] and "+Conv2D 16" in grappler["grappler/passes"]
+
+
+def test_hparams_one_run_per_mode(main_job):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    _, _, run_dir = main_job
+    modes = {}
+    for sub in (run_dir / "hparams").iterdir():
+        if not sub.is_dir():
+            continue
+        acc = event_accumulator.EventAccumulator(str(sub))
+        acc.Reload()
+        content = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+        info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        modes[info.hparams["mode"].string_value] = acc.Tags()["tensors"]
+    assert set(modes) == {"eager", "tf.function", "tf.function+XLA"}
+    assert all("max_abs_diff_vs_eager" in tags for tags in modes.values())
+
+
+def test_images_every_stage_with_descriptions(main_job):
     _, _, run_dir = main_job
     acc = event_accumulator.EventAccumulator(str(run_dir / "images"))
     acc.Reload()
     tags = acc.Tags()["tensors"]
-    assert any("input_as_loaded" in t for t in tags) and any("after_crop" in t for t in tags)
+    assert [t.split("_", 1)[0] for t in sorted(tags)] == ["1", "2", "3", "4", "5"], tags
+    assert any("crop_box" in t for t in tags) and any("256" in t for t in tags) and any("BGR" in t for t in tags)
+    for tag in tags:
+        assert len(acc.SummaryMetadata(tag).summary_description) > 40, tag
+    resized = acc.Tensors(next(t for t in tags if "256" in t))[0].tensor_proto.string_val
+    assert min(int(resized[0]), int(resized[1])) == 256  # width, height of the encoded image
 
 
 def free_port() -> int:
@@ -120,22 +189,22 @@ def test_real_tensorboard_server_serves_the_graph(main_job):
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             time.sleep(1)
         assert run in info and info[run]["run_graph"], info
-        assert "vgg19_forward" in info[trace_run]["tags"], info[trace_run]
+        assert info[trace_run]["run_graph"], info[trace_run]
         query = urllib.parse.urlencode({"run": run, "limit_attr_size": 1024, "large_attrs_key": "_too_large"})
         with urllib.request.urlopen(f"{base}/graph?{query}", timeout=60) as response:
             pbtxt = response.read().decode()
-        assert 'name: "vgg19/conv1_1' in pbtxt and 'name: "vgg19/conv5_4' in pbtxt
+        assert 'name: "vgg19/block1/conv1_1/FusedConv2D+BiasAdd+Relu"' in pbtxt
+        assert 'name: "vgg19/block5/conv5_4/FusedConv2D+BiasAdd+Relu"' in pbtxt
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--batch", "0"], "--batch must be at least 1"),
     (["--weights", "/nonexistent/vgg19.h5"], "no such file"),
     (["--image", "/nonexistent/cat.jpg"], "no such file"),
 ])
-def test_bad_arguments_are_user_errors(argv, message):
+def test_bad_arguments_are_user_errors(argv, message):  # --batch-size 0: argparse, see test_cli_edges
     with pytest.raises(UserError, match=message):
         vgg_graph.parse_args(argv)
 
@@ -148,7 +217,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.jpg" in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "vgg19").exists()
+    assert not (tmp_path / vgg_graph.RUN_FOLDER).exists()
 
 
 def test_weight_file_is_used(tmp_path):

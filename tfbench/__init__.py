@@ -9,7 +9,13 @@ so command output stays readable; export the variable yourself to see it again.
 """
 
 import os as _os
+import sys as _sys
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+if _sys.argv[:1] == ["-m"]:  # python -m tfbench.<command>: a Ctrl-C while its imports run ends it at once
+    from tfbench.errors import exit_on_interrupt_while_starting as _quiet_start
+
+    _quiet_start()

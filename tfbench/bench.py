@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "vgg": ("tfbench.vgg_graph", "VGG19 forward: eager vs tf.function vs XLA"),
     "pipeline": ("tfbench.pipeline_bench", "ImageNet TFRecord input pipeline vs decode-only vs a naive loop"),
     "lenet": ("tfbench.lenet", "LeNet-5 training step: eager vs tf.function vs fit"),
+    "classic": ("tfbench.classic", "kNN prediction on the test digits: TensorFlow vs scikit-learn's brute force"),
     "ops": ("tfbench.ops.bench", "PowerDifference C++ op vs composite TF vs NumPy"),
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
@@ -301,11 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``python -m tfbench.bench NAME [args...]`` to NAME's ``run_benchmark``."""
     parser = argparse.ArgumentParser(
         prog="python -m tfbench.bench",
-        description="Run a benchmark; each writes JSON under logs/bench/.",
-        epilog="\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
+        description="Run a benchmark; each writes JSON under logs/bench/ (NAME --help: its options and defaults).",
+        epilog="benchmarks:\n" + "\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("name", choices=list(BENCHMARKS), help="which benchmark")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that benchmark (see NAME --help)")
     ns = parser.parse_args(argv)
     module_name, _ = BENCHMARKS[ns.name]

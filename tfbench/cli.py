@@ -28,13 +28,29 @@ DEFAULT_LOGDIR = str(paths.DEFAULT_LOGDIR)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show each option's default in ``--help`` and keep the description's line breaks."""
+    """Show each option's default in ``--help`` and keep the description's line breaks.
+
+    Flags (default False), options without a default (None) and help texts that already say
+    their default are left as written, so no option reads "(default: None)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``prog: error: ... (see --help)``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults."""
-    return argparse.ArgumentParser(prog=f"python -m tfbench.{prog}", description=description,
-                                   formatter_class=HelpFormatter)
+    """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults and errs in one line."""
+    return Parser(prog=f"python -m tfbench.{prog}", description=description, formatter_class=HelpFormatter)
 
 
 def positive_int(text: str) -> int:
@@ -70,27 +86,31 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_logdir(p: argparse.ArgumentParser) -> None:
+def add_logdir(p: argparse.ArgumentParser, help: str = "where runs and reports go") -> None:
     """``--logdir DIR``: where runs (``DIR/<experiment>/<timestamp>/``) and reports go."""
-    p.add_argument("--logdir", default=DEFAULT_LOGDIR, help="where runs and reports go")
+    p.add_argument("--logdir", default=DEFAULT_LOGDIR, help=help)
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+def add_seed(p: argparse.ArgumentParser, default: int = 0, help: str = "seed of the weights and the data order"
+             ) -> None:
     """``--seed N``: seeds weights and data order."""
-    p.add_argument("--seed", type=int, default=default, help="seed of the weights and the data order")
+    p.add_argument("--seed", type=non_negative_int, default=default, help=help)
 
 
-def add_repeats(p: argparse.ArgumentParser, default: int) -> None:
+def add_repeats(p: argparse.ArgumentParser, default: int, help: str = "timed rounds (warm-ups not counted)") -> None:
     """``--repeats N``: timed rounds (warm-ups are extra)."""
-    p.add_argument("--repeats", type=positive_int, default=default, help="timed rounds (warm-ups not counted)")
+    p.add_argument("--repeats", type=positive_int, default=default, help=help)
 
 
-def add_batch_size(p: argparse.ArgumentParser, default: int) -> None:
-    """``--batch-size N``: images per step."""
-    p.add_argument("--batch-size", type=positive_int, default=default, help="images per step")
+def add_batch_size(p: argparse.ArgumentParser, default: int, help: str = "images per step", dest: str | None = None
+                   ) -> None:
+    """``--batch-size N``: images per step (``dest`` keeps a command's own attribute name)."""
+    p.add_argument("--batch-size", type=positive_int, default=default, help=help,
+                   **({"dest": dest} if dest else {}))
 
 
-def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19") -> None:
+def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str = "vgg19", dest: str | None = None,
+                   help: str = "square input size") -> None:
     """``--image-size N``: square input size; the model's own rule (VGG19: a multiple of 32) is checked."""
 
     def image_size(text: str) -> int:
@@ -102,8 +122,10 @@ def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str =
             raise argparse.ArgumentTypeError(problem)
         return value
 
+    from tfbench.models.registry import SIZE_RULES
+
     p.add_argument("--image-size", type=image_size, default=default,
-                   help=f"square input size ({model}: see its size rule)")
+                   help=f"{help} ({model}: {SIZE_RULES[model].describe()})", **({"dest": dest} if dest else {}))
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
@@ -128,6 +150,20 @@ def check_output_dir(path: str | Path, what: str = "--logdir") -> Path:
             break
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {path}: the folder is not writable")
+    return path
+
+
+def check_input_file(path: str | Path, what: str) -> Path:
+    """Refuse, before any work starts, an input file that is missing, a folder, or unreadable."""
+    from tfbench.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, expected a file")
+    if not path.exists():
+        raise UserError(f"{what} {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{what} {path}: the file is not readable")
     return path
 
 
@@ -170,12 +206,16 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
 
     C++ code writes to the file descriptor itself, so swapping ``sys.stderr`` cannot catch it:
     fd 2 becomes a pipe, and a thread copies every other line to the real stderr as it comes.
-    At exit the real stderr is put back and the thread drained, so no line is lost.
+    Text ending in ``\r`` (progress bars) passes at once, and so does an unfinished line that
+    cannot be a log line (they start ``I0000``, ``W...``, ``E...``, ``F...`` or ``T...``).  At exit the
+    real stderr is put back and what is already in the pipe is copied; child processes that still
+    hold the pipe (multiprocessing's resource tracker, say) do not keep the command waiting.
     """
     global _filter_installed
     if _filter_installed:
         return
     import atexit
+    import select
     import sys
     import threading
 
@@ -184,19 +224,47 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    stopping = threading.Event()
+    encoded = tuple(n.encode() for n in noise)
 
     def pump() -> None:
-        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(real), "wb", buffering=0) as out:
-            for raw in pipe:
-                if not any(n in raw.decode("utf-8", "replace") for n in noise):
-                    out.write(raw)
+        pending = b""
+        with os.fdopen(os.dup(real), "wb", buffering=0) as out:
+
+            def emit(segment: bytes) -> None:
+                if segment and not any(n in segment for n in encoded):
+                    out.write(segment)
+
+            while True:
+                ready, _, _ = select.select([read_end], [], [], 0.05)
+                if not ready:
+                    if stopping.is_set():
+                        break
+                    continue
+                chunk = os.read(read_end, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                while True:  # complete segments: up to and including a newline or carriage return
+                    cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+                    if cut < 0:
+                        break
+                    head, pending = pending[:cut + 1], pending[cut + 1:]
+                    for line in head.splitlines(keepends=True):
+                        emit(line)
+                if pending and pending[:1] not in (b"I", b"W", b"E", b"F", b"T"):
+                    emit(pending)  # an unfinished line that is no log line: show it now
+                    pending = b""
+            emit(pending)
+        os.close(read_end)
 
     thread = threading.Thread(target=pump, name="tfbench-stderr-filter", daemon=True)
     thread.start()
 
     def restore() -> None:
         sys.stderr.flush()
-        os.dup2(real, 2)  # closes our write end of the pipe: the pump reads to its end and stops
+        os.dup2(real, 2)  # our write end of the pipe is gone; children may still hold theirs
+        stopping.set()  # the pump copies what is in the pipe, then stops
         thread.join(timeout=5)
 
     atexit.register(restore)

@@ -32,19 +32,19 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
 
-from tfbench import bench, paths
-from tfbench.models import blocks
-from tfbench.models.blocks import ConvShape, DenseShape
+from tfbench import bench, cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
 from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
-from tfbench.summaries import capture_function_graphs, op_counts
+from tfbench.models.registry import input_size_error
+from tfbench.models.shapes import ConvShape, DenseShape
+
+if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
+    import tensorflow as tf
 
 TOLERANCE = 1e-4  # max abs difference allowed between fused and unfused float32 outputs
 
@@ -83,6 +83,8 @@ UNFUSED = {"remapping": False}
 
 def max_abs_diff(a: Any, b: Any) -> float:
     """Largest absolute difference over two nested structures of tensors."""
+    import tensorflow as tf
+
     diffs = [float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
              for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b))]
     return max(diffs) if diffs else 0.0
@@ -97,6 +99,10 @@ def _join_counts(counts: collections.Counter, skip: frozenset) -> str:
 
 def compute_ops(variant: Variant, args: Sequence[Any]) -> str:
     """What actually runs: the partition graph's compute ops (``_FusedConv2D``), or XLA's kernels (``HLO: fusion``)."""
+    import tensorflow as tf
+
+    from tfbench.summaries import capture_function_graphs, op_counts
+
     if variant.xla:
         text = variant.fn.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
         return "HLO: " + _join_counts(hlo_entry_ops(text), HLO_BOOKKEEPING)
@@ -112,6 +118,8 @@ def compute_ops(variant: Variant, args: Sequence[Any]) -> str:
 @contextlib.contextmanager
 def _quiet_retracing():
     """Every graph capture traces a fresh copy on purpose; TensorFlow's retracing warning is noise here."""
+    import tensorflow as tf
+
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")
@@ -173,6 +181,10 @@ def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequ
 
 def exp1_conv_bias_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Remapper on vs off for Conv2D + BiasAdd + Relu."""
+    import tensorflow as tf
+
+    from tfbench.models import blocks
+
     rows = []
     for shape in shapes:
         net, x = blocks.ConvBiasRelu(shape), shape.input()
@@ -184,6 +196,10 @@ def exp1_conv_bias_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) 
 
 def exp2_conv_bn_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Keras BN vs FusedBatchNorm (remapper-fused) vs BN folded into the conv, at inference."""
+    import tensorflow as tf
+
+    from tfbench.models import blocks
+
     rows = []
     for shape in shapes:
         model, x = blocks.keras_conv_bn_relu(shape), shape.input()
@@ -201,6 +217,8 @@ def exp2_conv_bn_relu(shapes: Sequence[ConvShape], warmup: int, repeats: int) ->
 
 def sgd_step(module: tf.Module, learning_rate: float = 1e-3) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """One plain SGD training step on ``module`` (logits) with softmax cross-entropy; returns the loss."""
+    import tensorflow as tf
+
     def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, module(x)))
@@ -211,6 +229,8 @@ def sgd_step(module: tf.Module, learning_rate: float = 1e-3) -> Callable[[tf.Ten
 
 
 def _xla_pair(name: str, fn: Callable[..., Any]) -> list[Variant]:
+    import tensorflow as tf
+
     return [Variant("default (grappler)", tf.function(fn), {}),
             Variant("XLA jit_compile", tf.function(fn, jit_compile=True), {}, xla=True)]
 
@@ -218,6 +238,8 @@ def _xla_pair(name: str, fn: Callable[..., Any]) -> list[Variant]:
 def _train_pair(experiment: str, label: str, make: Callable[[], tf.Module], x: tf.Tensor, y: tf.Tensor,
                 warmup: int, repeats: int) -> list[bench.Timing]:
     """Time a training step default vs XLA on two identically seeded models; check one step agrees."""
+    import tensorflow as tf
+
     nets = [make(), make()]
     steps = [tf.function(sgd_step(nets[0])), tf.function(sgd_step(nets[1]), jit_compile=True)]
     losses = [bench.block(s(x, y)) for s in steps]  # first step of each, same starting weights
@@ -236,7 +258,9 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
              chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
              vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
     """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5."""
-    from tfbench.models import lenet5, vgg19
+    import tensorflow as tf
+
+    from tfbench.models import blocks, lenet5, vgg19
 
     rows = []
     for shape in conv_shapes:
@@ -276,6 +300,10 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
 
 def exp4_dense_bias_relu(shapes: Sequence[DenseShape], warmup: int, repeats: int) -> list[bench.Timing]:
     """Remapper on vs off for MatMul + BiasAdd + Relu."""
+    import tensorflow as tf
+
+    from tfbench.models import blocks
+
     rows = []
     for shape in shapes:
         net, x = blocks.DenseBiasRelu(shape), shape.input()
@@ -306,6 +334,10 @@ def hlo_entry_ops(hlo_text: str) -> collections.Counter:
 
 def write_hlo(out_dir: Path, dims: tuple[int, ...] = (1, 8, 8, 64)) -> dict[str, Any]:
     """Write the elementwise chain's HLO before and after XLA's optimisation; return op counts of both."""
+    import tensorflow as tf
+
+    from tfbench.models import blocks
+
     fn = tf.function(blocks.ElementwiseChain().__call__, jit_compile=True)
     ir = fn.experimental_get_compiler_ir(tf.zeros(dims))
     result: dict[str, Any] = {}
@@ -323,17 +355,25 @@ def write_hlo(out_dir: Path, dims: tuple[int, ...] = (1, 8, 8, 64)) -> dict[str,
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     """The options shared by ``python -m tfbench.fusion`` and ``python -m tfbench.bench fusion``."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiments", default="1,2,3,4", help="which experiments, comma-separated (default 1,2,3,4)")
+    p = cli.parser(prog, __doc__.split("\n\n")[0])
+    p.add_argument("--experiments", default="1,2,3,4", help="which experiments, comma-separated")
     p.add_argument("--quick", action="store_true", help="tiny shapes, no VGG19/LeNet-5 (seconds; for tests)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls per case (default 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed calls per case (default 10)")
-    p.add_argument("--vgg-size", type=int, default=32, help="VGG19 input size for exp. 3 (multiple of 32; default 32)")
-    p.add_argument("--vgg-batch", type=int, default=8, help="VGG19 batch for exp. 3 (default 8)")
-    p.add_argument("--lenet-batch", type=int, default=256, help="LeNet-5 batch for exp. 3 (default 256)")
-    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where reports go (default logs)")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed calls per case")
+    cli.add_repeats(p, 10, help="timed calls per case")
+    cli.add_image_size(p, 32, model="vgg19", dest="vgg_size", help="VGG19 input size for exp. 3")
+    p.add_argument("--vgg-batch", type=cli.positive_int, default=8, help="VGG19 batch for exp. 3")
+    p.add_argument("--lenet-batch", type=cli.positive_int, default=256, help="LeNet-5 batch for exp. 3")
+    cli.add_logdir(p, help="where reports go")
+    cli.add_verbose(p)
     return p
+
+
+def parse_args(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
+    """Parse, keep TensorFlow's start-up lines quiet, and check the output folder before any work."""
+    ns = build_parser(prog).parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    return ns
 
 
 def _parse_experiments(text: str) -> list[int]:
@@ -348,10 +388,11 @@ def _parse_experiments(text: str) -> list[int]:
 
 def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
     """Run the chosen experiments with a progress bar; return all timing rows."""
-    if ns.repeats < 1 or ns.warmup < 0:
-        raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {ns.repeats} and {ns.warmup}")
-    if ns.vgg_size % 32 or ns.vgg_size < 32:
-        raise UserError(f"--vgg-size must be a positive multiple of 32 (five 2x2 pools), got {ns.vgg_size}")
+    from tqdm import tqdm
+
+    problem = input_size_error("vgg19", ns.vgg_size)  # the registry's rule, also for callers that skip parsing
+    if problem:
+        raise UserError(problem)
     chosen = _parse_experiments(ns.experiments)
     conv = QUICK_CONV if ns.quick else CONV_SHAPES
     w, r = ns.warmup, ns.repeats
@@ -390,19 +431,42 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return bench.format_table([{c: r.get(c) for c in columns} for r in rows])
 
 
+def write_tensorboard(run: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The results table as a Text card per experiment (run ``results``), and every variant as an HParams row."""
+    from tfbench.summaries import markdown_table, write_hparams_runs, write_text
+
+    columns = ("shape", "variant", "median_ms", "speedup", "max_abs_diff", "agree", "graph")
+
+    def cell(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    texts = {}
+    for experiment in dict.fromkeys(r["experiment"] for r in rows):
+        mine = [r for r in rows if r["experiment"] == experiment]
+        texts[f"fusion/{experiment}"] = (
+            f"{experiment}: median ms of interleaved timed calls (machine possibly shared: compare ratios); "
+            "speedup = the first variant's median / this one's\n\n"
+            + markdown_table(columns, [[cell(r.get(c)) for c in columns] for r in mine]))
+    write_text(run / "results", texts)
+    write_hparams_runs(run / "hparams", rows, ("experiment", "shape", "variant"),
+                       {"median_ms": "median (ms)", "speedup": "speedup over the first variant",
+                        "max_abs_diff": "max |difference| from the first variant"})
+
+
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m tfbench.bench fusion``: run the experiments, write ``logs/bench/fusion-<ts>.json``."""
-    ns = build_parser("python -m tfbench.bench fusion").parse_args(argv)
+    ns = parse_args(argv, "bench fusion")
     return _report(ns, run_experiments(ns))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tfbench.fusion``: the experiments, plus the HLO before/after fusion under ``logs/fusion/<ts>/``."""
-    ns = build_parser("python -m tfbench.fusion").parse_args(argv)
+    ns = parse_args(argv, "fusion")
     rows = run_experiments(ns)
     run = paths.run_dir(ns.logdir, "fusion")
     hlo = write_hlo(run)
-    _report(ns, rows, {"hlo": hlo})
+    data = _report(ns, rows, {"hlo": hlo})
+    write_tensorboard(run, data["rows"])
     print(f"HLO of the 10-op elementwise chain: {hlo['hlo']['kernels']} ops before XLA's passes, "
           f"{hlo['optimized_hlo']['kernels']} kernel(s) after ({dict(hlo['optimized_hlo']['entry_ops'])}); "
           f"files in {run}")

@@ -35,9 +35,32 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from tfbench import cli
 from tfbench.errors import UserError, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``which OP...`` and ``check``; defined before TensorFlow is imported so ``--help`` needs none of it."""
+    parser = cli.parser("grads", __doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("which", help="the registered gradient function of each op type, its file:line and docstring",
+                       formatter_class=cli.HelpFormatter)
+    p.add_argument("op_types", nargs="+", metavar="OP",
+                   help="op types as in tf.raw_ops: Sin MaxPool Relu PowerDifference")
+    p.add_argument("--source", action="store_true", help="also print each function's source")
+    cli.add_verbose(p)
+    p = sub.add_parser("check", help="check every gradient mechanism against a reference",
+                       formatter_class=cli.HelpFormatter)
+    cli.add_seed(p, help="seed of the random test inputs")
+    cli.add_verbose(p)
+    return parser
+
+
+if __name__ == "__main__":  # python -m tfbench.grads: answer --help and bad flags before TensorFlow loads below
+    cli.quiet_tensorflow(build_parser().parse_args().verbose)
+
+import tensorflow as tf  # noqa: E402  (the gradient registrations below need it at import)
 
 # ----------------------------------------------------------------- 1. tf.custom_gradient
 
@@ -285,14 +308,8 @@ def format_info(info: GradientInfo, source: bool = False) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``which OP...`` prints where gradients live; ``check`` verifies every mechanism numerically."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.grads", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("which", help="the registered gradient function of each op type, its file:line and docstring")
-    p.add_argument("op_types", nargs="+", metavar="OP", help="op types as in tf.raw_ops: Sin MaxPool Relu PowerDifference")
-    p.add_argument("--source", action="store_true", help="also print each function's source")
-    p = sub.add_parser("check", help="check every gradient mechanism against a reference")
-    p.add_argument("--seed", type=int, default=0)
-    ns = parser.parse_args(argv)
+    ns = build_parser().parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
     if ns.command == "which":
         infos = [which(op) for op in ns.op_types]  # all looked up before printing: a typo fails cleanly
         print("\n\n".join(format_info(info, ns.source) for info in infos))

@@ -5,7 +5,7 @@ sequence of passes run by its "meta optimizer") rewrites it before it is partiti
 device and executed.  This module shows all three stages of one call:
 
     python -m tfbench.graphs show conv_bias_relu            # op counts pre / post / partition
-    python -m tfbench.graphs show vgg19 --size 224 --disable remapping
+    python -m tfbench.graphs show vgg19 --image-size 224 --disable remapping
     python -m tfbench.graphs show resnet_block --ablate     # what each pass changes, one off at a time
     python -m tfbench.graphs vlog lenet5                    # grappler's own log, per pass (the "pruning logs")
 
@@ -29,53 +29,24 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import tensorflow as tf
-
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.grappler import BOOKKEEPING_OPS, grappler_options, onednn_enabled
-from tfbench.summaries import FunctionGraphs, capture_function_graphs, op_counts, write_graph
+from tfbench.grappler import (PASSES, count_table, disabled_options, format_count_table,
+                              grappler_options, onednn_enabled, parse_pass_list)
+from tfbench import grappler
+from tfbench.models import registry
 
-# CLI name -> (tf.config.optimizer option, value that turns the pass OFF)
-PASSES: dict[str, tuple[str, bool]] = {
-    "remapping": ("remapping", False),            # op fusion: Conv2D+BiasAdd+Relu -> _FusedConv2D, ...
-    "constfold": ("constant_folding", False),     # evaluate constant subgraphs at optimisation time
-    "arithmetic": ("arithmetic_optimization", False),  # algebraic rewrites, unary-op composition
-    "layout": ("layout_optimizer", False),        # NHWC <-> NCHW transposes (GPU)
-    "pruning": ("disable_model_pruning", True),   # model_pruner: drop Identity/NoOp nodes nothing needs
-    "dependency": ("dependency_optimization", False),  # remove redundant control dependencies
-    "loop": ("loop_optimization", False),         # hoist loop invariants
-    "function": ("function_optimization", False),  # inline and specialise function calls
-    "shape": ("shape_optimization", False),       # simplify Shape/Size computations
-    "debug_stripper": ("debug_stripper", False),  # (off by default) strip Assert/Print
-    "implementation_selector": ("implementation_selector", False),  # pick CPU/GPU function variants
-    "meta": ("disable_meta_optimizer", True),     # all of grappler
-}
+if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
+    import tensorflow as tf
+
+    from tfbench.summaries import FunctionGraphs
 
 #: What ``vlog`` asks for by default: the meta optimizer's per-pass sizes, and what the passes did.
 DEFAULT_VMODULE = ("meta_optimizer=1,model_pruner=1,remapper=2,constant_folding=1,"
                    "arithmetic_optimizer=1,dependency_optimizer=1")
-
-
-def disabled_options(names: Sequence[str]) -> dict[str, bool]:
-    """The option dict that turns off the named passes (CLI names from :data:`PASSES`)."""
-    options = {}
-    for name in names:
-        if name not in PASSES:
-            raise UserError(f"unknown grappler pass {name!r}; choose from {', '.join(PASSES)}")
-        key, off = PASSES[name]
-        options[key] = off
-    return options
-
-
-def parse_pass_list(text: str) -> list[str]:
-    """``"remapping,constfold"`` -> ``["remapping", "constfold"]`` (validated)."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    disabled_options(names)
-    return names
 
 
 # ---------------------------------------------------------------- the models
@@ -93,29 +64,20 @@ class Workload:
 def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras: bool = False,
                    seed: int = 0) -> Workload:
     """Build one of :data:`MODELS` with seeded weights and a seeded input."""
+    import tensorflow as tf
+
     from tfbench.models import blocks
 
     rng_input = lambda shape: tf.random.stateless_normal(shape, seed=[seed, 1])  # noqa: E731
-    if model == "vgg19":
-        from tfbench.models import vgg19
+    if model in ("vgg19", "lenet5"):  # built by the registry, which checks the input size
+        from tfbench import models
 
-        size = size or vgg19.INPUT_SIZE
-        try:
-            vgg19.layer_specs(input_size=size)
-        except ValueError as err:
-            raise UserError(f"--size {size}: {err}") from None
-        net = (vgg19.build_keras_vgg19(seed=seed, input_size=size) if keras
-               else vgg19.VGG19Module(seed=seed, input_size=size))
+        size = size or registry.SIZE_RULES[model].native
+        net = models.get(model, impl="keras" if keras else "module", input_size=size, seed=seed)
         call = (lambda x: net(x, training=False)) if keras else net
-        return Workload(model, call, rng_input([batch, size, size, 3]), f"{'Keras' if keras else 'tf.Module'} {size}x{size}")
-    if model == "lenet5":
-        from tfbench.models import lenet5
-
-        if size not in (None, 32):
-            raise UserError(f"--size {size}: LeNet-5 takes 32x32x1 inputs only")
-        net = lenet5.build_keras_lenet5(seed=seed) if keras else lenet5.LeNet5Module(seed=seed)
-        call = (lambda x: net(x, training=False)) if keras else net
-        return Workload(model, call, rng_input([batch, *lenet5.INPUT_SHAPE]), "Keras" if keras else "tf.Module")
+        channels = registry.SIZE_RULES[model].channels
+        note = f"{'Keras' if keras else 'tf.Module'} {size}x{size}x{channels}"
+        return Workload(model, call, rng_input([batch, size, size, channels]), note)
     if keras:
         raise UserError(f"--keras applies to vgg19 and lenet5, not {model!r}")
     size = size or 14
@@ -135,7 +97,7 @@ def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras
 
 
 MODELS: dict[str, str] = {
-    "vgg19": "VGG19 forward (tf.Module, or --keras), --size 224 by default",
+    "vgg19": "VGG19 forward (tf.Module, or --keras), --image-size 224 by default",
     "lenet5": "LeNet-5 forward on 32x32x1 (tanh + average pooling, as in the paper)",
     "conv_bias_relu": "Conv2D -> BiasAdd -> Relu (64 -> 64 channels, 3x3)",
     "conv_bn_relu": "Keras Conv2D -> BatchNormalization -> ReLU at inference",
@@ -148,73 +110,35 @@ MODELS: dict[str, str] = {
 
 def capture(workload: Workload, disable: Sequence[str] = ()) -> FunctionGraphs:
     """The three graphs of one call of a fresh ``tf.function`` of ``workload``, with passes disabled."""
-    with grappler_options(**disabled_options(disable)):
-        return capture_function_graphs(tf.function(workload.call), workload.inputs)
-
-
-def count_table(graphs: FunctionGraphs) -> list[tuple[str, int, int, int]]:
-    """``(op, pre, post, partition)`` rows, compute ops first, then by descending pre count."""
-    pre, post = op_counts(graphs.pre_optimization), op_counts(graphs.post_optimization)
-    part: collections.Counter = collections.Counter()
-    for g in graphs.partitions:
-        part.update(op_counts(g))
-    ops = set(pre) | set(post) | set(part)
-    rows = [(op, pre[op], post[op], part[op]) for op in ops]
-    rows.sort(key=lambda r: (r[0] in BOOKKEEPING_OPS, -max(r[1:]), r[0]))
-    return rows
-
-
-def format_count_table(rows: Sequence[tuple[str, int, int, int]]) -> str:
-    """The rows as text, with a marker on the ops grappler changed and a total line."""
-    width = max([len(r[0]) for r in rows] + [5])
-    lines = [f"{'op':{width}s}  {'pre':>5s}  {'post':>5s}  {'partition':>9s}", "-" * (width + 27)]
-    for op, pre, post, part in rows:
-        mark = "  <- changed" if pre != post or post != part else ""
-        lines.append(f"{op:{width}s}  {pre:5d}  {post:5d}  {part:9d}{mark}")
-    totals = [sum(r[i] for r in rows) for i in (1, 2, 3)]
-    lines.append("-" * (width + 27))
-    lines.append(f"{'total':{width}s}  {totals[0]:5d}  {totals[1]:5d}  {totals[2]:9d}")
-    return "\n".join(lines)
-
-
-def count_diff(before: collections.Counter, after: collections.Counter) -> str:
-    """``"-Conv2D 1, +_FusedConv2D 1"``: how ``after`` differs from ``before``, or ``"(same)"``."""
-    parts = []
-    for op in sorted(set(before) | set(after)):
-        delta = after[op] - before[op]
-        if delta:
-            parts.append(f"{'+' if delta > 0 else '-'}{op} {abs(delta)}")
-    return ", ".join(parts) or "(same)"
+    return grappler.capture(workload.call, workload.inputs, disable)
 
 
 def ablate(workload: Workload, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Capture once with everything on, then once per pass with only that pass off.
+    """What each pass contributes: :func:`tfbench.grappler.ablate` on the workload."""
+    return grappler.ablate(workload.call, workload.inputs, names)
 
-    Each row says how the post-grappler graph differs from the all-on graph when the pass is
-    off, i.e. what that pass contributes (``+Conv2D 1`` with remapping off: remapping removes it).
+
+def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str, Any]] = ()) -> list[Path]:
+    """Write pre, post and each partition graph as its own TensorBoard run under ``run``, with readable names.
+
+    The ``post`` run also gets a Text card: the op counts before/after grappler (and, with
+    ``ablation``, what each pass changes); fused nodes are named after what they fused.
     """
-    base = op_counts(capture(workload).post_optimization)
-    rows = []
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")  # each capture retraces on purpose; the retracing warning is noise here
-    try:
-        posts = {name: op_counts(capture(workload, [name]).post_optimization)
-                 for name in names or [n for n in PASSES if n != "debug_stripper"]}
-    finally:
-        logger.setLevel(level)
-    for name, post in posts.items():
-        rows.append({"pass_off": name, "nodes": sum(post.values()), "nodes_all_on": sum(base.values()),
-                     "difference_vs_all_on": count_diff(base, post)})
-    return rows
+    from tfbench import graph_views
+    from tfbench.summaries import markdown_table, write_text
 
+    from tfbench.summaries import write_graph
 
-def write_graphs(run: Path, graphs: FunctionGraphs) -> list[Path]:
-    """Write pre, post and each partition graph as its own TensorBoard run under ``run``."""
     written = []
-    for label, graph_def in [("pre", graphs.pre_optimization), ("post", graphs.post_optimization)] + [
-            ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(graphs.partitions)]:
+    for label, graph_def in graphs.readable().items():
         write_graph(run / label, graph_def)
         written.append(run / label)
+    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
+             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
+    if ablation:
+        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
+                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
+    write_text(run / "post", texts)
     return written
 
 
@@ -307,7 +231,7 @@ def capture_vlog(model: str, *, size: int | None = None, batch: int = 1, keras: 
     """Run ``model`` once in a fresh Python with grappler's VLOG switched on; return its stderr."""
     cmd = [sys.executable, "-m", "tfbench.graphs", "run", model, "--batch", str(batch)]
     if size:
-        cmd += ["--size", str(size)]
+        cmd += ["--image-size", str(size)]
     if keras:
         cmd.append("--keras")
     if disable:
@@ -323,9 +247,11 @@ def capture_vlog(model: str, *, size: int | None = None, batch: int = 1, keras: 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=list(MODELS), help="what to look at")
-    p.add_argument("--size", type=int, default=None,
-                   help="input height/width (vgg19: multiple of 32, default 224; blocks: default 14)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--image-size", dest="size", type=cli.positive_int, default=None,
+                   help="input height/width (default: vgg19 224, a multiple of 32; lenet5 32, its only size; "
+                        "blocks 14)")
+    cli.add_batch_size(p, 1, dest="batch")
+    cli.add_verbose(p)
     p.add_argument("--keras", action="store_true", help="vgg19/lenet5: the Keras model instead of the tf.Module")
     p.add_argument("--disable", type=parse_pass_list, default=[],
                    help=f"comma-separated grappler passes to turn off: {', '.join(PASSES)}")
@@ -333,23 +259,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``show`` / ``vlog`` / ``run`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tfbench.graphs", description=__doc__.split("\n\n")[0],
-        epilog="models:\n" + "\n".join(f"  {k:18s} {v}" for k, v in MODELS.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("graphs", __doc__.split("\n\n")[0])
+    parser.epilog = "models:\n" + "\n".join(f"  {k:18s} {v}" for k, v in MODELS.items())
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="op counts before/after grappler and in the partition graphs; "
-                                       "TensorBoard runs")
+                                       "TensorBoard runs", formatter_class=cli.HelpFormatter)
     _add_model_args(show)
     show.add_argument("--ablate", action="store_true", help="also turn each pass off alone and show what it changed")
-    show.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where runs go (default logs)")
-    vlog = sub.add_parser("vlog", help="run the model in a subprocess with grappler's VLOG on; per-pass summary")
+    cli.add_logdir(show, help="where runs go")
+    vlog = sub.add_parser("vlog", help="run the model in a subprocess with grappler's VLOG on; per-pass summary",
+                          formatter_class=cli.HelpFormatter)
     _add_model_args(vlog)
     vlog.add_argument("--vmodule", default=DEFAULT_VMODULE, help=f"TF_CPP_VMODULE (default {DEFAULT_VMODULE})")
     vlog.add_argument("--max-vlog-level", type=int, default=None,
                       help="also set TF_CPP_MAX_VLOG_LEVEL (every source file; thousands of lines)")
-    vlog.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where the log goes (default logs)")
-    run = sub.add_parser("run", help="call the model's tf.function once (what vlog runs in its subprocess)")
+    cli.add_logdir(vlog, help="where the log goes")
+    run = sub.add_parser("run", help="call the model's tf.function once (what vlog runs in its subprocess)",
+                         formatter_class=cli.HelpFormatter)
     _add_model_args(run)
     return parser
 
@@ -357,10 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``show`` / ``vlog`` / ``run``; see ``--help``."""
     ns = build_parser().parse_args(argv)
-    if ns.batch < 1:
-        raise UserError(f"--batch must be at least 1, got {ns.batch}")
+    cli.quiet_tensorflow(ns.verbose)
+    if getattr(ns, "logdir", None) is not None:
+        cli.check_output_dir(ns.logdir)
+    if ns.size is not None and ns.model in registry.SIZE_RULES:  # vgg19, lenet5: the registry's size rule
+        problem = registry.input_size_error(ns.model, ns.size)
+        if problem:
+            raise UserError(problem)
     if ns.command == "vlog":
         return _vlog(ns)
+    import tensorflow as tf
+
     workload = build_workload(ns.model, size=ns.size, batch=ns.batch, keras=ns.keras)
     if ns.command == "run":
         with grappler_options(**disabled_options(ns.disable)):
@@ -369,15 +302,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     graphs = capture(workload, ns.disable)
     label = ns.model + ("-keras" if ns.keras else "") + "".join(f"-no_{n}" for n in ns.disable)
     run = paths.run_dir(ns.logdir, "graphs") / label
-    write_graphs(run, graphs)
     print(f"{ns.model} ({workload.note}), batch {ns.batch}; disabled: {', '.join(ns.disable) or 'nothing'}; "
           f"oneDNN kernels: {'on' if onednn_enabled() else 'off'}")
     print(format_count_table(count_table(graphs)))
+    ablation = []
     if ns.ablate:
         from tfbench.bench import format_table
 
+        ablation = ablate(workload)
         print("\nwhat each pass changes (post-grappler graph with that pass off, vs all passes on):")
-        print(format_table(ablate(workload)))
+        print(format_table(ablation))
+    write_graphs(run, graphs, ablation)
     print(f"TensorBoard runs: {run}/{{pre,post,partition}}  (tensorboard --logdir {ns.logdir}/graphs)")
     return 0
 

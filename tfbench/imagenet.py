@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.data import labels
 from tfbench.data import preprocess as pp
 from tfbench.data.imagenet_val import class_counts, convert, default_tfrecords, embedded_sample
@@ -54,7 +54,7 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
         viewed = pp.denormalise(normalised, spec, channel_order="RGB")  # back to pixels: what the network sees
         label = int(features["image/class/label"]) - int(manifest.first_label)
         name = features["image/filename"].numpy().decode()
-        print(f"example {i}: {name} {original.shape[0]}x{original.shape[1]} label {label} "
+        print(f"example {i}: {name} {original.shape[1]}x{original.shape[0]} (width x height) label {label} "
               f"({labels.class_name(label)}); after {mode} normalisation: min {normalised.min():.1f} "
               f"max {normalised.max():.1f} mean {normalised.mean():.2f}")
         summaries.write_images(run, {f"{i}_{name}/original": original,
@@ -66,25 +66,26 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
 
 def evaluate(tfrecord_dir: str | Path, *, weights_path: str | None = None, allow_pickle: bool = False,
              seed: int = 0, batch_size: int = 16, recipe: str = "A-aspect", limit: int | None = None,
-             logdir: str | Path = paths.DEFAULT_LOGDIR) -> dict[str, Any]:
+             logdir: str | Path = paths.DEFAULT_LOGDIR, progress: bool = True) -> dict[str, Any]:
     """Run VGG19 over the shards; return top-1/top-5 accuracy (chance level with random weights)."""
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tfbench import summaries
+    from tfbench import models, summaries
     from tfbench.data import reader, weights
     from tfbench.data.manifest import Manifest
-    from tfbench.models import vgg19
 
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be at least 1 image, got {limit}")
     loaded = weights.load(weights_path, allow_pickle=allow_pickle) if weights_path else weights.random(seed)
     spec = loaded.input_spec
-    model = vgg19.VGG19Module(loaded.layers, input_size=spec.size)
+    model = models.get("vgg19", impl="module", input_size=spec.size, weights=loaded.layers)
     forward = model.as_function()
     manifest = Manifest.read(tfrecord_dir)
     ds = reader.make_dataset(tfrecord_dir, batch_size=batch_size, recipe=recipe, spec=spec)
     total = manifest.written if limit is None else min(limit, manifest.written)
     seen = top1 = top5 = 0
-    with tqdm(total=total, unit="img", desc="VGG19 eval") as bar:
+    with tqdm(total=total, unit="img", desc="VGG19 eval", disable=not progress) as bar:
         for images, label_batch in reader.iterate(ds, tfrecord_dir):
             if seen >= total:
                 break
@@ -112,37 +113,48 @@ def evaluate(tfrecord_dir: str | Path, *, weights_path: str | None = None, allow
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``convert``, ``inspect`` or ``eval`` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.imagenet", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="where runs go (default: logs)")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convert`` / ``inspect`` / ``eval`` parser (no TensorFlow needed to parse)."""
+    parser = cli.parser("imagenet", __doc__.split("\n\n")[0])
+    cli.add_logdir(parser)
     common = argparse.ArgumentParser(add_help=False)  # --logdir also accepted after the command
     common.add_argument("--logdir", default=argparse.SUPPRESS, help="where runs go (default: logs)")
+    cli.add_progress(common)
+    cli.add_verbose(common)
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", parents=[common], help="write a val folder as TFRecord shards with a manifest")
+    c = sub.add_parser("convert", parents=[common], help="write a val folder as TFRecord shards with a manifest",
+                       formatter_class=cli.HelpFormatter)
     c.add_argument("--src", help="val folder (raw or per-synset); default: the embedded sample")
     c.add_argument("--out", help="output folder (default with the sample: <logdir>/imagenet/sample-tfrecords)")
-    c.add_argument("--shards", type=int, default=128, help="number of shards (capped at the image count)")
-    c.add_argument("--workers", type=int, default=None, help="writer processes (default: one per core)")
+    c.add_argument("--shards", type=cli.positive_int, default=128, help="number of shards (capped at the image count)")
+    c.add_argument("--workers", type=cli.positive_int, default=None,
+                   help="writer processes (default: one per core)")
     c.add_argument("--labels", help="devkit folder, ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv "
                                     "or a synset list (default: the bundled list)")
     c.add_argument("--label-offset", type=int, choices=(0, 1), default=0,
-                   help="0: classes 0..999 (Keras, default); 1: 1..1000 (tensorflow/models)")
+                   help="0: classes 0..999 (Keras); 1: 1..1000 (tensorflow/models)")
     for name, text in (("inspect", "counts per class, a few examples, TensorBoard images"),
                        ("eval", "VGG19 top-1/top-5 over the shards")):
-        p = sub.add_parser(name, parents=[common], help=text)
+        p = sub.add_parser(name, parents=[common], help=text, formatter_class=cli.HelpFormatter)
         p.add_argument("dir", nargs="?", help="folder of shards (default: the embedded sample, made on demand)")
         p.add_argument("--recipe", default="A-aspect", choices=tuple(pp.RECIPES), help="crop recipe")
-    sub.choices["inspect"].add_argument("--examples", type=int, default=4, help="examples to show")
-    sub.choices["inspect"].add_argument("--mode", default="caffe", choices=("caffe", "tf", "torch"))
+    sub.choices["inspect"].add_argument("--examples", type=cli.positive_int, default=4, help="examples to show")
+    sub.choices["inspect"].add_argument("--mode", default="caffe", choices=("caffe", "tf", "torch"),
+                                        help="normalisation shown")
     e = sub.choices["eval"]
     e.add_argument("--weights", help="VGG19 weight file (.npz, .h5, .npy, .mat); default: seeded random")
     e.add_argument("--allow-pickle", action="store_true", help="allow .npy weight files (runs code from the file!)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--limit", type=int, help="stop after this many images")
-    ns = parser.parse_args(argv)
+    cli.add_seed(e)
+    cli.add_batch_size(e, 16)
+    e.add_argument("--limit", type=cli.positive_int, help="stop after this many images (default: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``convert``, ``inspect`` or ``eval`` (see the module docstring)."""
+    ns = build_parser().parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
 
     if ns.command == "convert":
         if ns.src is None:
@@ -153,11 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not ns.out:
                 raise UserError("--out is required with --src")
             src, out = Path(ns.src), Path(ns.out)
-        if ns.shards < 1:
-            raise UserError(f"--shards must be at least 1, got {ns.shards}")
-
+            if not src.exists():
+                raise UserError(f"--src {src}: no such folder")
+            if not src.is_dir():
+                raise UserError(f"--src {src} is a file, expected a folder of images")
+        cli.check_output_dir(out, "--out")
         manifest = convert(src, out, num_shards=ns.shards, workers=ns.workers, labels_path=ns.labels,
-                           label_offset=ns.label_offset)
+                           label_offset=ns.label_offset, progress=not ns.no_progress)
         print(f"{out}: {manifest.summary()}")
         print(f"labels from {manifest.metadata['label_source']}, {manifest.label_convention['description']}")
         return 0
@@ -166,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inspect(directory, logdir=ns.logdir, examples=ns.examples, recipe=ns.recipe, mode=ns.mode)
     else:
         evaluate(directory, weights_path=ns.weights, allow_pickle=ns.allow_pickle, seed=ns.seed,
-                 batch_size=ns.batch_size, recipe=ns.recipe, limit=ns.limit, logdir=ns.logdir)
+                 batch_size=ns.batch_size, recipe=ns.recipe, limit=ns.limit, logdir=ns.logdir,
+                 progress=not ns.no_progress)
     return 0
 
 

@@ -6,19 +6,19 @@ per-channel means side by side (default: scikit-image's ``chelsea`` saved as a J
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from tfbench import cli
 from tfbench.data.images import LIBRARIES, load_image, save_jpeg, skimage_photo
 from tfbench.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Load each file with the three libraries and print the channel order and per-channel means they give."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.images", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("images", __doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", help="image files (default: scikit-image's chelsea as a JPEG)")
     ns = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

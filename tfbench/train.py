@@ -19,9 +19,11 @@ loss curves agree: within ``rtol=1e-4`` over the first 20 steps (``tests/test_tr
 grappler's fused kernels round differently from eager's op-by-op ones, that is all).
 ``fit`` is called once per epoch, so it too can resume mid-epoch from a checkpoint.
 
-Logged for TensorBoard under ``run_dir``: loss and learning rate every step; epoch loss,
-train and test accuracy and a histogram of every weight every epoch; in ``function`` mode
-also the graph of the traced training step.  Checkpoints: ``tf.train.Checkpoint(model,
+Logged for TensorBoard under ``run_dir`` (tags grouped ``train/``, ``lr/``, ``weights/``): loss and
+learning rate every step; epoch loss, a histogram of every weight and ``accuracy`` every epoch,
+in run ``train`` for the training batches and in run ``test`` for the held-out images, so both
+share one chart; the whole learning-rate staircase in run ``lr_schedule``; 16 training images;
+in ``function`` mode also the graph of the traced training step.  Checkpoints: ``tf.train.Checkpoint(model,
 optimizer)`` + ``CheckpointManager``; the step counter is the optimizer's ``iterations``,
 so a restored run knows where it was, which batch of which epoch comes next, and keeps
 its momentum and learning-rate position.
@@ -224,10 +226,14 @@ def train(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         ckpts.restore()
     history.start_step = int(optimizer.iterations.numpy())  # restored, or an optimizer that has run before
     if ckpts is not None and ckpts.manager.latest_checkpoint:
-        log(f"resumed from {ckpts.manager.latest_checkpoint} at step {history.start_step} "
-            f"(epoch {history.start_step // spe + 1}, batch {history.start_step % spe + 1} of {spe})")
+        where = (f"(epoch {history.start_step // spe + 1} of {epochs}, batch {history.start_step % spe + 1} of {spe})"
+                 if history.start_step < epochs * spe else f"(all {epochs} epochs done: nothing left to train)")
+        log(f"resumed from {ckpts.manager.latest_checkpoint} at step {history.start_step} {where}")
 
     writer = tf.summary.create_file_writer(str(Path(run_dir) / "train")) if run_dir is not None else None
+    test_writer = tf.summary.create_file_writer(str(Path(run_dir) / "test")) if run_dir is not None else None
+    if run_dir is not None and history.start_step == 0:
+        write_overview(Path(run_dir), x_train, y_train, max(epochs * spe, 1))
     predict = make_predict(model)
     step_fn: Callable | None = None
     if mode in ("eager", "function"):
@@ -249,8 +255,8 @@ def train(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         history.step_ms.append(ms)
         if writer is not None:
             with writer.as_default(step=step):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("learning_rate", lr)
+                tf.summary.scalar("train/loss", loss, description=SCALARS["train/loss"])
+                tf.summary.scalar("lr/learning_rate", lr, description=SCALARS["lr/learning_rate"])
         if ckpts is not None and checkpoint_every and step % checkpoint_every == 0:
             history.checkpoints.append(ckpts.save())
             log(f"checkpoint step {step}")
@@ -291,12 +297,14 @@ def train(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         history.epochs.append(epoch_log)
         if writer is not None:
             with writer.as_default(step=step):
-                tf.summary.scalar("epoch_loss", epoch_log["loss"])
-                tf.summary.scalar("train_accuracy", epoch_log["train_accuracy"])
-                tf.summary.scalar("test_accuracy", epoch_log["test_accuracy"])
+                tf.summary.scalar("train/epoch_loss", epoch_log["loss"], description=SCALARS["train/epoch_loss"])
+                tf.summary.scalar("accuracy", epoch_log["train_accuracy"], description=SCALARS["accuracy"])
                 for var in model.trainable_variables:
-                    tf.summary.histogram(_variable_name(var), var)
+                    tf.summary.histogram("weights/" + _variable_name(var), var)
+            with test_writer.as_default(step=step):  # same tag, other run: one chart, two lines
+                tf.summary.scalar("accuracy", epoch_log["test_accuracy"], description=SCALARS["accuracy"])
             writer.flush()
+            test_writer.flush()
         if ckpts is not None and (not history.checkpoints or not history.checkpoints[-1].endswith(f"-{step}")):
             history.checkpoints.append(ckpts.save())
         partial = "" if len(losses) == spe else f" ({len(losses)} of {spe} steps)"
@@ -307,7 +315,39 @@ def train(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
             break
     if writer is not None:
         writer.close()
+        test_writer.close()
     return history
+
+
+#: Scalar tag -> description (units included) shown under each chart in TensorBoard.
+SCALARS = {
+    "train/loss": "Cross-entropy of one training batch (nats, mean over the batch), every step.",
+    "train/epoch_loss": "Mean of the step losses of one epoch (nats).",
+    "accuracy": "Fraction of images classified correctly (0..1), each epoch. Run `train`: the batches of that "
+                "epoch, as they were trained on; run `test`: the held-out test images after the epoch.",
+    "lr/learning_rate": "Learning rate the step used: 0.1 x 0.9 every 10,000 steps, staircase (exercise 4.8).",
+    "lr/schedule": "The whole learning-rate schedule over 100,000 steps (run `lr_schedule`): the staircase that a "
+                   "short run, which stays below step 10,000, never reaches.",
+}
+
+
+def write_overview(run_dir: Path, x_train: np.ndarray, y_train: np.ndarray, total_steps: int,
+                   schedule_steps: int = 100_000) -> None:
+    """Once per run: the full learning-rate staircase (run ``lr_schedule``) and 16 training images."""
+    schedule = lr_schedule()
+    with tf.summary.create_file_writer(str(run_dir / "lr_schedule")).as_default():
+        for step in range(0, max(schedule_steps, total_steps) + 1, 500):
+            tf.summary.scalar("lr/schedule", float(schedule(step)), step=step, description=SCALARS["lr/schedule"])
+    images = np.asarray(x_train[:16], np.float32)
+    if images.ndim == 3:
+        images = images[..., None]
+    low, high = float(images.min()), float(images.max())
+    shown = (images - low) / max(high - low, 1e-6)
+    with tf.summary.create_file_writer(str(run_dir / "train")).as_default():
+        tf.summary.image("data/first_16_training_images", shown, step=0, max_outputs=16, description=(
+            f"The first 16 training images as the model reads them: {images.shape[1]}x{images.shape[2]}, "
+            f"{images.shape[3]} channel(s), values {low:.3g}..{high:.3g} (shown rescaled to 0..1); "
+            f"labels {', '.join(str(int(v)) for v in y_train[:16])}. Total steps of this run: {total_steps:,}."))
 
 
 def _variable_name(var: Any) -> str:

@@ -11,9 +11,12 @@ What it does, in order (course exercises 4.4, 4.9, 5.1, 5.2):
 3. runs the same batch eagerly, through ``tf.function`` and through XLA, and prints the
    median latency after warm-up, the speedups, and the largest difference between outputs;
 4. prints the top-5 ImageNet classes (and says so when the weights are random);
-5. writes a TensorBoard run: the traced op graph (variables stay variables), the Keras
-   conceptual graph, the graph after grappler (TensorBoard only shows the pre-optimisation
-   graph of a trace, so we write that one ourselves), and the image before/after preprocessing.
+5. writes TensorBoard runs under ``logs/0_vgg19/<timestamp>/`` (docs/tensorboard.md): the op graph
+   named by block (variables stay variables), the graphs after grappler and as partitioned, with
+   fused nodes named after what they fused (TensorBoard only shows the pre-optimisation graph of
+   a trace, so we write those ourselves), the Keras conceptual graph, every printed table as a
+   Text card, the three modes as HParams rows, every preprocessing stage as an image, and with
+   ``--profile`` a profiler trace.
 """
 
 from __future__ import annotations
@@ -26,40 +29,39 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench import paths
-from tfbench.errors import UserError, run_cli
+from tfbench import cli, paths
+from tfbench.cli import check_input_file
+from tfbench.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the main job."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tfbench.vgg_graph",
-        description="VGG19 eager vs tf.function vs XLA, top-5 classes, and TensorBoard graphs.",
-    )
+    parser = cli.parser("vgg_graph", "VGG19 eager vs tf.function vs XLA, top-5 classes, and TensorBoard graphs.")
     parser.add_argument("--weights", type=Path, help="VGG19 weights: .npz, Keras .h5, vgg19.npy or MatConvNet .mat "
                         "(default: seeded random weights)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow unpickling a vgg19.npy file (runs code from the file: only for files you trust)")
     parser.add_argument("--image", type=Path, help="image file (default: scikit-image's bundled cat photo 'chelsea')")
-    parser.add_argument("--batch", type=int, default=1, help="batch size: the image repeated N times (default 1)")
-    parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR, help="TensorBoard log root (default logs)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per mode (default 5, after 2 warm-ups)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    cli.add_batch_size(parser, 1, help="batch size: the image repeated N times", dest="batch")
+    cli.add_logdir(parser, help="TensorBoard log root")
+    cli.add_repeats(parser, 5, help="timed runs per mode (after 2 warm-ups)")
+    cli.add_seed(parser, help="seed of the random weights")
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA (jit_compile=True) variant")
     parser.add_argument("--no-bench", action="store_true", help="run each mode once, without timing")
+    parser.add_argument("--profile", action="store_true",
+                        help="also record a profiler trace of a few calls per mode (TensorBoard's PROFILE tab; "
+                             "needs tensorboard-plugin-profile)")
+    cli.add_verbose(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse and validate arguments; problems raise UserError (one line, exit code 2)."""
+    """Parse and validate arguments, output folder included, before any work; problems raise UserError."""
     args = build_parser().parse_args(argv)
-    if args.batch < 1:
-        raise UserError(f"--batch must be at least 1, got {args.batch}")
-    if args.repeats < 1:
-        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
     for flag, path in (("--weights", args.weights), ("--image", args.image)):
-        if path is not None and not path.is_file():
-            raise UserError(f"{flag} {path}: no such file")
+        if path is not None:
+            check_input_file(path, flag)
+    cli.check_output_dir(args.logdir)
     return args
 
 
@@ -142,26 +144,238 @@ def speedups(timings: list, suffix: str = "") -> dict[str, float]:
 
 # --- TensorBoard ------------------------------------------------------------------------------------
 
-def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput) -> None:
-    """Op graph of the tf.function, Keras conceptual graph, post-grappler graph, input images."""
+#: The main job's folder under the log root.  TensorBoard lists runs in natural order with digits
+#: and "_" before letters, so "0_vgg19/<timestamp>/graph" is the run the Graphs dashboard opens on.
+RUN_FOLDER = "0_vgg19"
+
+#: (run, tab, what you should see): the "what each run shows and where to click" card.
+GUIDE = [
+    ("graph", "GRAPHS (opens on it)",
+     "`images -> vgg19 -> logits`; double-click `vgg19`: five blocks `block1 ... block5` and a `classifier`, "
+     "connected in order; in a block, each conv box holds its `weights`, `biases` and `Conv2D -> BiasAdd -> Relu`"),
+    ("optimized", "GRAPHS, Run `.../optimized`",
+     "the graph after grappler: in each conv box one node `FusedConv2D+BiasAdd+Relu` (hover for the full name), "
+     "in each fc box `FusedMatMul+BiasAdd(+Relu)`"),
+    ("optimized", "TEXT", "op counts before/after grappler, and what each grappler pass changes"),
+    ("partition", "GRAPHS, Run `.../partition`",
+     "what the CPU runs: on oneDNN builds the kernels are `MklNativeFusedConv2D+BiasAdd+Relu`"),
+    ("keras", "GRAPHS, Run `.../keras`, Tag `keras`, Graph type: Conceptual",
+     "the Keras model's layers, with Keras names (`block1_conv1`, `fc1`, `predictions`: the layer table maps them)"),
+    ("results", "TEXT", "the layer table (pool shapes, 143,667,240 parameters), latency and differences, top-5"),
+    ("hparams/MODE", "HPARAMS", "eager, tf.function and XLA as rows of one sortable table"),
+    ("images", "IMAGES", "the photo with the crop box, resized to 256, cropped to 224, and what the network reads"),
+    ("profile", "PROFILE (with `--profile`)", "trace viewer: three steps each of eager, tf.function and XLA"),
+]
+
+
+def guide_markdown(run_dir: Path) -> str:
+    """The "what each run shows and where to click" card."""
+    from tfbench.summaries import markdown_table
+
+    return (f"**What each run of this main job shows, and where to click** (runs are folders under `{run_dir}`)"
+            "\n\n" + markdown_table(["run", "tab", "what you should see"], [(f"**{r}**", t, w) for r, t, w in GUIDE]))
+
+
+def layer_markdown(rows: list[dict[str, Any]], keras_names: dict[str, str]) -> str:
+    """The layer table (exercise 4.9) as markdown, with the Keras name beside the Caffe one."""
+    from tfbench.summaries import markdown_table
+
+    body = [(f"**{r['layer']}**" if r["layer"].startswith("pool") else r["layer"],
+             keras_names.get(r["layer"], r["layer"].replace("pool", "block") + "_pool"
+                             if r["layer"].startswith("pool") else ""),
+             str(r["output shape"]), f"{r['params']:,}") for r in rows]
+    body.append(("**total**", "", "", f"**{sum(r['params'] for r in rows):,}**"))
+    return ("VGG19 for a (1, 224, 224, 3) input: every layer's output shape and parameter count "
+            "(pools in bold: 112, 56, 28, 14, 7)\n\n" + markdown_table(["layer", "Keras name", "output shape",
+                                                                          "params"], body))
+
+
+def results_markdown(diffs: dict[str, float], timings: list, batch: int, repeats: int) -> str:
+    """Latency (median ms) and the largest difference from eager, one row per mode."""
+    from tfbench.summaries import markdown_table
+
+    by_case = {t.case: t for t in timings}
+    rows = []
+    for mode, diff in diffs.items():
+        t = by_case.get(mode)
+        latency = f"{t.median_ms:.2f}" if t else "not timed (--no-bench)"
+        speed = f"{by_case['eager'].median_ms / t.median_ms:.2f}x" if t and "eager" in by_case else ""
+        rows.append((mode, latency, speed, "(reference)" if mode == "eager" else f"{diff:.3g}"))
+    return (f"batch {batch}; median of {repeats} timed calls after 2 warm-ups, modes interleaved "
+            "round robin; measured while this machine may be shared, so compare the ratios\n\n"
+            + markdown_table(["mode", "median ms", "speedup over eager", "max abs difference from eager (logits)"],
+                             rows))
+
+
+def top5_markdown(top5: list[tuple[int, str, float]], random_weights: bool) -> str:
+    """The five best classes, with the warning when the weights are random."""
+    from tfbench.summaries import markdown_table
+
+    warning = ("**The weights are random (seeded): these classes mean nothing.** Pass `--weights FILE` "
+               "for real predictions.\n\n" if random_weights else "")
+    return warning + markdown_table(["rank", "class index", "class", "probability"],
+                                    [(i + 1, idx, name, f"{p:.4f}") for i, (idx, name, p) in enumerate(top5)])
+
+
+def write_hparams(run_dir: Path, diffs: dict[str, float], timings: list, batch: int) -> None:
+    """One HParams run per mode (eager, tf.function, XLA), so the comparison is one sortable table."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    mode = hp.HParam("mode", hp.Discrete(list(diffs)))
+    batch_hp = hp.HParam("batch", hp.IntInterval(1, 1 << 16))
+    metrics = [hp.Metric("latency_ms", display_name="median latency (ms)"),
+               hp.Metric("speedup_over_eager", display_name="speedup over eager"),
+               hp.Metric("max_abs_diff_vs_eager", display_name="max |difference| from eager")]
+    with tf.summary.create_file_writer(str(run_dir / "hparams")).as_default():
+        hp.hparams_config(hparams=[mode, batch_hp], metrics=metrics)
+    by_case = {t.case: t.median_ms for t in timings}
+    for name, diff in diffs.items():
+        with tf.summary.create_file_writer(str(run_dir / "hparams" / name.replace("+", "_"))).as_default():
+            hp.hparams({mode: name, batch_hp: batch}, trial_id=name)
+            tf.summary.scalar("max_abs_diff_vs_eager", diff, step=0)
+            if name in by_case:
+                tf.summary.scalar("latency_ms", by_case[name], step=0)
+                tf.summary.scalar("speedup_over_eager", by_case["eager"] / by_case[name], step=0)
+
+
+def write_graphs(run_dir: Path, model, weights) -> str:
+    """Traced op graph, post-grappler and partition graphs with readable names, Keras conceptual graph.
+
+    Returns the markdown of what grappler changed (also written as the ``optimized`` run's Text card).
+    """
     import tensorflow as tf
 
+    from tfbench import graph_views, grappler, summaries
+    from tfbench.models import vgg19
+
+    x = tf.zeros([1, model.input_size, model.input_size, 3])
+    concrete = model.as_function().get_concrete_function(x)
+    summaries.write_graph(run_dir / "graph", graph_views.readable_traced_graph(concrete, ["logits"]))
+    fn = model.as_function()
+    graphs = summaries.capture_function_graphs(fn, x)
+    names = graph_views.function_arg_names(fn.get_concrete_function(x))
+    readable = {label: graph_views.readable_function_graph(g, names, ["logits"]) for label, g in
+                (("optimized", graphs.post_optimization), ("partition", graphs.partitions[0]))}
+    for label, graph_def in readable.items():
+        summaries.write_graph(run_dir / label, graph_def)
+    changes = graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()
+    small = vgg19.VGG19Module(seed=0, input_size=32, num_classes=10)  # the same ops, 50x cheaper to capture
+    passes = grappler.ablate(small, tf.zeros([1, 32, 32, 3]), ["remapping", "constfold", "arithmetic", "pruning",
+                                                                "dependency", "function", "shape", "meta"])
+    ablation = summaries.markdown_table(
+        ["pass turned off", "nodes", "nodes with all passes on", "change vs all on"],
+        [(r["pass_off"], r["nodes"], r["nodes_all_on"], r["difference_vs_all_on"]) for r in passes])
+    summaries.write_text(run_dir / "optimized", {
+        "grappler/op_counts": "VGG19 forward, one `tf.function` call: op counts of the graph before and after "
+                              "grappler (post-grappler node names say what was fused)\n\n" + changes,
+        "grappler/passes": "What each grappler pass does here: the post-grappler graph with that one pass "
+                           "off, compared with all passes on (the same VGG19 at 32x32: same ops; "
+                           "`+Conv2D 16` with remapping off means remapping removes them)\n\n" + ablation,
+    })
+    summaries.write_keras_graph(run_dir / "keras", vgg19.build_keras_vgg19(weights.layers))
+    return changes
+
+
+def crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """Where the "A-aspect" crop (shorter side to 256, centre ``size``) lies in the original: top, left, h, w."""
+    from tfbench.data import preprocess
+
+    nh, nw = preprocess.shorter_side_size(height, width, preprocess.resize_size(size))
+    ch, cw = size * height / nh, size * width / nw
+    return int(round((height - ch) / 2)), int(round((width - cw) / 2)), int(round(ch)), int(round(cw))
+
+
+def write_input_images(run_dir: Path, prepared: PreparedInput, spec) -> None:
+    """Every stage of the recipe, each with a description: box on the photo, 256 resize, crop, network view."""
+    import tensorflow as tf
+
+    from tfbench.data import preprocess
+
+    h, w = prepared.original.shape[:2]
+    top, left, ch, cw = crop_box(h, w, spec.size)
+    boxed = tf.image.draw_bounding_boxes(
+        tf.constant(prepared.original[None], tf.float32) / 255.0,
+        tf.constant([[[top / h, left / w, (top + ch) / h, (left + cw) / w]]], tf.float32),
+        tf.constant([[1.0, 0.0, 0.0, 1.0]]))
+    for t in range(1, max(2, min(h, w) // 150)):  # draw_bounding_boxes is 1 px wide: thicken it
+        boxed = tf.image.draw_bounding_boxes(
+            boxed, tf.constant([[[(top + t) / h, (left + t) / w, (top + ch - t) / h, (left + cw - t) / w]]],
+                               tf.float32), tf.constant([[1.0, 0.0, 0.0, 1.0]]))
+    nh, nw = preprocess.shorter_side_size(h, w, preprocess.resize_size(spec.size))
+    resized = preprocess.resize(prepared.original, nh, nw)
+    x = prepared.batch[0]
+    mean = ", ".join(f"{m:.1f}" for m in spec.mean)
+    std = ", ".join(f"{s:.1f}" for s in spec.std)
+    raw_view = np.clip(x * np.asarray(spec.std, np.float32) / 2 + 128.0, 0, 255) / 255.0
+    stages = [
+        ("1_photo_with_crop_box", boxed.numpy()[0],
+         f"{prepared.description}: {w}x{h} RGB as loaded. The red box is the {cw}x{ch} region that becomes the "
+         f"{spec.size}x{spec.size} input (recipe: shorter side to {preprocess.resize_size(spec.size)}, centre crop)."),
+        ("2_resized_shorter_side_256", resized,
+         f"Step 1: shorter side resized to {preprocess.resize_size(spec.size)} (aspect kept): {nw}x{nh} RGB."),
+        ("3_centre_crop_224", prepared.crop,
+         f"Step 2: centre crop {spec.size}x{spec.size} RGB. Tick 'Show actual image size' to compare sizes."),
+        (f"4_network_input_{spec.channel_order}_as_if_RGB", raw_view,
+         f"Step 3, what the network reads: channels in {spec.channel_order} order, minus the mean ({mean}) "
+         f"and divided by std ({std}). Shown as (value*std/2 + 128) with the channels drawn as if they were "
+         f"RGB: {'the BGR swap turns the orange cat blue, ' if spec.channel_order == 'BGR' else ''}"
+         "and the mean subtraction centres every channel on grey."),
+        ("5_network_input_denormalised_RGB", preprocess.denormalise(x, spec, "RGB"),
+         "Step 3 undone: x*std + mean, back to RGB: the crop again, which checks the normalisation round trip."),
+    ]
+    writer = tf.summary.create_file_writer(str(run_dir / "images"))
+    with writer.as_default():
+        for tag, image, description in stages:
+            array = np.asarray(image)
+            array = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array
+            tf.summary.image(tag, np.clip(array, 0, 1)[None], step=0, description=description)
+    writer.close()
+
+
+def write_profile(run_dir: Path, model, batch: np.ndarray, *, xla: bool, calls: int = 3) -> Path:
+    """Profile ``calls`` calls of each mode (after a warm-up) into run ``profile`` (TensorBoard's PROFILE tab).
+
+    Each call sits in a ``tf.profiler.experimental.Trace`` step named after its mode, so the trace
+    viewer shows eager, tf.function and XLA steps one after the other on the same time line.
+    """
+    import tensorflow as tf
+
+    x = tf.constant(batch)
+    modes = {"eager": model.__call__, "tf.function": model.as_function()}
+    if xla:
+        modes["tf.function+XLA"] = model.as_function(jit_compile=True)
+    for fn in modes.values():
+        fn(x).numpy()  # tracing and compiling are not what the profile is for
+    out = run_dir / "profile"
+    tf.profiler.experimental.start(str(out))
+    try:
+        step = 0
+        for name, fn in modes.items():
+            for _ in range(calls):
+                with tf.profiler.experimental.Trace(name, step_num=step, _r=1):
+                    fn(x).numpy()
+                step += 1
+    finally:
+        tf.profiler.experimental.stop()
+    return out
+
+
+def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput, results: dict[str, Any]) -> None:
+    """Graphs, Text cards of every printed table, HParams of the three modes, and the input images."""
     from tfbench import summaries
     from tfbench.models import vgg19
 
-    x = tf.constant(prepared.batch[:1])
-    summaries.write_trace(run_dir / "graph", model.as_function(), x, name="vgg19_forward")
-    summaries.write_graph(run_dir / "optimized",
-                          summaries.capture_function_graphs(model.as_function(), x).post_optimization)
-    summaries.write_keras_graph(run_dir / "keras", vgg19.build_keras_vgg19(weights.layers))
-    spec = weights.input_spec
-    network_view = prepared.batch[0]
-    network_view = (network_view - network_view.min()) / max(float(np.ptp(network_view)), 1e-6)
-    summaries.write_images(run_dir / "images", {
-        "1_input_as_loaded": prepared.original,
-        "2_after_crop": prepared.crop,
-        f"3_as_the_network_sees_it_{spec.channel_order}_minmax_scaled": network_view,
+    write_graphs(run_dir, model, weights)
+    summaries.write_text(run_dir / "results", {
+        "0_guide/what_each_run_shows": guide_markdown(run_dir),
+        "1_layers/vgg19_layer_table": layer_markdown(results["layers"], vgg19.keras_name_map()),
+        "2_modes/latency_and_difference": results_markdown(results["diffs"], results["timings"],
+                                                           results["batch"], results["repeats"]),
+        "3_top5/classes": top5_markdown(results["top5"], weights.is_random),
     })
+    write_hparams(run_dir, results["diffs"], results["timings"], results["batch"])
+    write_input_images(run_dir, prepared, weights.input_spec)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -169,6 +383,7 @@ def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput) ->
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the main job and print where its TensorBoard logs went."""
     args = parse_args(argv)
+    cli.quiet_tensorflow(args.verbose)
     import tensorflow as tf  # noqa: F401  (imported after argument checks: bad flags fail fast)
 
     from tfbench import bench as harness
@@ -186,15 +401,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = vgg19.VGG19Module(weights.layers)
 
     print("\nVGG19 layers for a (1, 224, 224, 3) input:")
-    print_layer_table(layer_table(model, spec.size))
+    layers = layer_table(model, spec.size)
+    print_layer_table(layers)
 
     outputs, timings = run_modes(model, prepared.batch, xla=not args.no_xla, bench=not args.no_bench,
                                  repeats=args.repeats)
     reference = outputs["eager"]
+    diffs = {name: float(np.abs(out - reference).max()) for name, out in outputs.items()}
     print("\nlargest |difference| between outputs (logits):")
-    for name, out in outputs.items():
+    for name, diff in diffs.items():
         if name != "eager":
-            print(f"  eager vs {name}: {np.abs(out - reference).max():.3g}")
+            print(f"  eager vs {name}: {diff:.3g}")
     if timings:
         print(f"\nlatency, batch {args.batch} (median of {args.repeats} after 2 warm-ups):")
         harness.report("vgg", timings, speedups(timings), logdir=args.logdir)
@@ -202,30 +419,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     probabilities = tf.nn.softmax(reference).numpy()
     note = " (weights are random: these classes mean nothing)" if weights.is_random else ""
     print(f"\ntop-5 classes{note}:")
-    for index, name, p in labels.top_k(probabilities[:1], 5)[0]:
+    top5 = labels.top_k(probabilities[:1], 5)[0]
+    for index, name, p in top5:
         print(f"  {index:4d} {name:30s} {p:.4f}")
 
-    run_dir = paths.run_dir(args.logdir, "vgg19")
-    write_tensorboard(run_dir, model, weights, prepared)
-    print(f"\nTensorBoard logs: {run_dir} (runs: graph, optimized, keras, images)")
+    run_dir = paths.run_dir(args.logdir, RUN_FOLDER)
+    write_tensorboard(run_dir, model, weights, prepared, {
+        "layers": layers, "diffs": diffs, "timings": timings, "top5": top5, "batch": args.batch,
+        "repeats": args.repeats})
+    if args.profile:
+        print(f"profile: {write_profile(run_dir, model, prepared.batch, xla=not args.no_xla)} (PROFILE tab)")
+    runs = "graph, optimized, partition, keras, results, hparams, images" + (", profile" if args.profile else "")
+    print(f"\nTensorBoard logs: {run_dir} (runs: {runs})")
     print(f"view them with:\n  tensorboard --logdir {args.logdir}")
     return 0
 
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """``python -m tfbench.bench vgg``: eager vs tf.function vs XLA latency at a few batch sizes."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench vgg")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-xla", action="store_true")
-    parser.add_argument("--logdir", type=Path, default=paths.DEFAULT_LOGDIR)
+    parser = cli.parser("bench vgg", "VGG19 forward: eager vs tf.function vs XLA at a few batch sizes.")
+    parser.add_argument("--batch-sizes", dest="batches", type=cli.positive_int, nargs="+", default=[1, 4],
+                        help="batch sizes to time")
+    cli.add_repeats(parser, 5)
+    parser.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.quiet_tensorflow(args.verbose)
+    cli.check_output_dir(args.logdir)
     from tfbench import bench as harness
-    from tfbench.models import vgg19
+    from tfbench import models
     from tfbench.data import weights as weight_files
 
     weights = weight_files.random()
-    model = vgg19.VGG19Module(weights.layers)
+    model = models.get("vgg19", impl="module", weights=weights.layers)
     prepared = prepare_input(None, weights.input_spec, 1)
     rows, ratios = [], {}
     for batch in args.batches:

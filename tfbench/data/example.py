@@ -60,7 +60,9 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
                 return data, height, width, None
             rgb = img.convert("RGB")
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
-        raise SkipImage(f"corrupt: {type(err).__name__}: {err}") from err
+        from tfbench.data.images import pil_message
+
+        raise SkipImage(f"corrupt: {type(err).__name__}: {pil_message(err, path)}") from err
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=REENCODE_QUALITY)
     return out.getvalue(), height, width, f"{fmt} {mode} re-encoded to RGB JPEG"

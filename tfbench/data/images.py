@@ -30,6 +30,8 @@ scikit-image's ``chelsea`` photo saved as a JPEG).
 from __future__ import annotations
 
 import io
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -185,8 +187,13 @@ def load_pil(path: str | Path) -> Image:
                     notes.append(f"{mode} converted to RGB")
                 pixels = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise UserError(f"{path}: PIL cannot decode this image: {err}") from err
+        raise UserError(f"{path}: PIL cannot decode this image: {pil_message(err, path)}") from err
     return Image(_owned(pixels), "RGB", str(path), "pil", tuple(notes))
+
+
+def pil_message(err: BaseException, path: str | Path) -> str:
+    """PIL's error text with the file's name where PIL names only the in-memory buffer it was given."""
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", os.path.basename(str(path)), str(err))
 
 
 def _exif_orientation(img) -> int:

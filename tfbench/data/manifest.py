@@ -70,6 +70,8 @@ class Manifest:
     def read(cls, tfrecord_dir: str | Path) -> "Manifest":
         """The manifest of a folder of shards (UserError if missing, broken or of another format)."""
         path = Path(tfrecord_dir) / MANIFEST
+        if Path(tfrecord_dir).exists() and not Path(tfrecord_dir).is_dir():
+            raise UserError(f"{tfrecord_dir} is a file, expected a folder of TFRecord shards")
         if not Path(tfrecord_dir).is_dir():
             raise UserError(f"{tfrecord_dir}: no such folder of TFRecord shards")
         try:

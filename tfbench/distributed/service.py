@@ -30,13 +30,14 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfbench import cli, paths
 from tfbench.distributed import cluster
-from tfbench import paths
 from tfbench.errors import UserError
 from tfbench.files import write_json
 
@@ -44,37 +45,47 @@ SUMMARY_FILE = "data_service.json"
 CONSUMER_LEARNING_RATE = 1e-3  # SGD learning rate of each consumer's VGG19 (momentum 0.9)
 
 
+CONNECT_TIMEOUT = 30.0  # seconds a consumer waits for its dispatcher
+
+
 def add_arguments(sub: Any) -> None:
     """Add the ``data-service`` and ``consume`` subcommands to ``python -m tfbench.distributed``."""
-    d = sub.add_parser("data-service", help="dispatcher + data workers + consumers (tf.data service)")
-    d.add_argument("--data-workers", type=int, default=2, help="tf.data service workers (decode + preprocess)")
-    d.add_argument("--consumers", type=int, default=2, help="consumer (trainer) processes sharing the job")
-    d.add_argument("--host", default=cluster.LOCALHOST, help="address servers advertise (default 127.0.0.1)")
-    d.add_argument("--timeout", type=float, default=600.0, help="stop everything after this many seconds")
-    d.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR))
+    d = sub.add_parser("data-service", help="dispatcher + data workers + consumers (tf.data service)",
+                       formatter_class=cli.HelpFormatter)
+    d.add_argument("--data-workers", type=cli.positive_int, default=2,
+                   help="tf.data service workers (decode + preprocess)")
+    d.add_argument("--consumers", type=cli.positive_int, default=2, help="consumer (trainer) processes sharing the job")
+    d.add_argument("--host", default=cluster.LOCALHOST, help="address servers advertise")
+    d.add_argument("--timeout", type=cli.positive_float, default=600.0,
+                   help="stop everything after this many seconds")
+    cli.add_logdir(d)
     _add_pipeline_args(d)
-    c = sub.add_parser("consume", help="iterate a shared tf.data service job (a trainer's input side)")
+    c = sub.add_parser("consume", help="iterate a shared tf.data service job (a trainer's input side)",
+                       formatter_class=cli.HelpFormatter)
     c.add_argument("--dispatcher", required=True, help="grpc://HOST:PORT of the dispatcher")
+    c.add_argument("--connect-timeout", type=cli.positive_float, default=CONNECT_TIMEOUT,
+                   help="seconds to wait for the dispatcher to answer before giving up")
     c.add_argument("--job-name", required=True, help="consumers with the same job name share the data")
     c.add_argument("--out", default=None, help="write what was received (file names, counts) as JSON here")
     c.add_argument("--ready-dir", default=None, help=argparse.SUPPRESS)  # start barrier set by data-service
-    c.add_argument("--expect", type=int, default=1, help=argparse.SUPPRESS)
+    c.add_argument("--expect", type=cli.positive_int, default=1, help=argparse.SUPPRESS)
     _add_pipeline_args(c)
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="ImageNet TFRecord folder (default: the embedded sample)")
-    p.add_argument("--image-size", type=int, default=224, help="preprocessed size (VGG19 input)")
-    p.add_argument("--batch-size", type=int, default=2, help="batch size formed on the data workers")
-    p.add_argument("--epochs", type=int, default=1, help="passes over the data")
+    cli.add_image_size(p, 224, model="vgg19", help="preprocessed size (VGG19 input)")
+    cli.add_batch_size(p, 2, help="batch size formed on the data workers")
+    p.add_argument("--epochs", type=cli.positive_int, default=1, help="passes over the data")
     p.add_argument("--model", choices=("vgg19", "none"), default="vgg19",
                    help="what each consumer trains on the batches it receives (none: only receive and count)")
-    p.add_argument("--seed", type=int, default=0, help="weights of the consumers' models")
+    cli.add_seed(p, help="weights of the consumers' models")
+    cli.add_verbose(p)
 
 
 def _records(data: str | None, logdir: str | Path):
-    from tfbench.distributed import data as distributed_data
     from tfbench.data import imagenet_val
+    from tfbench.distributed import data as distributed_data
 
     folder = Path(data) if data is not None else imagenet_val.default_tfrecords(logdir)
     return distributed_data.open_records(folder)
@@ -139,17 +150,43 @@ def _train_step(model: str, image_size: int, seed: int):
         return None
     import tensorflow as tf
 
-    from tfbench import train
-    from tfbench.models import vgg19
+    from tfbench import models, train
 
-    if image_size < 32 or image_size % 32:
-        raise UserError(f"--image-size must be a multiple of 32 for VGG19, got {image_size}")
-    net = vgg19.build_keras_vgg19(seed=seed, input_size=image_size)
+    net = models.get("vgg19", seed=seed, input_size=image_size)  # the registry checks the size
     # Not LeNet's 0.1 schedule: at batch 1 on repeated photos, VGG19 with momentum 0.9 diverged
     # with it (loss 19241 at the 5th step, then inf, in one CI run).
     optimizer = train.make_optimizer(0.9, learning_rate=CONSUMER_LEARNING_RATE)
     optimizer.build(net.trainable_variables)
     return tf.function(train.make_train_step(net, optimizer), reduce_retracing=True)
+
+
+def wait_for_dispatcher(target: str, timeout: float, log: Any = print) -> None:
+    """Wait until something accepts connections at the dispatcher's ``grpc://HOST:PORT``; UserError after ``timeout``.
+
+    tf.data's own client retries an unreachable dispatcher silently for a long time; checking the
+    port first lets the command say what it waits for, and give up when it said it would.
+    """
+    import socket
+
+    match = re.fullmatch(r"grpc://(\[[^\]]+\]|[^:/]+):(\d+)", target)
+    if not match:
+        raise UserError(f"--dispatcher must look like grpc://HOST:PORT, got {target!r}")
+    host, port = match.group(1).strip("[]"), int(match.group(2))
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(5.0, timeout)):
+                return
+        except OSError as err:
+            problem = err.strerror or str(err)
+        if time.monotonic() >= deadline:
+            raise UserError(f"no tf.data service dispatcher answers at {target} ({problem}); "
+                            f"gave up after {timeout:g} s (--connect-timeout)")
+        if not said:
+            log(f"waiting for the tf.data service dispatcher at {target} (up to {timeout:g} s)", flush=True)
+            said = True
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def wait_for_peers(ready_dir: Path, expected: int, timeout: float = 300.0) -> None:
@@ -175,15 +212,11 @@ def check_exactly_once(expected: Sequence[str], received: Sequence[Sequence[str]
 
 def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """``data-service`` (start everything, check exactly-once) or ``consume`` (one consumer)."""
-    if ns.image_size < 1 or ns.batch_size < 1 or ns.epochs < 1:
-        raise UserError("--image-size, --batch-size and --epochs must be positive")
     if ns.command == "consume":
-        if not ns.dispatcher.startswith("grpc://"):
-            raise UserError(f"--dispatcher must look like grpc://HOST:PORT, got {ns.dispatcher!r}")
+        wait_for_dispatcher(ns.dispatcher, ns.connect_timeout)
         consume(ns)
         return 0
-    if ns.data_workers < 1 or ns.consumers < 1:
-        raise UserError(f"--data-workers and --consumers must be at least 1, got {ns.data_workers}, {ns.consumers}")
+    cli.check_output_dir(ns.logdir)
     from tfbench.distributed import data as distributed_data
 
     records = _records(ns.data, ns.logdir)

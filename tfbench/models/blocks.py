@@ -16,44 +16,14 @@ seeded weights, small enough to read its graph node by node:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.shapes import ConvShape, DenseShape
+
+__all__ = ["ConvShape", "DenseShape"]  # problem sizes live in shapes.py (no TensorFlow needed to list them)
+
 BN_EPSILON = 1e-3  # Keras' BatchNormalization default
-
-
-@dataclass(frozen=True)
-class ConvShape:
-    """One conv layer's problem size: NHWC input ``batch x size x size x cin``, ``kernel x kernel`` to ``cout``."""
-
-    batch: int
-    size: int
-    cin: int
-    cout: int
-    kernel: int = 3
-
-    @property
-    def label(self) -> str:
-        """A short name such as ``56x56x256->256 3x3 b1``."""
-        return f"{self.size}x{self.size}x{self.cin}->{self.cout} {self.kernel}x{self.kernel} b{self.batch}"
-
-    @property
-    def flops(self) -> int:
-        """Multiply-adds x 2 of the convolution ('SAME' padding, stride 1)."""
-        return 2 * self.batch * self.size * self.size * self.kernel * self.kernel * self.cin * self.cout
-
-    @property
-    def bytes_moved(self) -> int:
-        """float32 bytes of input + output + kernel: what one unfused elementwise pass re-reads."""
-        return 4 * (self.batch * self.size * self.size * (self.cin + self.cout)
-                    + self.kernel * self.kernel * self.cin * self.cout)
-
-    def input(self, seed: int = 0) -> tf.Tensor:
-        """A seeded standard-normal input batch."""
-        rng = np.random.default_rng(seed)
-        return tf.constant(rng.standard_normal((self.batch, self.size, self.size, self.cin), dtype=np.float32))
 
 
 def glorot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,9 +51,11 @@ class ConvBiasRelu(tf.Module):
         k = shape.kernel
         kernel = glorot(rng, (k, k, shape.cin, shape.cout)) if kernel is None else kernel
         bias = rng.uniform(-0.1, 0.1, shape.cout).astype(np.float32) if bias is None else bias
-        self.kernel = tf.Variable(kernel, name="kernel")
-        self.bias = tf.Variable(bias, name="bias")
+        with self.name_scope:
+            self.kernel = tf.Variable(kernel, name="kernel")
+            self.bias = tf.Variable(bias, name="bias")
 
+    @tf.Module.with_name_scope
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, self.kernel, 1, "SAME"), self.bias))
 
@@ -133,9 +105,11 @@ class FusedBNConvRelu(tf.Module):
 
     def __init__(self, kernel: np.ndarray, stats: dict[str, np.ndarray], name: str = "conv_fused_bn_relu"):
         super().__init__(name=name)
-        self.kernel = tf.Variable(kernel, name="kernel")
-        self.stats = {k: tf.Variable(v, name=k) for k, v in stats.items()}
+        with self.name_scope:
+            self.kernel = tf.Variable(kernel, name="kernel")
+            self.stats = {k: tf.Variable(v, name=k) for k, v in stats.items()}
 
+    @tf.Module.with_name_scope
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         y = tf.nn.conv2d(x, self.kernel, 1, "SAME")
         s = self.stats
@@ -151,20 +125,27 @@ class ResNetBlock(tf.Module):
         super().__init__(name=name)
         rng = np.random.default_rng(seed)
         self.shape = ConvShape(batch, size, channels, channels, 3)
-        self.kernels = [tf.Variable(glorot(rng, (3, 3, channels, channels)), name=f"conv{i}_kernel")
-                        for i in (1, 2)]
-        self.stats = [{k: tf.Variable(v, name=f"bn{i}_{k}") for k, v in bn_stats(rng, channels).items()}
-                      for i in (1, 2)]
+        self.kernels, self.stats = [], []
+        with self.name_scope:
+            for i in (1, 2):
+                with tf.name_scope(f"conv{i}"):
+                    self.kernels.append(tf.Variable(glorot(rng, (3, 3, channels, channels)), name="kernel"))
+                with tf.name_scope(f"bn{i}"):
+                    self.stats.append({k: tf.Variable(v, name=k) for k, v in bn_stats(rng, channels).items()})
 
+    @tf.Module.with_name_scope
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         y = x
-        for i, (kernel, s) in enumerate(zip(self.kernels, self.stats)):
-            y = tf.nn.conv2d(y, kernel, 1, "SAME")
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(y, s["gamma"], s["beta"], s["mean"], s["variance"],
-                                                       epsilon=BN_EPSILON, is_training=False)
-            if i == 0:
-                y = tf.nn.relu(y)
-        return tf.nn.relu(y + x)
+        for i, (kernel, s) in enumerate(zip(self.kernels, self.stats), start=1):
+            with tf.name_scope(f"conv{i}"):
+                y = tf.nn.conv2d(y, kernel, 1, "SAME")
+            with tf.name_scope(f"bn{i}"):
+                y, _, _ = tf.compat.v1.nn.fused_batch_norm(y, s["gamma"], s["beta"], s["mean"], s["variance"],
+                                                           epsilon=BN_EPSILON, is_training=False)
+                if i == 1:
+                    y = tf.nn.relu(y)
+        with tf.name_scope("shortcut"):
+            return tf.nn.relu(y + x)
 
 
 class ElementwiseChain(tf.Module):
@@ -188,33 +169,16 @@ class ElementwiseChain(tf.Module):
         return tf.abs(y)
 
 
-@dataclass(frozen=True)
-class DenseShape:
-    """One fully connected layer: ``batch x units_in`` times ``units_in x units_out``."""
-
-    batch: int
-    units_in: int
-    units_out: int
-
-    @property
-    def label(self) -> str:
-        """A short name such as ``4096->4096 b1``."""
-        return f"{self.units_in}->{self.units_out} b{self.batch}"
-
-    def input(self, seed: int = 0) -> tf.Tensor:
-        """A seeded standard-normal input batch."""
-        rng = np.random.default_rng(seed)
-        return tf.constant(rng.standard_normal((self.batch, self.units_in), dtype=np.float32))
-
-
 class DenseBiasRelu(tf.Module):
     """``relu(x @ W + b)`` as ``MatMul -> BiasAdd -> Relu``, which the remapper turns into ``_FusedMatMul``."""
 
     def __init__(self, shape: DenseShape, seed: int = 0, name: str = "dense_bias_relu"):
         super().__init__(name=name)
         rng = np.random.default_rng(seed)
-        self.kernel = tf.Variable(glorot(rng, (shape.units_in, shape.units_out)), name="kernel")
-        self.bias = tf.Variable(rng.uniform(-0.1, 0.1, shape.units_out).astype(np.float32), name="bias")
+        with self.name_scope:
+            self.kernel = tf.Variable(glorot(rng, (shape.units_in, shape.units_out)), name="kernel")
+            self.bias = tf.Variable(rng.uniform(-0.1, 0.1, shape.units_out).astype(np.float32), name="bias")
 
+    @tf.Module.with_name_scope
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return tf.nn.relu(tf.nn.bias_add(tf.matmul(x, self.kernel), self.bias))

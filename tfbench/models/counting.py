@@ -11,8 +11,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from tfbench.models import zoo
-
 
 @dataclass
 class LayerCount:
@@ -115,6 +113,8 @@ def count_layer(layer) -> LayerCount:
 
 def count_model(model, name: str | None = None) -> Complexity:
     """Per-layer counts of a built Keras functional model (input layers skipped)."""
+    from tfbench.models import zoo
+
     rows = [count_layer(layer) for layer in model.layers if type(layer).__name__ != "InputLayer"]
     entry = zoo.MODELS.get(name or "")
     published = entry is not None and tuple(model.input_shape[1:3]) == (entry.input_size, entry.input_size)

@@ -49,6 +49,9 @@ LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec("output", "fc", (84, NUM_CLASSES), (NUM_CLASSES,)),
 )
 POOL_NAMES = {"c1": "s2", "c3": "s4"}
+#: The name scope of each layer in the op graph: TensorBoard draws two conv blocks and a classifier.
+SCOPES = {"c1": "block1", "s2": "block1", "c3": "block2", "s4": "block2",
+          "f5": "classifier", "f6": "classifier", "output": "classifier"}
 
 
 def _check_activation(activation: str) -> None:
@@ -90,7 +93,7 @@ class LeNet5Module(tf.Module):
                 if tuple(kernel.shape) != spec.kernel_shape or tuple(bias.shape) != spec.bias_shape:
                     raise ValueError(f"layer {spec.name}: got kernel {tuple(kernel.shape)} bias "
                                      f"{tuple(bias.shape)}, expected {spec.kernel_shape} {spec.bias_shape}")
-                with tf.name_scope(spec.name):
+                with tf.name_scope(SCOPES[spec.name]), tf.name_scope(spec.name):
                     self.kernels[spec.name] = tf.Variable(kernel, name="weights")
                     self.biases[spec.name] = tf.Variable(bias, name="biases")
 
@@ -100,21 +103,26 @@ class LeNet5Module(tf.Module):
         pool = tf.nn.avg_pool2d if self.activation == "tanh" else tf.nn.max_pool2d
         dtype = self.compute_dtype
         x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
-        for spec in LAYERS:
-            kernel, bias = tf.cast(self.kernels[spec.name], dtype), tf.cast(self.biases[spec.name], dtype)
-            with tf.name_scope(spec.name):
-                if spec.kind == "conv":
-                    x = act(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias))
-                else:
-                    if x.shape.rank == 4:
-                        x = tf.reshape(x, [-1, spec.kernel_shape[0]])
-                    x = tf.nn.bias_add(tf.matmul(x, kernel), bias)
-                    if spec.name != "output":
-                        x = act(x)
-            yield spec.name, x
-            if spec.name in POOL_NAMES:
-                x = pool(x, ksize=2, strides=2, padding="VALID", name=POOL_NAMES[spec.name])
-                yield POOL_NAMES[spec.name], x
+        for scope in dict.fromkeys(SCOPES.values()):
+            outputs = []
+            with tf.name_scope(scope):  # entered once per block, so the graph has no "block1_1"
+                for spec in (s for s in LAYERS if SCOPES[s.name] == scope):
+                    with tf.name_scope(spec.name):
+                        kernel = tf.cast(self.kernels[spec.name], dtype)
+                        bias = tf.cast(self.biases[spec.name], dtype)
+                        if spec.kind == "conv":
+                            x = act(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias))
+                        else:
+                            if x.shape.rank == 4:
+                                x = tf.reshape(x, [-1, spec.kernel_shape[0]])
+                            x = tf.nn.bias_add(tf.matmul(x, kernel), bias)
+                            if spec.name != "output":
+                                x = act(x)
+                    outputs.append((spec.name, x))
+                    if spec.name in POOL_NAMES:
+                        x = pool(x, ksize=2, strides=2, padding="VALID", name=POOL_NAMES[spec.name])
+                        outputs.append((POOL_NAMES[spec.name], x))
+            yield from outputs  # after the scope is closed: callers never add ops inside it
 
     @tf.Module.with_name_scope
     def __call__(self, images: tf.Tensor) -> tf.Tensor:

@@ -31,6 +31,12 @@ class SizeRule:
     channels: int = 3
     why: str = ""  # said after the divisor, e.g. " (five 2x2 pools)"
 
+    def describe(self) -> str:
+        """The rule in words, for ``--help``: "divisible by 32, at least 32"."""
+        if self.fixed:
+            return f"only {self.native}"
+        return (f"divisible by {self.multiple}, " if self.multiple > 1 else "") + f"at least {self.minimum}"
+
     def check(self, name: str, size: int) -> str | None:
         """None if ``size`` is accepted, else a sentence saying what is expected."""
         if self.fixed and size != self.native:

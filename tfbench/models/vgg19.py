@@ -78,6 +78,24 @@ def keras_name_map() -> dict[str, str]:
     return {s.name: s.keras_name for s in layer_specs()}
 
 
+def block_of(layer: str) -> str:
+    """The name scope a layer sits in: ``conv3_2 -> block3``, ``pool5 -> block5``, ``fc7 -> classifier``."""
+    if layer.startswith("fc"):
+        return "classifier"
+    return "block" + layer.removeprefix("conv").removeprefix("pool").split("_")[0]
+
+
+def conv_blocks() -> list[list[int]]:
+    """:data:`CFG` split at its pools: the output channels of each block's convs."""
+    blocks: list[list[int]] = [[]]
+    for item in CFG:
+        if item == "M":
+            blocks.append([])
+        else:
+            blocks[-1].append(int(item))
+    return blocks[:-1]
+
+
 def random_weights(seed: int = 0, num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) -> WeightDict:
     """Seeded Glorot-uniform kernels and zero biases (Keras' defaults), as float32 NumPy arrays."""
     rng = np.random.default_rng(seed)
@@ -128,35 +146,44 @@ class VGG19Module(tf.Module):
         with self.name_scope:
             for spec in self.specs:
                 kernel, bias = weights[spec.name]
-                with tf.name_scope(spec.name):
+                with tf.name_scope(block_of(spec.name)), tf.name_scope(spec.name):
                     self.kernels[spec.name] = tf.Variable(kernel, dtype=tf.float32, name="weights")
                     self.biases[spec.name] = tf.Variable(bias, dtype=tf.float32, name="biases")
 
     def layers(self, images: tf.Tensor) -> Iterator[tuple[str, tf.Tensor]]:
-        """Run the network step by step, yielding ``(layer name, output)`` after every layer (in the compute dtype)."""
+        """Run the network step by step, yielding ``(layer name, output)`` after every layer.
+
+        Ops are named by block (``block1/conv1_1/Conv2D`` ... ``block5/pool5``,
+        ``classifier/fc6/MatMul``), so TensorBoard draws five blocks and a classifier.  A block's
+        outputs are yielded after its name scope is closed, so callers never add ops inside it.
+        Outputs are in the compute dtype.
+        """
         dtype = self.compute_dtype
         x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
         convs = iter(s for s in self.specs if s.kind == "conv")
-        block = 1
-        for item in CFG:
-            if item == "M":
+        for block, channels in enumerate(conv_blocks(), start=1):
+            outputs = []
+            with tf.name_scope(f"block{block}"):  # entered once: re-entering would make "block1_1"
+                for _ in channels:
+                    spec = next(convs)
+                    with tf.name_scope(spec.name):
+                        x = tf.nn.conv2d(x, tf.cast(self.kernels[spec.name], dtype), strides=1, padding="SAME")
+                        x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(self.biases[spec.name], dtype)))
+                    outputs.append((spec.name, x))
                 x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
-                yield f"pool{block}", x
-                block += 1
-                continue
-            spec = next(convs)
-            with tf.name_scope(spec.name):
-                x = tf.nn.conv2d(x, tf.cast(self.kernels[spec.name], dtype), strides=1, padding="SAME")
-                x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(self.biases[spec.name], dtype)))
-            yield spec.name, x
-        x = tf.reshape(x, [-1, self.specs[len(self.specs) - 3].kernel_shape[0]], name="flatten")
-        for spec in self.specs[-3:]:
-            with tf.name_scope(spec.name):
-                x = tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernels[spec.name], dtype)),
-                                   tf.cast(self.biases[spec.name], dtype))
-                if spec.name != "fc8":
-                    x = tf.nn.relu(x)
-            yield spec.name, x
+                outputs.append((f"pool{block}", x))
+            yield from outputs
+        outputs = []
+        with tf.name_scope("classifier"):
+            x = tf.reshape(x, [-1, self.specs[-3].kernel_shape[0]], name="flatten")
+            for spec in self.specs[-3:]:
+                with tf.name_scope(spec.name):
+                    x = tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernels[spec.name], dtype)),
+                                       tf.cast(self.biases[spec.name], dtype))
+                    if spec.name != "fc8":
+                        x = tf.nn.relu(x)
+                outputs.append((spec.name, x))
+        yield from outputs
 
     @tf.Module.with_name_scope
     def __call__(self, images: tf.Tensor) -> tf.Tensor:

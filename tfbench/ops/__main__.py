@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
 
 
@@ -101,34 +101,39 @@ def _fuzz(ns: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the subcommand and run it."""
-    parser = argparse.ArgumentParser(prog="python -m tfbench.ops", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("ops", __doc__.split("\n\n")[0])
+    parser.epilog = __doc__.split("\n\n", 1)[1]
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("build", help="compile a custom op library (cached)")
+    p = sub.add_parser("build", help="compile a custom op library (cached)", formatter_class=cli.HelpFormatter)
+    cli.add_verbose(p)
     p.add_argument("--op", default=None, help="folder under custom_ops/ (default: all of them)")
     p.add_argument("--compiler", default=None, help="C++ compiler (default: $CXX, else g++/c++/clang++)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache has the library")
     p.set_defaults(run=_build)
     for name, helptext, func in (("info", "which backend is used and the op's interface", _info),
                                  ("demo", "the instance-norm block in graph mode, to TensorBoard", _demo)):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, formatter_class=cli.HelpFormatter)
+        cli.add_verbose(p)
         p.add_argument("--backend", choices=("auto", "cpp", "fallback"), default=None,
                        help="PowerDifference backend (default: $TFBENCH_OPS_BACKEND or auto)")
         p.set_defaults(run=func)
-    p.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="runs go to LOGDIR/ops/<timestamp>/")
-    p.add_argument("--size", type=int, default=64, help="image height and width (default 64)")
-    p.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
-    p = sub.add_parser("fuzz", help="random cases against NumPy")
-    p.add_argument("--cases", type=int, default=1000, help="cases per backend (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    cli.add_logdir(p, help="runs go to LOGDIR/ops/<timestamp>/")
+    p.add_argument("--image-size", dest="size", type=cli.positive_int, default=64,
+                   help="image height and width (at least 4)")
+    p.add_argument("--steps", type=cli.positive_int, default=5, help="training steps")
+    p = sub.add_parser("fuzz", help="random cases against NumPy", formatter_class=cli.HelpFormatter)
+    cli.add_verbose(p)
+    p.add_argument("--cases", type=cli.positive_int, default=1000, help="cases per backend")
+    cli.add_seed(p, help="seed of the random cases")
     p.add_argument("--backends", default="cpp,fallback", help="comma-separated: cpp, fallback")
     p.add_argument("--json", default=None, help="also write the summary as JSON here")
     p.set_defaults(run=_fuzz)
     ns = parser.parse_args(argv)
-    if ns.command == "demo" and (ns.size < 4 or ns.steps < 1):
-        raise UserError(f"demo needs --size >= 4 and --steps >= 1, got --size {ns.size} --steps {ns.steps}")
-    if ns.command == "fuzz" and ns.cases < 1:
-        raise UserError(f"--cases must be at least 1, got {ns.cases}")
+    cli.quiet_tensorflow(ns.verbose)
+    if ns.command == "demo":
+        if ns.size < 4:
+            raise UserError(f"demo needs --image-size of at least 4, got {ns.size}")
+        cli.check_output_dir(ns.logdir)
     return ns.run(ns)
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfbench import bench, paths
+from tfbench import bench, cli
 from tfbench.errors import UserError, run_cli
 
 POW = 2.5  # fractional, so nobody takes a squaring shortcut
@@ -56,12 +56,13 @@ def _parse_threads(text: str) -> list[int]:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1e6,1e7", help="element counts (default 1e6,1e7)")
-    parser.add_argument("--threads", default="1,2", help="intra-op thread counts, one worker process each (default 1,2)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per case (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per case (default 2)")
-    parser.add_argument("--logdir", default=str(paths.DEFAULT_LOGDIR), help="JSON goes to LOGDIR/bench/ops-<ts>.json")
+    parser = cli.parser(prog, __doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1e6,1e7", help="element counts, comma-separated")
+    parser.add_argument("--threads", default="1,2", help="intra-op thread counts, one worker process each")
+    cli.add_repeats(parser, 10, help="timed calls per case")
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed calls per case")
+    cli.add_logdir(parser, help="JSON goes to LOGDIR/bench/ops-<ts>.json")
+    cli.add_verbose(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--numpy", action="store_true", help=argparse.SUPPRESS)
@@ -178,11 +179,11 @@ def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one worker process per thread count, then report rows and ratios (JSON in logs/bench/)."""
-    ns = _parser("python -m tfbench.bench ops").parse_args(argv)
+    ns = _parser("bench ops").parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
     _parse_sizes(ns.sizes)  # checked here, parsed again by each worker
     threads = _parse_threads(ns.threads)
-    if ns.repeats < 1 or ns.warmup < 0:
-        raise UserError(f"--repeats must be >= 1 and --warmup >= 0, got {ns.repeats} and {ns.warmup}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(threads):
@@ -202,7 +203,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Worker entry point (``--worker``), or the same as ``python -m tfbench.bench ops``."""
-    ns = _parser("python -m tfbench.ops.bench").parse_args(argv)
+    ns = _parser("ops.bench").parse_args(argv)
+    cli.quiet_tensorflow(ns.verbose)
     if not ns.worker:
         run_benchmark(argv)
         return 0
