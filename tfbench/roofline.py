@@ -514,6 +514,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m tfbench.bench roofline``: same as the command."""
     ns = parse_args(argv)
     cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
     return run(ns)
 
 
