@@ -420,8 +420,8 @@ def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("roofline", __doc__.split("\n")[0])
+def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
+    p = cli.parser(prog, __doc__.split("\n")[0])
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     p.add_argument("--image-size", type=cli.positive_int, default=224, help="input size of VGG19 and ResNet-50")
     cli.add_batch_size(p, 8)
@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ns = build_parser().parse_args(argv)
+def parse_args(argv: Sequence[str] | None, prog: str = "roofline") -> argparse.Namespace:
+    ns = build_parser(prog).parse_args(argv)
     ns.models = [m.strip() for m in ns.models.split(",") if m.strip()]
     bad = [m for m in ns.models if m not in MODELS]
     if bad or not ns.models:
@@ -510,9 +510,9 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``python -m tfbench.bench roofline``: same as the command."""
-    ns = parse_args(argv)
+def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench roofline") -> dict[str, Any]:
+    """``python -m tfbench.bench roofline``: same as the command (``prog`` names which in ``--help``)."""
+    ns = parse_args(argv, prog)
     cli.quiet_tensorflow(ns.verbose)
     cli.check_output_dir(ns.logdir)
     return run(ns)
@@ -520,7 +520,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    run_benchmark(argv)
+    run_benchmark(argv, prog="roofline")
     return 0
 
 
