@@ -316,11 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.name == module_name:
             raise UserError(f"benchmark {ns.name!r} is not built yet ({module_name} does not exist)") from err
         raise
-    if not any(a in ("-h", "--help") for a in ns.args):
-        from tfbench import bench as shared  # not __main__: the benchmarks import tfbench.bench
-
-        shared.print_header(ns.name)
-    module.run_benchmark(ns.args)
+    module.run_benchmark(ns.args)  # each parses its arguments first, then prints the machine header
     return 0
 
 
