@@ -40,7 +40,8 @@ def test_report_writes_the_documented_schema(tmp_path):
                         logdir=tmp_path, quiet=True)
     (path,) = (tmp_path / "bench").glob("demo-*.json")
     saved = json.loads(path.read_text())
-    assert {"bench", "device", "cpu", "tf_version", "python", "rows", "ratios"} <= set(saved)
+    assert {"bench", "device", "cpu", "cpu_flags", "onednn", "onednn_reason", "intra_op_threads", "inter_op_threads",
+            "tf_version", "keras_version", "python", "rows", "ratios"} <= set(saved)
     assert saved["rows"][0]["case"] == "c" and saved["ratios"] == {"r": 2.0}
     assert saved["tf_version"] == tf.__version__ and data["path"] == str(path)
 
@@ -90,3 +91,50 @@ def test_atomic_output_leaves_nothing_on_failure_and_normal_permissions(tmp_path
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_machine_info_fields_agree_with_proc_cpuinfo():
+    from pathlib import Path
+
+    info = bench.machine_info()
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set()
+    model = ""
+    for line in text.splitlines():
+        if line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+        if line.startswith("model name") and not model:
+            model = line.split(":", 1)[1].strip()
+    assert set(info["cpu_flags"]) == set(bench.KERNEL_FLAGS)
+    assert info["cpu_flags"] == {f: f in flags for f in bench.KERNEL_FLAGS}
+    if model:
+        assert info["cpu"] == model
+    from tensorflow.python.util import _pywrap_util_port
+
+    assert info["onednn"] is bool(_pywrap_util_port.IsMklEnabled())
+    assert info["intra_op_threads"] >= 1 and info["inter_op_threads"] >= 1
+    import keras
+
+    assert info["tf_version"] == tf.__version__ and info["keras_version"] == keras.__version__
+    header = bench.machine_header(info)
+    assert info["cpu"] in header and ("oneDNN on" if info["onednn"] else "oneDNN off") in header
+    has_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert ("no bfloat16 speed-up expected" in info["bf16_note"]) is (not has_bf16)
+
+
+def test_onednn_rule_follows_tensorflow_default_and_the_environment_variable():
+    assert bench.onednn_state({"avx2", "fma"}, env="") == (False, bench.onednn_state({"avx2"}, env="")[1])
+    assert bench.onednn_state({"avx2", "avx512_bf16"}, env="")[0] is True
+    assert "avx512_vnni" in bench.onednn_state({"avx512_vnni"}, env="")[1]
+    assert bench.onednn_state({"avx512_bf16"}, env="0") == (False, "TF_ENABLE_ONEDNN_OPTS=0")
+    assert bench.onednn_state({"avx2"}, env="1") == (True, "TF_ENABLE_ONEDNN_OPTS=1")
+    assert "no bfloat16 speed-up expected" in bench.bf16_note({"avx2", "avx512f"})
+    assert "amx_bf16" in bench.bf16_note({"amx_bf16"})
+
+
+def test_cpuinfo_parser_reads_model_and_flags(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 fma avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    assert bench.cpuinfo(path) == ("Test CPU 9000", {"fpu", "avx2", "fma", "avx512_bf16"})
+    assert bench.cpuinfo(tmp_path / "missing") == ("", set())

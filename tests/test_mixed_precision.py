@@ -112,12 +112,21 @@ def test_benchmark_writes_json(tmp_path):
                                "--logdir", str(tmp_path)])
     [path] = tmp_path.glob("bench/mixed_precision-*.json")
     data = json.loads(path.read_text())
-    assert data["bench"] == "mixed_precision" and data["cpu"]
-    assert {r["case"] for r in data["rows"]} == {f"lenet5/{p}/{loop}" for p in ("float32", "mixed_bfloat16")
-                                                for loop in ("function", "fit")}
-    assert "lenet5 fit speed-up mixed_bfloat16 vs float32" in data["ratios"]
+    assert data["bench"] == "mixed_precision" and data["cpu"] and "cpu_flags" in data
+    policies = ("float32", "mixed_bfloat16")
+    expected = {f"lenet5@32/b64/train/keras/{p}/{loop}" for p in policies for loop in mp.TRAIN_LOOPS}
+    expected |= {f"lenet5@32/b64/train/module/{p}/{loop}" for p in policies for loop in ("function", "function_xla")}
+    assert {r["case"] for r in data["rows"]} == expected
+    assert "lenet5@32 b64 train keras fit: mixed_bfloat16 speed-up vs float32" in data["ratios"]
+    assert "lenet5@32 b64 train keras float32: function time / fit time" in data["ratios"]
+    assert "lenet5@32 b64 train keras float32: function_xla time / fit_xla time" in data["ratios"]
+    assert "lenet5@32 b64 train float32 function: module speed-up vs keras" in data["ratios"]
     assert all(r["variable_dtype"] == "float32" and r["output_dtype"] == "float32" for r in data["rows"])
-    assert all(r["median_ms"] > 0 and r["examples_per_s"] > 0 and "accuracy" in r for r in data["rows"])
+    assert {r["compute_dtype"] for r in data["rows"] if r["policy"] == "mixed_bfloat16"} == {"bfloat16"}
+    assert all(r["median_ms"] > 0 and r["examples_per_s"] > 0 for r in data["rows"])
+    assert all("accuracy" in r for r in data["rows"] if r["impl"] == "keras" and r["loop"] in ("fit", "function"))
+    assert data["bf16_speedup_expected"] is (not data["note"].startswith("no bfloat16"))
+    assert data["bf16_speedup_expected"] is bool(data["cpu_flags"]["avx512_bf16"] or data["cpu_flags"]["amx_bf16"])
     assert {t["policy"] for t in data["training"]} == {"float32", "mixed_bfloat16"}
     assert report["path"] == str(path)
     assert list(tmp_path.glob("mixed_precision/*/report.json"))
@@ -132,6 +141,59 @@ def test_vgg19_under_bfloat16_and_its_photo_batch():
     assert y.shape == (3,) and y.max() < 1000
     probs = model(x)
     assert probs.shape == (3, 1000) and probs.dtype == "float32"
+
+
+def test_all_cases_of_a_configuration_run_in_the_same_rounds(monkeypatch):
+    """Policies, loops, XLA variants and both implementations alternate call by call, never group by group."""
+    calls: list[str] = []
+    real_compare = mp.bench.compare
+
+    def spy(cases, **kwargs):
+        wrapped = {name: (lambda name=name, fn=fn: (calls.append(name), fn())[1]) for name, fn in cases.items()}
+        return real_compare(wrapped, **kwargs)
+
+    monkeypatch.setattr(mp.bench, "compare", spy)
+    config = mp.Config("lenet5", 32, 8, False, ("float32", "mixed_bfloat16"))
+    x = np.zeros((8, 32, 32, 1), np.float32)
+    y = np.arange(8) % 10
+    timings = mp.time_config(config, x, y, impls=("keras", "module"), loops=("fit", "function"), warmup=1, repeats=2)
+    names = [t.case for t in timings]
+    assert len(names) == 12
+    timed = calls[len(names):]  # after one warm-up call of each case
+    assert timed == names + names  # round robin: every case once per round
+
+
+def test_fit_train_functions_are_made_once_and_not_retraced():
+    """fit and fit_xla share one model: each keeps its own train function, traced once however they alternate."""
+    config = mp.Config("lenet5", 32, 8, False, ("float32",))
+    x, y = tf.constant(np.zeros((8, 32, 32, 1), np.float32)), tf.constant(np.arange(8) % 10)
+    built = mp.keras_cases(config, "float32", x, y)
+    fit, fit_xla = built["cases"][("train", "fit")], built["cases"][("train", "fit_xla")]
+    model = built["model"]
+    seen = {"fit": set(), "fit_xla": set()}
+    for _ in range(3):
+        fit()
+        seen["fit"].add(id(model.train_function))
+        fit_xla()
+        seen["fit_xla"].add(id(model.train_function))
+    assert len(seen["fit"]) == len(seen["fit_xla"]) == 1  # the same two functions each time, never rebuilt
+    assert seen["fit"] != seen["fit_xla"]
+
+
+def test_module_train_step_matches_keras_step_under_bfloat16():
+    """Same weights, same batch, one Adam step: the module's float32 masters move like the Keras model's."""
+    x = np.random.default_rng(0).random((16, 32, 32, 1)).astype(np.float32)
+    y = np.arange(16) % 10
+    keras_model = mp.build_model("lenet5", "mixed_bfloat16")
+    from tfbench.models import lenet5
+
+    module = lenet5.LeNet5Module(lenet5.keras_weights(keras_model), activation="relu", compute_dtype="bfloat16")
+    k_loss = float(mp.make_train_step(keras_model, mp.make_optimizer("mixed_bfloat16"))(x, y))
+    m_loss = float(mp.module_train_step(module, mp.make_optimizer("mixed_bfloat16"))(x, y))
+    assert abs(k_loss - m_loss) < 1e-2 * abs(k_loss)
+    after_keras, after_module = lenet5.keras_weights(keras_model), module.get_weights()
+    for name in after_keras:
+        np.testing.assert_allclose(after_module[name][0], after_keras[name][0], atol=2e-4)
 
 
 def test_bad_flags_are_user_errors():

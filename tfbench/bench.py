@@ -7,7 +7,10 @@ Rules it enforces (see the README's "Benchmarks" section):
 - we report the median (and p10/p90) of repeated runs, and ratios measured side by side
   in the same process, never against numbers from another day;
 - each run writes one JSON report to ``logs/bench/<name>-<timestamp>.json``:
-  ``{"bench", "device", "cpu", "tf_version", "python", "rows": [...], "ratios": {...}}``.
+  ``{"bench", "device", "cpu", "cpu_flags", "onednn", "onednn_reason", "intra_op_threads",
+  "inter_op_threads", "tf_version", "keras_version", "python", "rows": [...], "ratios": {...}}``;
+- every benchmark prints the machine header first (:func:`machine_header`): CPU model, the
+  flags that decide kernels, oneDNN on/off and why, threads, versions.
 
 Benchmarks live in the module of their experiment as ``run_benchmark(argv) -> dict``;
 this module only dispatches to them by name.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import statistics
 import sys
@@ -40,6 +44,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
     "distributed": ("tfbench.distributed.cli", "one device vs mirrored vs multi-worker training"),
+    "roofline": ("tfbench.roofline", "matmul peaks, bandwidth, layers and fusion blocks on a roofline (ex. 6.10)"),
 }
 
 
@@ -123,28 +128,128 @@ def summarise(case: str, samples: list[float], extra: dict[str, Any] | None = No
                   p90_ms=percentile(samples, 0.9), repeats=len(samples), extra=dict(extra or {}))
 
 
-def cpu_name() -> str:
-    """The CPU model string (from /proc/cpuinfo on Linux)."""
+#: CPU flags (as /proc/cpuinfo spells them) that decide which kernels TensorFlow and oneDNN pick.
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                "amx_tile", "amx_bf16", "amx_int8")
+#: flags for which TensorFlow (Linux x86) turns oneDNN on by default (``IsMKLEnabled`` in
+#: tensorflow/core/util/util.cc: AVX512_VNNI, AVX512_BF16, AVX_VNNI or any AMX feature).
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+#: flags that give native bfloat16 arithmetic to oneDNN's convolutions and matmuls.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpuinfo(path: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """``(model name, flags)`` of the first processor in /proc/cpuinfo; ("", empty) if unreadable."""
+    model, flags = "", set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return model, flags
+
+
+def cpu_name() -> str:
+    """The CPU model string (from /proc/cpuinfo on Linux)."""
+    return cpuinfo()[0] or platform.processor() or platform.machine()
+
+
+def onednn_state(flags: set[str], env: str | None = None) -> tuple[bool, str]:
+    """Whether TensorFlow runs oneDNN here and why: the ``TF_ENABLE_ONEDNN_OPTS`` setting or its own default.
+
+    ``env`` defaults to the environment's ``TF_ENABLE_ONEDNN_OPTS``.  Mirrors TensorFlow's rule
+    (see :data:`ONEDNN_DEFAULT_FLAGS`); :func:`machine_info` also asks TensorFlow itself.
+    """
+    env = os.environ.get("TF_ENABLE_ONEDNN_OPTS") if env is None else env
+    if env is not None and env.strip().lower() in ("1", "true", "0", "false"):
+        on = env.strip().lower() in ("1", "true")
+        return on, f"TF_ENABLE_ONEDNN_OPTS={env.strip()}"
+    found = [f for f in ONEDNN_DEFAULT_FLAGS if f in flags]
+    if found:
+        return True, f"TensorFlow's default on a CPU with {', '.join(found)}"
+    return False, "TensorFlow's default on a CPU without AVX512_VNNI/AVX512_BF16/AVX_VNNI/AMX"
+
+
+def bf16_note(flags: set[str]) -> str:
+    """One line saying whether this CPU can make bfloat16 faster than float32, and why."""
+    found = [f for f in BF16_FLAGS if f in flags]
+    if found:
+        return (f"this CPU has {', '.join(found)}: oneDNN runs bfloat16 convolutions and matmuls natively, "
+                "so a bfloat16 speed-up is expected")
+    return ("no bfloat16 speed-up expected on this CPU: it has neither AVX512_BF16 nor AMX_BF16, so "
+            "bfloat16 is converted to float32 around every kernel (or runs slower generic code)")
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on: device list, CPU, TensorFlow and Python versions."""
+    """What the numbers were measured on: CPU model and kernel flags, oneDNN on/off and why,
+    threads, device list, TensorFlow/Keras/Python versions."""
+    import keras
     import tensorflow as tf
 
+    model, flags = cpuinfo()
+    onednn, reason = onednn_state(flags)
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        reported = bool(_pywrap_util_port.IsMklEnabled())
+        if reported != onednn:
+            reason += f" (but TensorFlow reports oneDNN {'on' if reported else 'off'})"
+            onednn = reported
+    except (ImportError, AttributeError):
+        pass
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
     devices = [d.name for d in tf.config.list_logical_devices()]
     return {
         "device": ", ".join(devices),
-        "cpu": cpu_name(),
+        "cpu": model or platform.processor() or platform.machine(),
+        "cpu_flags": {f: f in flags for f in KERNEL_FLAGS},
+        "cores": cores,
+        "onednn": onednn,
+        "onednn_reason": reason,
+        "intra_op_threads": intra or cores,
+        "inter_op_threads": inter or cores,
+        "threads_set": {"intra_op": intra, "inter_op": inter},
+        "bf16_note": bf16_note(flags),
         "tf_version": tf.__version__,
+        "keras_version": keras.__version__,
         "python": platform.python_version(),
     }
+
+
+def machine_header(info: dict[str, Any] | None = None) -> str:
+    """The lines every benchmark prints first: CPU, kernel flags, oneDNN, threads, versions."""
+    info = info or machine_info()
+    flags = " ".join(f for f, present in info["cpu_flags"].items() if present) or "none of " + ", ".join(KERNEL_FLAGS)
+    return "\n".join([
+        f"machine: {info['cpu']} ({info['cores']} cores), flags: {flags}",
+        f"oneDNN {'on' if info['onednn'] else 'off'} ({info['onednn_reason']}); threads intra-op "
+        f"{info['intra_op_threads']}, inter-op {info['inter_op_threads']}; TensorFlow {info['tf_version']}, "
+        f"Keras {info['keras_version']}, Python {info['python']}",
+        f"bfloat16: {info['bf16_note']}",
+    ])
+
+
+_HEADER_PRINTED: set[str] = set()
+
+
+def print_header(bench_name: str) -> dict[str, Any]:
+    """Print the machine header for a benchmark about to run (once per benchmark and process); return the info."""
+    info = machine_info()
+    if bench_name not in _HEADER_PRINTED:
+        _HEADER_PRINTED.add(bench_name)
+        print(f"== {bench_name} ==")
+        print(machine_header(info))
+    return info
 
 
 def report(
@@ -165,6 +270,7 @@ def report(
     write_json(path, data)
     data["path"] = str(path)
     if not quiet:
+        print_header(bench)
         print(format_table(data["rows"]))
         for name, value in data["ratios"].items():
             print(f"{name}: {value:.2f}x")
@@ -210,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.name == module_name:
             raise UserError(f"benchmark {ns.name!r} is not built yet ({module_name} does not exist)") from err
         raise
-    module.run_benchmark(ns.args)
+    module.run_benchmark(ns.args)  # each parses its arguments first, then prints the machine header
     return 0
 
 

@@ -419,6 +419,7 @@ def _report(ns: argparse.Namespace, rows: list[bench.Timing], extra: dict[str, A
             "tolerance": TOLERANCE, "speedup": "baseline median / variant median (> 1: variant faster)"}
     info.update(extra or {})
     data = bench.report("fusion", rows, ratios, logdir=ns.logdir, extra=info, quiet=True)
+    bench.print_header("fusion")
     print(summary_table(data["rows"]))
     print(f"oneDNN kernels: {'on' if info['onednn'] else 'off'}; report: {data['path']}")
     return data

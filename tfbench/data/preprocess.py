@@ -19,6 +19,16 @@ The geometric recipes (each in NumPy with OpenCV or PIL resizing, and in-graph w
   points sit up to half a source pixel from A-aspect's, which without antialiasing can change
   single pixels on sharp edges a lot (tens of grey levels), though not the picture.
 
+- ``"A-window-v2"``: tensorflow/models' current eval crop, ``official.vision.ops.preprocess_ops.
+  center_crop_image_v2`` (the ``official.vision`` classification input's eval path): the same
+  square side as A-window, ``int(0.875 * shorter side)``, but offsets ``int((H - 0.875 * shorter
+  side) / 2)`` from the *unrounded* side in float32, one pixel before A-window's
+  ``(H - side + 1) // 2`` except when ``0.875 * shorter side`` is whole and ``H - side`` even
+  (500x375: A-window starts at row 24, column 86; v2 at 23, 85).  Decoded with
+  ``tf.image.decode_and_crop_jpeg`` over exactly the window and TensorFlow's default DCT method
+  (``INTEGER_FAST``), then ``tf.image.resize`` bilinear.  The in-graph fast path
+  (:func:`tf_decode_recipe`) is bit-identical to it (tested against a copy of its lines).
+
 A and B keep the same central 87.5% of the image (224/256 = 0.875): they differ only in where
 the resampling happens, so their outputs differ by the resizer alone.  B and A-window crop
 first, which is why ``tf.image.decode_and_crop_jpeg`` can skip decoding the border
@@ -94,9 +104,16 @@ RECIPES = {
     "A": "resize to 256x256, centre crop 224x224",
     "A-aspect": "resize shorter side to 256 (aspect kept), centre crop 224x224",
     "B": "centre crop 0.875 of height and width, resize to 224x224",
-    "A-window": "centre crop a square of 224/256 of the shorter side, resize to 224x224 (tensorflow/models)",
+    "A-window": "centre crop a square of 224/256 of the shorter side, resize to 224x224 "
+                "(tensorflow/models' legacy _decode_and_center_crop)",
+    "A-window-v2": "as A-window with center_crop_image_v2's offsets and TensorFlow's default DCT "
+                   "(tensorflow/models official.vision eval input)",
 }
-CROP_FIRST = ("B", "A-window")  # recipes that crop before they resize
+CROP_FIRST = ("B", "A-window", "A-window-v2")  # recipes that crop before they resize
+#: recipes that decode exactly their window with TensorFlow's default DCT method, as their reference does
+#: (no margin: bit-identical to ``decode_and_crop_jpeg`` over the window, not to a full decode)
+EXACT_WINDOW = ("A-window-v2",)
+DEFAULT_DCT = "INTEGER_ACCURATE"  # agrees with PIL and OpenCV
 BACKENDS = ("cv2", "pil")
 CROP_FRACTION = 0.875  # 224 / 256
 JPEG_MARGIN = 2  # extra source pixels decoded around a crop window: the reach of 2x chroma upsampling
@@ -151,6 +168,14 @@ def central_square_window(height: int, width: int, size: int = 224) -> tuple[int
     return (height - side + 1) // 2, (width - side + 1) // 2, side, side
 
 
+def central_square_window_v2(height: int, width: int, fraction: float = CROP_FRACTION) -> tuple[int, int, int, int]:
+    """``(top, left, side, side)`` of ``center_crop_image_v2``: float32 crop side, offsets truncated from float32."""
+    crop = np.float32(fraction) * np.float32(min(height, width))
+    top = int((np.float32(height) - crop) / np.float32(2.0))
+    left = int((np.float32(width) - crop) / np.float32(2.0))
+    return top, left, int(crop), int(crop)
+
+
 def shorter_side_size(height: int, width: int, side: int) -> tuple[int, int]:
     """New ``(height, width)`` with the shorter side ``side`` and the aspect ratio kept (rounded)."""
     scale = side / min(height, width)
@@ -169,6 +194,8 @@ def recipe_pixels(pixels: np.ndarray, recipe: str = "A", *, size: int = 224, bac
         return np.ascontiguousarray(center_crop(resize(pixels, nh, nw, backend), size, size))
     if recipe == "B":
         top, left, ch, cw = central_fraction_window(h, w)
+    elif recipe == "A-window-v2":
+        top, left, ch, cw = central_square_window_v2(h, w, size / resize_size(size))
     else:
         top, left, ch, cw = central_square_window(h, w, size)
     return resize(pixels[top:top + ch, left:left + cw], size, size, backend)
@@ -305,6 +332,12 @@ def tf_crop_window(height: TensorLike, width: TensorLike, recipe: str, *, size: 
     if recipe == "A-window":
         side = tf.minimum(height, width) * size // resize_size(size)
         return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
+    if recipe == "A-window-v2":  # center_crop_image_v2, in its float32 arithmetic
+        hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+        crop = size / resize_size(size) * tf.minimum(hf, wf)
+        top, left = tf.cast((hf - crop) / 2.0, tf.int32), tf.cast((wf - crop) / 2.0, tf.int32)
+        side = tf.cast(crop, tf.int32)
+        return tf.stack([top, left, side, side])
     if recipe == "A-aspect":
         (y0, y1, _), (x0, x1, _) = _aspect_axes(height, width, size)
         return tf.stack([y0, x0, y1 - y0, x1 - x0])
@@ -333,7 +366,7 @@ def _aspect_axes(height, width, size: int):
 
 
 def tf_decode_recipe(jpeg_bytes: TensorLike, recipe: str = "A-aspect", *, size: int = 224, antialias: bool = False,
-                     fast: bool | None = None, dct_method: str = "INTEGER_ACCURATE") -> tf.Tensor:
+                     fast: bool | None = None, dct_method: str | None = None) -> tf.Tensor:
     """Decode JPEG bytes to 3 channels (RGB) and apply ``recipe``; float32 ``size x size x 3``.
 
     With ``fast``, crop-first recipes decode only the pixels they keep
@@ -343,12 +376,14 @@ def tf_decode_recipe(jpeg_bytes: TensorLike, recipe: str = "A-aspect", *, size: 
     those points, so the fast path gives the slow path's pixels (to float rounding; without
     antialiasing only).  ``crop_and_resize`` is slower on CPU than the decoding it saves, so by
     default (``fast=None``) only the crop-first recipes (:data:`CROP_FIRST`) take the fast path.
-    ``dct_method="INTEGER_ACCURATE"`` makes TensorFlow's decoder agree with PIL and OpenCV
-    (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels).
+    ``dct_method`` defaults to ``"INTEGER_ACCURATE"``, which makes TensorFlow's decoder agree with
+    PIL and OpenCV (TensorFlow's default, the faster ``INTEGER_FAST``, differs by a few levels);
+    ``"A-window-v2"`` defaults to TensorFlow's default, as tensorflow/models does.
     """
     import tensorflow as tf
 
     _check_recipe(recipe)
+    dct_method = recipe_dct(recipe) if dct_method is None else dct_method
     fast = (recipe in CROP_FIRST) if fast is None else fast
     if fast and recipe in CROP_FIRST:
         window = tf_decode_window(jpeg_bytes, recipe, size=size, dct_method=dct_method)
@@ -366,6 +401,11 @@ def tf_decode_recipe(jpeg_bytes: TensorLike, recipe: str = "A-aspect", *, size: 
     return tf_recipe(pixels, recipe, size=size, antialias=antialias)
 
 
+def recipe_dct(recipe: str) -> str:
+    """The JPEG DCT method a recipe decodes with by default ("" is TensorFlow's own default, INTEGER_FAST)."""
+    return "" if recipe in EXACT_WINDOW else DEFAULT_DCT
+
+
 def _decode_with_margin(jpeg_bytes, height, width, recipe: str, size: int, dct_method: str):
     """Decode ``recipe``'s crop window plus :data:`JPEG_MARGIN` pixels around it; the pixels and their ``[y0, x0, y1, x1)``.
 
@@ -375,23 +415,26 @@ def _decode_with_margin(jpeg_bytes, height, width, recipe: str, size: int, dct_m
     import tensorflow as tf
 
     top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
-    y0, x0 = tf.maximum(0, top - JPEG_MARGIN), tf.maximum(0, left - JPEG_MARGIN)
-    y1, x1 = tf.minimum(height, top + h + JPEG_MARGIN), tf.minimum(width, left + w + JPEG_MARGIN)
+    margin = 0 if recipe in EXACT_WINDOW else JPEG_MARGIN
+    y0, x0 = tf.maximum(0, top - margin), tf.maximum(0, left - margin)
+    y1, x1 = tf.minimum(height, top + h + margin), tf.minimum(width, left + w + margin)
     decoded = tf.image.decode_and_crop_jpeg(jpeg_bytes, tf.stack([y0, x0, y1 - y0, x1 - x0]),
                                             channels=3, dct_method=dct_method)
     return decoded, (y0, x0, y1, x1)
 
 
 def tf_decode_window(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224, fast: bool = True,
-                     dct_method: str = "INTEGER_ACCURATE") -> tf.Tensor:
+                     dct_method: str | None = None) -> tf.Tensor:
     """The crop window of a crop-first recipe (:data:`CROP_FIRST`), decoded: ``uint8 hxwx3`` RGB, not resized.
 
     ``fast``: decode only the window plus :data:`JPEG_MARGIN` pixels around it
     (``tf.image.decode_and_crop_jpeg``), then cut the margin off: the same pixels as decoding the
-    whole image and slicing (tested).
+    whole image and slicing (tested).  :data:`EXACT_WINDOW` recipes decode the window alone, as
+    their reference does.  ``dct_method`` defaults to :func:`recipe_dct`.
     """
     import tensorflow as tf
 
+    dct_method = recipe_dct(recipe) if dct_method is None else dct_method
     if recipe not in CROP_FIRST:
         raise UserError(f"recipe {recipe!r} resizes before it crops; crop-first recipes: {', '.join(CROP_FIRST)}")
     shape = tf.image.extract_jpeg_shape(jpeg_bytes)

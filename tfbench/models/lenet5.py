@@ -20,6 +20,8 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.precision import compute_dtype as _compute_dtype
+
 WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 INPUT_SHAPE = (32, 32, 1)
@@ -70,12 +72,17 @@ def random_weights(seed: int = 0) -> WeightDict:
 
 
 class LeNet5Module(tf.Module):
-    """LeNet-5 as explicit variables and ``tf.nn`` ops. Input: float32 (N, 32, 32, 1)."""
+    """LeNet-5 as explicit variables and ``tf.nn`` ops. Input: float32 (N, 32, 32, 1).
+
+    ``compute_dtype`` ("float32", "bfloat16", "float16"): the arithmetic's dtype; variables and
+    the returned logits stay float32 (see :mod:`tfbench.models.precision`).
+    """
 
     def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,
-                 activation: str = "tanh", name: str = "lenet5"):
+                 activation: str = "tanh", name: str = "lenet5", compute_dtype: str | tf.DType = "float32"):
         super().__init__(name=name)
         _check_activation(activation)
+        self.compute_dtype = _compute_dtype(compute_dtype)
         self.activation = activation
         weights = weights if weights is not None else random_weights(seed)
         self.kernels: dict[str, tf.Variable] = {}
@@ -94,19 +101,21 @@ class LeNet5Module(tf.Module):
         """Run the network step by step, yielding ``(layer name, output)``."""
         act = tf.nn.tanh if self.activation == "tanh" else tf.nn.relu
         pool = tf.nn.avg_pool2d if self.activation == "tanh" else tf.nn.max_pool2d
-        x = tf.convert_to_tensor(images, tf.float32)
+        dtype = self.compute_dtype
+        x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
         for scope in dict.fromkeys(SCOPES.values()):
             outputs = []
             with tf.name_scope(scope):  # entered once per block, so the graph has no "block1_1"
                 for spec in (s for s in LAYERS if SCOPES[s.name] == scope):
                     with tf.name_scope(spec.name):
+                        kernel = tf.cast(self.kernels[spec.name], dtype)
+                        bias = tf.cast(self.biases[spec.name], dtype)
                         if spec.kind == "conv":
-                            x = act(tf.nn.bias_add(tf.nn.conv2d(x, self.kernels[spec.name], 1, "VALID"),
-                                                   self.biases[spec.name]))
+                            x = act(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias))
                         else:
                             if x.shape.rank == 4:
                                 x = tf.reshape(x, [-1, spec.kernel_shape[0]])
-                            x = tf.nn.bias_add(tf.matmul(x, self.kernels[spec.name]), self.biases[spec.name])
+                            x = tf.nn.bias_add(tf.matmul(x, kernel), bias)
                             if spec.name != "output":
                                 x = act(x)
                     outputs.append((spec.name, x))
@@ -117,10 +126,10 @@ class LeNet5Module(tf.Module):
 
     @tf.Module.with_name_scope
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Logits (N, 10)."""
+        """Float32 logits (N, 10)."""
         for _, x in self.layers(images):
             pass
-        return x
+        return tf.cast(x, tf.float32)
 
     def get_weights(self) -> WeightDict:
         """The current weights as a NumPy weight dict."""

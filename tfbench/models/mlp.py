@@ -12,6 +12,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.precision import compute_dtype as _compute_dtype
+
 WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 INPUT_SHAPE = (28, 28, 1)
@@ -46,11 +48,16 @@ def random_weights(hidden: Sequence[int] = DEFAULT_HIDDEN, seed: int = 0) -> Wei
 
 
 class MLPModule(tf.Module):
-    """The MLP as explicit variables. Input: float32 (N, 28, 28, 1) or (N, 784)."""
+    """The MLP as explicit variables. Input: float32 (N, 28, 28, 1) or (N, 784).
+
+    ``compute_dtype`` ("float32", "bfloat16", "float16"): the arithmetic's dtype; variables and
+    the returned logits stay float32 (see :mod:`tfbench.models.precision`).
+    """
 
     def __init__(self, hidden: Sequence[int] = DEFAULT_HIDDEN, weights: WeightDict | None = None, *,
-                 seed: int = 0, activation: str = "relu", name: str = "mlp"):
+                 seed: int = 0, activation: str = "relu", name: str = "mlp", compute_dtype: str | tf.DType = "float32"):
         super().__init__(name=name)
+        self.compute_dtype = _compute_dtype(compute_dtype)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.hidden = tuple(int(h) for h in hidden)
@@ -71,20 +78,21 @@ class MLPModule(tf.Module):
     def layers(self, images: tf.Tensor) -> Iterator[tuple[str, tf.Tensor]]:
         """Run the network step by step, yielding ``(layer name, output)``."""
         act = getattr(tf.nn, self.activation)
-        x = tf.reshape(tf.convert_to_tensor(images, tf.float32), [-1, self.shapes[0][1][0]])
+        dtype = self.compute_dtype
+        x = tf.cast(tf.reshape(tf.convert_to_tensor(images, tf.float32), [-1, self.shapes[0][1][0]]), dtype)
         for name, _ in self.shapes:
             with tf.name_scope(name):
-                x = tf.nn.bias_add(tf.matmul(x, self.kernels[name]), self.biases[name])
+                x = tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernels[name], dtype)), tf.cast(self.biases[name], dtype))
                 if name != "output":
                     x = act(x)
             yield name, x
 
     @tf.Module.with_name_scope
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Logits (N, 10)."""
+        """Float32 logits (N, 10)."""
         for _, x in self.layers(images):
             pass
-        return x
+        return tf.cast(x, tf.float32)
 
     def get_weights(self) -> WeightDict:
         """The current weights as a NumPy weight dict."""

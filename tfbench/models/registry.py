@@ -78,13 +78,46 @@ def check_name(name: str, choices: Sequence[str] = NAMES) -> None:
 
 def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_classes: int | None = None,
         seed: int = 0, activation: str | None = None, hidden: Sequence[int] | None = None,
-        weights: Any = None) -> Any:
+        weights: Any = None, compute_dtype: str | None = None) -> Any:
     """Build model ``name`` with seeded (or given) weights; every bad argument is a UserError.
 
     ``input_size`` defaults to the model's native size; ``num_classes`` to its own (1000 for
     ImageNet models, 10 for the digit models); ``activation`` and ``hidden`` apply to LeNet-5
-    (tanh or relu) and the MLP (hidden widths, relu/tanh/sigmoid).
+    (tanh or relu) and the MLP (hidden widths, relu/tanh/sigmoid).  ``compute_dtype``
+    ("float32", "bfloat16", "float16"; default float32) is mixed precision: float32 variables,
+    16-bit arithmetic, float32 logits.  Modules take it directly; Keras models are built under
+    the matching ``mixed_*`` dtype policy and end in a float32 ``linear`` layer named ``logits_float32``.
     """
+    if compute_dtype is not None and compute_dtype != "float32":
+        from tfbench.models.precision import COMPUTE_DTYPES
+
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise UserError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+        if impl == "keras":
+            return _keras_mixed(name, compute_dtype, input_size=input_size, num_classes=num_classes, seed=seed,
+                                activation=activation, hidden=hidden, weights=weights)
+    return _build(name, impl=impl, input_size=input_size, num_classes=num_classes, seed=seed,
+                  activation=activation, hidden=hidden, weights=weights, compute_dtype=compute_dtype or "float32")
+
+
+def _keras_mixed(name: str, compute_dtype: str, **kwargs: Any) -> Any:
+    """A Keras model built under the ``mixed_<compute_dtype>`` policy, its logits cast to float32."""
+    import keras
+
+    from tfbench.models.precision import keras_policy
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras_policy(compute_dtype))
+    try:
+        base = _build(name, impl="keras", **kwargs)
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(base.output)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return keras.Model(base.input, logits, name=base.name)
+
+
+def _build(name: str, *, impl: str, input_size: int | None, num_classes: int | None, seed: int,
+           activation: str | None, hidden: Sequence[int] | None, weights: Any, compute_dtype: str = "float32") -> Any:
     check_name(name)
     if impl not in IMPLS:
         raise UserError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
@@ -99,7 +132,8 @@ def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_cl
 
         classes = vgg19.NUM_CLASSES if num_classes is None else num_classes
         if impl == "module":
-            return vgg19.VGG19Module(weights, seed=seed, num_classes=classes, input_size=size)
+            return vgg19.VGG19Module(weights, seed=seed, num_classes=classes, input_size=size,
+                                     compute_dtype=compute_dtype)
         return vgg19.build_keras_vgg19(weights, seed=seed, num_classes=classes, input_size=size)
     if name == "lenet5":
         from tfbench.models import lenet5
@@ -108,7 +142,7 @@ def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_cl
         if activation not in lenet5.ACTIVATIONS:
             raise UserError(f"LeNet-5 activation must be one of {', '.join(lenet5.ACTIVATIONS)}, got {activation!r}")
         if impl == "module":
-            return lenet5.LeNet5Module(weights, seed=seed, activation=activation)
+            return lenet5.LeNet5Module(weights, seed=seed, activation=activation, compute_dtype=compute_dtype)
         return lenet5.build_keras_lenet5(weights, seed=seed, activation=activation)
     if name == "mlp":
         from tfbench.models import mlp
@@ -118,7 +152,7 @@ def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_cl
             raise UserError(f"MLP activation must be one of {', '.join(mlp.ACTIVATIONS)}, got {activation!r}")
         widths = tuple(hidden or mlp.DEFAULT_HIDDEN)
         if impl == "module":
-            return mlp.MLPModule(widths, weights, seed=seed, activation=activation)
+            return mlp.MLPModule(widths, weights, seed=seed, activation=activation, compute_dtype=compute_dtype)
         return mlp.build_keras_mlp(widths, weights, seed=seed, activation=activation)
     from tfbench.models import zoo
 

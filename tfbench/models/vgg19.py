@@ -25,6 +25,8 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.precision import compute_dtype as _compute_dtype
+
 WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 #: Configuration "E" of the paper: output channels of each 3x3 conv, "M" for a 2x2 max pool.
@@ -125,11 +127,16 @@ class VGG19Module(tf.Module):
 
     Input: float32 NHWC images already normalised the way the weights expect
     (see ``tfbench.data.weights`` for each file format's channel order and mean).
+    ``compute_dtype`` ("float32", "bfloat16" or "float16") is the dtype of the arithmetic:
+    the variables stay float32 and the logits come back float32, as under Keras' ``mixed_*``
+    policies (see :mod:`tfbench.models.precision`).
     """
 
     def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,
-                 num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, name: str = "vgg19"):
+                 num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, name: str = "vgg19",
+                 compute_dtype: str | tf.DType = "float32"):
         super().__init__(name=name)
+        self.compute_dtype = _compute_dtype(compute_dtype)
         self.specs = layer_specs(num_classes, input_size)
         self.input_size = input_size
         weights = weights if weights is not None else random_weights(seed, num_classes, input_size)
@@ -149,8 +156,10 @@ class VGG19Module(tf.Module):
         Ops are named by block (``block1/conv1_1/Conv2D`` ... ``block5/pool5``,
         ``classifier/fc6/MatMul``), so TensorBoard draws five blocks and a classifier.  A block's
         outputs are yielded after its name scope is closed, so callers never add ops inside it.
+        Outputs are in the compute dtype.
         """
-        x = tf.convert_to_tensor(images, tf.float32)
+        dtype = self.compute_dtype
+        x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
         convs = iter(s for s in self.specs if s.kind == "conv")
         for block, channels in enumerate(conv_blocks(), start=1):
             outputs = []
@@ -158,8 +167,8 @@ class VGG19Module(tf.Module):
                 for _ in channels:
                     spec = next(convs)
                     with tf.name_scope(spec.name):
-                        x = tf.nn.conv2d(x, self.kernels[spec.name], strides=1, padding="SAME")
-                        x = tf.nn.relu(tf.nn.bias_add(x, self.biases[spec.name]))
+                        x = tf.nn.conv2d(x, tf.cast(self.kernels[spec.name], dtype), strides=1, padding="SAME")
+                        x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(self.biases[spec.name], dtype)))
                     outputs.append((spec.name, x))
                 x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
                 outputs.append((f"pool{block}", x))
@@ -169,7 +178,8 @@ class VGG19Module(tf.Module):
             x = tf.reshape(x, [-1, self.specs[-3].kernel_shape[0]], name="flatten")
             for spec in self.specs[-3:]:
                 with tf.name_scope(spec.name):
-                    x = tf.nn.bias_add(tf.matmul(x, self.kernels[spec.name]), self.biases[spec.name])
+                    x = tf.nn.bias_add(tf.matmul(x, tf.cast(self.kernels[spec.name], dtype)),
+                                       tf.cast(self.biases[spec.name], dtype))
                     if spec.name != "fc8":
                         x = tf.nn.relu(x)
                 outputs.append((spec.name, x))
@@ -177,10 +187,10 @@ class VGG19Module(tf.Module):
 
     @tf.Module.with_name_scope
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Logits ``(N, num_classes)`` for a batch of normalised NHWC images."""
+        """Float32 logits ``(N, num_classes)`` for a batch of normalised NHWC images."""
         for _, x in self.layers(images):
             pass
-        return tf.identity(x, name="logits")
+        return tf.identity(tf.cast(x, tf.float32), name="logits")
 
     def probabilities(self, images: tf.Tensor) -> tf.Tensor:
         """Softmax of the logits."""

@@ -1,0 +1,528 @@
+"""A roofline of this CPU, with real layers on it (course exercise 6.10; answers 5.11 with numbers).
+
+``python -m tfbench.roofline`` measures this machine's ceilings and places layers under them:
+
+- **peaks**: float32 and bfloat16 ``tf.matmul`` GFLOP/s (N x N, ``2 N^3`` FLOPs) and memory
+  bandwidth from a large elementwise add (``c = a + b``: two arrays read, one written), timed
+  in the same rounds as every group below (:class:`PeakProbe`); the roof drawn is the best of them;
+- **layers**: every layer of VGG19, ResNet-50 and LeNet-5 (Keras models from
+  :func:`tfbench.models.get`), each timed alone in a ``tf.function`` on a random input of its
+  input shape, all layers of a model round robin.  FLOPs are ``tfbench.complexity``'s
+  multiplications + additions (:mod:`tfbench.models.counting`), bytes are the float32 bytes a
+  layer must move at least once: its inputs, its output and its weights.  Arithmetic intensity
+  (AI) = FLOPs / bytes; the roofline bound is ``min(peak FLOP/s, AI x bandwidth)``;
+- **fusion blocks** (``tfbench.fusion``'s experiments): conv+bias+relu and dense+bias+relu with
+  grappler's remapper off (three kernels, each re-reading the tensor) and on (one fused
+  kernel), and the ten-op elementwise chain without and with XLA.  Fusion does not change the
+  FLOPs, it removes bytes: the point moves right, towards the ridge;
+- **whole forward passes**: VGG19 at batch 8 float32 (Keras model and ``VGG19Module``) and the
+  Module in bfloat16, as a fraction of the matmul peak of their dtype.
+
+The ridge point is ``peak FLOP/s / bandwidth``.  Layers left of it are memory-bound: their
+time is bytes / bandwidth whatever the arithmetic, which is where fusion pays (exercise 5.11):
+ReLU, pooling, BatchNorm, residual adds, bias adds, the fully connected layers at small batch.
+Layers right of it (VGG's 3x3 convolutions) are compute-bound: fusing a bias and a ReLU into
+them saves a few percent at most.
+
+Output: a table, ``logs/roofline/<timestamp>/roofline.png`` and the same PNG in TensorBoard's
+Images dashboard, the table as a Text card, and ``logs/bench/roofline-<timestamp>.json``.  The
+default run is short (a couple of minutes on 2 cores); ``--full`` uses larger peaks problems and
+more rounds.  Numbers from a shared machine are lower bounds of what it can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tfbench import cli
+from tfbench.errors import UserError, run_cli
+
+MODELS = ("vgg19", "resnet50", "lenet5")
+BYTES_F32 = 4
+
+
+@dataclass
+class Point:
+    """One thing on the roofline: FLOPs, bytes moved, measured time, and what that makes."""
+
+    group: str  # "vgg19", "resnet50", "lenet5", "fusion", "model"
+    name: str
+    kind: str
+    flops: int
+    bytes: int
+    median_ms: float
+    p10_ms: float = 0.0
+    p90_ms: float = 0.0
+    load_scale: float = 1.0  # best peak / the peak measured in this point's own rounds (1: the least loaded rounds)
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOPs per byte."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    @property
+    def gflops(self) -> float:
+        """Achieved GFLOP/s."""
+        return self.flops / (self.median_ms * 1e6) if self.median_ms else 0.0
+
+    @property
+    def gbytes_per_s(self) -> float:
+        """Achieved GB/s (of the minimum bytes)."""
+        return self.bytes / (self.median_ms * 1e6) if self.median_ms else 0.0
+
+    def row(self, peak_gflops: float, bandwidth: float) -> dict[str, Any]:
+        """The JSON/table row, with the roofline bound at this intensity and the fraction reached.
+
+        ``peak_gflops`` and ``bandwidth`` should be the ones measured in this point's own rounds,
+        so ``of_bound`` compares numbers taken under the same load.
+        """
+        bound = min(peak_gflops, self.intensity * bandwidth)
+        return {**asdict(self), "intensity": self.intensity, "gflops": self.gflops, "gb_per_s": self.gbytes_per_s,
+                "gflops_load_adjusted": self.gflops * self.load_scale,
+                "bound_gflops": bound, "of_bound": self.gflops / bound if bound else 0.0,
+                "memory_bound": self.intensity < peak_gflops / bandwidth}
+
+
+# ---------------------------------------------------------------------------------------------- peaks
+
+
+class PeakProbe:
+    """The ceilings as three timed cases (float32 and bfloat16 N x N matmul, a large float32 add).
+
+    Every timing group of the run (each model's layers, the fusion blocks, the forward passes)
+    runs these cases in its own rounds, so a group's fraction of the peak compares numbers taken
+    under the same load; the roofline drawn is the best of all of them, the closest to what the
+    machine can do.
+    """
+
+    PREFIX = "peak: "
+
+    def __init__(self, matmul_size: int, add_elements: int):
+        import tensorflow as tf
+
+        n = self.matmul_size = matmul_size
+        self.add_elements = add_elements
+        a32 = tf.random.stateless_normal((n, n), seed=[0, 1])
+        b32 = tf.random.stateless_normal((n, n), seed=[0, 2])
+        a16, b16 = tf.cast(a32, tf.bfloat16), tf.cast(b32, tf.bfloat16)
+        x = tf.random.stateless_normal((add_elements,), seed=[0, 3])
+        y = tf.random.stateless_normal((add_elements,), seed=[0, 4])
+        matmul = tf.function(lambda p, q: tf.reshape(tf.matmul(p, q), [-1])[0])
+        add = tf.function(lambda p, q: tf.reshape(p + q, [-1])[0])
+        self._cases = {f"{self.PREFIX}matmul float32": lambda: matmul(a32, b32),
+                       f"{self.PREFIX}matmul bfloat16": lambda: matmul(a16, b16),
+                       f"{self.PREFIX}add float32": lambda: add(x, y)}
+        self.samples: list[dict[str, Any]] = []
+
+    def cases(self) -> dict[str, Callable[[], Any]]:
+        """The three cases, to time in the same rounds as a group's own cases."""
+        return dict(self._cases)
+
+    def take(self, timings: dict[str, Any], group: str) -> dict[str, float]:
+        """Remove the probe's timings from ``timings``; record and return the rates they give."""
+        flops, moved = 2 * self.matmul_size ** 3, 3 * BYTES_F32 * self.add_elements
+        rates = {"group": group,
+                 "float32_gflops": flops / (timings.pop(f"{self.PREFIX}matmul float32").median_ms * 1e6),
+                 "bfloat16_gflops": flops / (timings.pop(f"{self.PREFIX}matmul bfloat16").median_ms * 1e6),
+                 "bandwidth_gb_per_s": moved / (timings.pop(f"{self.PREFIX}add float32").median_ms * 1e6)}
+        self.samples.append(rates)
+        return rates
+
+    def peaks(self) -> dict[str, Any]:
+        """The best of each ceiling over every group, and every group's own measurement."""
+        best = {key: max(s[key] for s in self.samples)
+                for key in ("float32_gflops", "bfloat16_gflops", "bandwidth_gb_per_s")}
+        return {"matmul_size": self.matmul_size, "add_elements": self.add_elements, **best,
+                "per_group": list(self.samples)}
+
+
+def measure_peaks(*, matmul_size: int, add_elements: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """float32 and bfloat16 matmul GFLOP/s and elementwise-add GB/s, timed round robin (one group on its own)."""
+    from tfbench import bench
+
+    probe = PeakProbe(matmul_size, add_elements)
+    timings = {t.case: t for t in bench.compare(probe.cases(), warmup=warmup, repeats=repeats)}
+    probe.take(timings, "peaks")
+    return probe.peaks()
+
+
+# --------------------------------------------------------------------------------------------- layers
+
+
+def _reduce_first(y: Any) -> Any:
+    """One element of the output: the whole layer still runs, but nothing big is copied back to NumPy."""
+    import tensorflow as tf
+
+    return tf.reshape(y, [-1])[0]
+
+
+def layer_workloads(model: Any, batch: int, seed: int = 0) -> list[tuple[Any, Any, Callable[[], Any], list[Any]]]:
+    """``(layer, count, call, inputs)`` for every layer of a Keras functional model (input layers skipped).
+
+    ``count`` is the layer's :class:`tfbench.models.counting.LayerCount` (per example); ``call``
+    runs the layer alone in a ``tf.function`` on seeded random inputs of its input shapes.
+    """
+    import tensorflow as tf
+
+    from tfbench.models.counting import count_layer
+
+    out = []
+    for i, layer in enumerate(model.layers):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        tensors = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        inputs = [tf.random.stateless_normal((batch, *t.shape[1:]), seed=[seed, i * 7 + j])
+                  for j, t in enumerate(tensors)]
+        single = not isinstance(layer.input, (list, tuple))
+        fn = tf.function(lambda *xs, layer=layer, single=single: _reduce_first(
+            layer(xs[0] if single else list(xs), training=False)))
+        out.append((layer, count_layer(layer), lambda fn=fn, inputs=inputs: fn(*inputs), inputs))
+    return out
+
+
+def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int,
+                 probe: PeakProbe | None = None) -> list[Point]:
+    """Every layer of ``model`` timed alone, all layers round robin; FLOPs from the counts, bytes from shapes."""
+    import tensorflow as tf
+
+    from tfbench import bench
+
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # one small tf.function per layer is the point, not a retracing bug
+    try:
+        work = layer_workloads(model, batch)
+        cases = {layer.name: call for layer, _, call, _ in work}
+        cases.update(probe.cases() if probe else {})
+        timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+    finally:
+        tf.get_logger().setLevel(level)
+    if probe:
+        probe.take(timings, name)
+    points = []
+    for layer, count, _, inputs in work:
+        weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _elements(w.shape))
+                      for w in layer.weights)
+        in_elements = sum(int(x.shape.num_elements()) for x in inputs)
+        out_elements = batch * _elements(count.output_shape)
+        t = timings[layer.name]
+        points.append(Point(name, layer.name, count.kind, batch * (count.mults + count.adds),
+                            BYTES_F32 * (in_elements + out_elements + weights), t.median_ms, t.p10_ms, t.p90_ms))
+    return points
+
+
+def _elements(shape: Sequence[int]) -> int:
+    total = 1
+    for d in shape:
+        total *= int(d)
+    return total
+
+
+# --------------------------------------------------------------------------------------------- fusion
+
+
+def fusion_points(*, batch: int, warmup: int, repeats: int, small: bool = False,
+                  probe: PeakProbe | None = None) -> list[Point]:
+    """The fusion experiments' blocks before and after fusion, all timed round robin (``small``: tiny shapes)."""
+    import tensorflow as tf
+
+    from tfbench import bench
+    from tfbench.grappler import grappler_options
+    from tfbench.models import blocks
+
+    conv = blocks.ConvShape(batch, 14 if small else 56, 16 if small else 128, 16 if small else 128)
+    dense = blocks.DenseShape(batch, 512, 256) if small else blocks.DenseShape(batch, 25088, 4096)  # VGG19's fc6
+    chain_dims = (batch, 14, 14, 16) if small else (batch, 56, 56, 128)
+    conv_net, dense_net, chain = blocks.ConvBiasRelu(conv), blocks.DenseBiasRelu(dense), blocks.ElementwiseChain()
+    xc, xd = conv.input(), dense.input()
+    xe = tf.random.stateless_normal(chain_dims, seed=[1, 2])
+
+    def under(options: dict[str, Any], fn: Callable[[Any], Any], x: Any) -> Callable[[], Any]:
+        def call() -> Any:
+            with grappler_options(**options):
+                return fn(x)
+        return call
+
+    first = _reduce_first
+    cases = {
+        "conv+bias+relu unfused": under({"remapping": False}, tf.function(lambda x: first(conv_net(x))), xc),
+        "conv+bias+relu fused": under({}, tf.function(lambda x: first(conv_net(x))), xc),
+        "dense+bias+relu unfused": under({"remapping": False}, tf.function(lambda x: first(dense_net(x))), xd),
+        "dense+bias+relu fused": under({}, tf.function(lambda x: first(dense_net(x))), xd),
+        "10 elementwise ops": under({}, tf.function(lambda x: first(chain(x))), xe),
+        "10 elementwise ops XLA": under({}, tf.function(lambda x: first(chain(x)), jit_compile=True), xe),
+    }
+    cases.update(probe.cases() if probe else {})
+    timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+    if probe:
+        probe.take(timings, "fusion")
+    conv_in = batch * conv.size * conv.size * conv.cin
+    conv_out = batch * conv.size * conv.size * conv.cout
+    conv_k = conv.kernel ** 2 * conv.cin * conv.cout + conv.cout
+    dense_in, dense_out = batch * dense.units_in, batch * dense.units_out
+    dense_k = dense.units_in * dense.units_out + dense.units_out
+    n = _elements(chain_dims)
+    specs = {  # name: (FLOPs, bytes); unfused: each of bias add and relu reads and writes the whole output again
+        "conv+bias+relu unfused": (conv.flops + conv_out, BYTES_F32 * (conv_in + conv_k + 5 * conv_out)),
+        "conv+bias+relu fused": (conv.flops + conv_out, BYTES_F32 * (conv_in + conv_k + conv_out)),
+        "dense+bias+relu unfused": (2 * dense_in * dense.units_out + dense_out,
+                                    BYTES_F32 * (dense_in + dense_k + 5 * dense_out)),
+        "dense+bias+relu fused": (2 * dense_in * dense.units_out + dense_out,
+                                  BYTES_F32 * (dense_in + dense_k + dense_out)),
+        # ten ops of one FLOP per element; one by one each reads and writes n floats (y * x reads two)
+        "10 elementwise ops": (10 * n, BYTES_F32 * 21 * n),
+        "10 elementwise ops XLA": (10 * n, BYTES_F32 * 2 * n),
+    }
+    return [Point("fusion", name, "fused" if ("fused" in name and "unfused" not in name) or "XLA" in name
+                  else "unfused", flops, moved, timings[name].median_ms, timings[name].p10_ms, timings[name].p90_ms)
+            for name, (flops, moved) in specs.items()]
+
+
+# --------------------------------------------------------------------------------------- whole models
+
+
+def model_points(size: int, batch: int, *, warmup: int, repeats: int, probe: PeakProbe,
+                 seed: int = 0) -> tuple[list[Point], dict[str, float]]:
+    """VGG19's forward pass (Keras float32, Module float32, Module bfloat16) as roofline points, and the matmul
+    peaks measured in the same rounds (so the fraction of the peak is not a change of load)."""
+    import tensorflow as tf
+
+    from tfbench import models
+    from tfbench.models import counting, vgg19
+
+    weights = vgg19.random_weights(seed, input_size=size)
+    keras_model = models.get("vgg19", input_size=size, weights=weights)
+    module32 = models.get("vgg19", impl="module", input_size=size, weights=weights)
+    module16 = models.get("vgg19", impl="module", input_size=size, weights=weights, compute_dtype="bfloat16")
+    x = tf.random.stateless_uniform((batch, size, size, 3), seed=[seed, 9], minval=-1.0, maxval=1.0)
+    fns = {"VGG19 Keras float32": tf.function(lambda t: _reduce_first(keras_model(t, training=False))),
+           "VGG19 Module float32": tf.function(lambda t: _reduce_first(module32(t))),
+           "VGG19 Module bfloat16": tf.function(lambda t: _reduce_first(module16(t)))}
+    from tfbench import bench
+
+    cases = {k: (lambda f=f: f(x)) for k, f in fns.items()}
+    cases.update(probe.cases())
+    timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+    peaks = probe.take(timings, "forward")
+    counts = counting.count_model(keras_model, "vgg19")
+    flops = batch * (counts.total("mults") + counts.total("adds"))
+    params = sum(int(w.shape.num_elements()) for w in module32.trainable_variables)
+    acts = batch * sum(_elements(layer.output_shape) for layer in counts.layers)
+    moved = BYTES_F32 * (batch * size * size * 3 + acts + params)
+    return [Point("model", name, "bfloat16" if "bfloat16" in name else "float32", flops,
+                  moved // (2 if "bfloat16" in name else 1), t.median_ms, t.p10_ms, t.p90_ms)
+            for name, t in timings.items()], peaks
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+COLOURS = {"vgg19": "tab:blue", "resnet50": "tab:green", "lenet5": "tab:purple", "fusion": "tab:red",
+           "model": "black"}
+
+
+def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str) -> Path:
+    """Draw the roofline (float32 and bfloat16 ceilings, bandwidth slope) and the points; write a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    bw, f32, b16 = peaks["bandwidth_gb_per_s"], peaks["float32_gflops"], peaks["bfloat16_gflops"]
+    placed = [p for p in points if p.flops > 0 and p.median_ms > 0]
+    lo = min([p.intensity for p in placed] + [0.05]) / 2
+    hi = max([p.intensity for p in placed] + [4 * b16 / bw]) * 2
+    ai = np.logspace(np.log10(lo), np.log10(hi), 200)
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=100)
+    ax.loglog(ai, np.minimum(f32, ai * bw), "k-", lw=2, label=f"float32 roof: {f32:.0f} GFLOP/s, {bw:.1f} GB/s")
+    ax.loglog(ai, np.minimum(b16, ai * bw), "k--", lw=1.2, label=f"bfloat16 matmul roof: {b16:.0f} GFLOP/s")
+    ax.axvline(f32 / bw, color="grey", lw=0.8, ls=":")
+    ax.text(f32 / bw, f32 * 1.15, f" ridge {f32 / bw:.1f} FLOP/byte", fontsize=8, color="grey")
+    for group in COLOURS:
+        mine = [p for p in placed if p.group == group]
+        if not mine:
+            continue
+        if group == "fusion":
+            for before, after in zip(mine[0::2], mine[1::2]):
+                ax.annotate("", (after.intensity, after.gflops * after.load_scale),
+                            (before.intensity, before.gflops * before.load_scale),
+                            arrowprops={"arrowstyle": "->", "color": COLOURS[group]})
+        ax.scatter([p.intensity for p in mine], [p.gflops * p.load_scale for p in mine],
+                   s=28 if group != "model" else 60,
+                   c=COLOURS[group], marker="*" if group == "model" else "o", alpha=0.8, label=group)
+    for i, p in enumerate(q for q in placed if q.group in ("fusion", "model")):
+        ax.annotate(p.name, (p.intensity, p.gflops * p.load_scale), fontsize=6.5, xytext=(5, -9 + 9 * (i % 3)),
+                    textcoords="offset points")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte, float32 bytes moved at least once)")
+    ax.set_ylabel("achieved GFLOP/s x (best peak / peak in its own rounds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", lw=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def markdown(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> str:
+    """The table as markdown (TensorBoard's Text dashboard and docs)."""
+    from tfbench.summaries import markdown_table
+
+    head = ("group", "layer", "kind", "MFLOP", "MB", "FLOP/B", "ms", "GFLOP/s", "of roof", "bound")
+    body = [(r["group"], r["name"], r["kind"], f"{r['flops'] / 1e6:.1f}", f"{r['bytes'] / 1e6:.2f}",
+             f"{r['intensity']:.2f}", f"{r['median_ms']:.3f}", f"{r['gflops']:.1f}", f"{r['of_bound']:.0%}",
+             "memory" if r["memory_bound"] else "compute") for r in rows]
+    ridge = peaks["float32_gflops"] / peaks["bandwidth_gb_per_s"]
+    return (f"Peaks: float32 matmul {peaks['float32_gflops']:.0f} GFLOP/s, bfloat16 matmul "
+            f"{peaks['bfloat16_gflops']:.0f} GFLOP/s, add bandwidth {peaks['bandwidth_gb_per_s']:.1f} GB/s; "
+            f"ridge {ridge:.1f} FLOP/byte.\n\n" + markdown_table(head, body))
+
+
+def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list[str]:
+    """What the roofline says: the ridge, which layers are memory-bound, the VGG19 forward vs the peak."""
+    ridge = peaks["float32_gflops"] / peaks["bandwidth_gb_per_s"]
+    lines = [f"ridge point: {ridge:.1f} FLOP/byte (float32 matmul peak / add bandwidth)"]
+    for group in MODELS:
+        mine = [r for r in rows if r["group"] == group and r["flops"] > 0]
+        if not mine:
+            continue
+        below = [r for r in mine if r["memory_bound"]]
+        share = sum(r["median_ms"] for r in below) / max(1e-9, sum(r["median_ms"] for r in mine))
+        kinds = sorted({r["kind"] for r in below})
+        lines.append(f"{group}: {len(below)} of {len(mine)} counted layers below the ridge ({share:.0%} of their "
+                     f"time): {', '.join(kinds) or 'none'}; fusion pays there")
+    same = peaks.get("same_rounds_as_forward", {})
+    for r in rows:
+        if r["group"] == "model":
+            peak = same.get(f"{r['kind']}_gflops") or peaks[f"{r['kind']}_gflops"]
+            goal = ""
+            if r["kind"] == "float32":
+                goal = f" (goal 70%: {'met' if r['gflops'] >= 0.7 * peak else 'not met'})"
+            lines.append(f"{r['name']} forward: {r['gflops']:.0f} GFLOP/s = {r['gflops'] / peak:.0%} of the "
+                         f"{r['kind']} matmul peak measured in the same rounds ({peak:.0f} GFLOP/s){goal}")
+    fusion = {r["name"]: r for r in rows if r["group"] == "fusion"}
+    for before, after in (("conv+bias+relu unfused", "conv+bias+relu fused"),
+                          ("dense+bias+relu unfused", "dense+bias+relu fused"),
+                          ("10 elementwise ops", "10 elementwise ops XLA")):
+        if before in fusion and after in fusion:
+            lines.append(f"{after}: {fusion[before]['median_ms'] / fusion[after]['median_ms']:.2f}x faster than "
+                         f"unfused; intensity {fusion[before]['intensity']:.2f} -> {fusion[after]['intensity']:.2f}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
+    p = cli.parser(prog, __doc__.split("\n")[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    p.add_argument("--image-size", type=cli.positive_int, default=224, help="input size of VGG19 and ResNet-50")
+    cli.add_batch_size(p, 8)
+    p.add_argument("--lenet-batch", type=cli.positive_int, default=64, help="LeNet-5 batch size")
+    p.add_argument("--matmul-size", type=cli.positive_int, default=2048, help="N of the N x N peak matmuls")
+    p.add_argument("--add-elements", type=cli.positive_int, default=1 << 25,
+                   help="float32 elements of each array of the bandwidth add (3 arrays)")
+    p.add_argument("--no-fusion", action="store_true", help="skip the fusion blocks")
+    p.add_argument("--no-forward", action="store_true", help="skip the whole VGG19 forward passes")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=1, help="untimed rounds")
+    cli.add_repeats(p, 3)
+    p.add_argument("--full", action="store_true",
+                   help="the long run: 4096 matmuls, 2^26-element add, 7 rounds (overrides those flags)")
+    cli.add_logdir(p)
+    cli.add_verbose(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None, prog: str = "roofline") -> argparse.Namespace:
+    ns = build_parser(prog).parse_args(argv)
+    ns.models = [m.strip() for m in ns.models.split(",") if m.strip()]
+    bad = [m for m in ns.models if m not in MODELS]
+    if bad or not ns.models:
+        raise UserError(f"--models: unknown {bad or ns.models}; choose from {', '.join(MODELS)}")
+    if ns.image_size % 32:
+        raise UserError(f"--image-size must be a multiple of 32 (VGG19's five pools), got {ns.image_size}")
+    if ns.full:
+        ns.matmul_size, ns.add_elements, ns.repeats = 4096, 1 << 26, 7
+    return ns
+
+
+def run(ns: argparse.Namespace) -> dict[str, Any]:
+    """Measure peaks and points, print the table and summary, write PNG, TensorBoard cards and JSON."""
+    from tfbench import bench, models, paths, summaries
+
+    info = bench.print_header("roofline")
+    probe = PeakProbe(ns.matmul_size, ns.add_elements)
+    points: list[Point] = []
+    for name in ns.models:
+        size = 32 if name == "lenet5" else ns.image_size
+        batch = ns.lenet_batch if name == "lenet5" else ns.batch_size
+        print(f"timing the layers of {name} ({size}x{size}, batch {batch}) and the peaks, round robin ...", flush=True)
+        points += layer_points(name, models.get(name, input_size=size), batch, warmup=ns.warmup, repeats=ns.repeats,
+                               probe=probe)
+    if not ns.no_fusion:
+        print("timing the fusion blocks and the peaks ...", flush=True)
+        points += fusion_points(batch=ns.batch_size, warmup=ns.warmup, repeats=ns.repeats,
+                                small=ns.image_size < 224, probe=probe)
+    same_rounds: dict[str, float] = {}
+    if not ns.no_forward:
+        print(f"timing VGG19 forward passes ({ns.image_size}x{ns.image_size}, batch {ns.batch_size}) and the peaks ...",
+              flush=True)
+        forward, same_rounds = model_points(ns.image_size, ns.batch_size, warmup=ns.warmup, repeats=ns.repeats,
+                                            probe=probe)
+        points += forward
+    peaks = probe.peaks()
+    if same_rounds:
+        peaks["same_rounds_as_forward"] = same_rounds
+    print(f"best of {len(probe.samples)} groups: float32 matmul {peaks['float32_gflops']:.0f} GFLOP/s, bfloat16 "
+          f"matmul {peaks['bfloat16_gflops']:.0f} GFLOP/s, add {peaks['bandwidth_gb_per_s']:.1f} GB/s", flush=True)
+    own = {sample["group"]: sample for sample in probe.samples}
+    rows = []
+    for p in points:  # each point against the peaks of its own rounds; plotted scaled to the best rounds' load
+        group = own.get("forward" if p.group == "model" else p.group, peaks)
+        p.load_scale = peaks["float32_gflops"] / group["float32_gflops"]
+        rows.append(p.row(group["float32_gflops"], group["bandwidth_gb_per_s"]))
+    run_dir = paths.run_dir(ns.logdir, "roofline")
+    title = (f"{info['cpu']} ({info['cores']} cores, oneDNN {'on' if info['onednn'] else 'off'}), "
+             f"TF {info['tf_version']}; shared machine, short run")
+    png = plot(points, peaks, run_dir / "roofline.png", title)
+    import matplotlib.image
+
+    image = (matplotlib.image.imread(png)[..., :3] * 255).round().astype("uint8")
+    summaries.write_images(run_dir, {"roofline": image})
+    lines = summary_lines(rows, peaks)
+    table = markdown(rows, peaks)
+    summaries.write_text(run_dir, {"roofline/table": table, "roofline/summary": "\n\n".join(lines)})
+    extra = {"peaks": peaks, "png": str(png), "run_dir": str(run_dir), "summary": lines,
+             "settings": {k: v for k, v in vars(ns).items() if k not in ("verbose",)}}
+    report = bench.report("roofline", rows, {}, logdir=ns.logdir, extra=extra, quiet=True)
+    print(bench.format_table([{k: r[k] for k in ("group", "name", "kind", "intensity", "median_ms", "gflops",
+                                                 "of_bound", "memory_bound")} for r in rows]))
+    for line in lines:
+        print(line)
+    print(f"PNG: {png}\nTensorBoard: tensorboard --logdir {run_dir}\nreport: {report['path']}")
+    return report
+
+
+def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench roofline") -> dict[str, Any]:
+    """``python -m tfbench.bench roofline``: same as the command (``prog`` names which in ``--help``)."""
+    ns = parse_args(argv, prog)
+    cli.quiet_tensorflow(ns.verbose)
+    cli.check_output_dir(ns.logdir)
+    return run(ns)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    run_benchmark(argv, prog="roofline")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
