@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Sequence
 
 from tfbench import paths
 
@@ -164,6 +165,18 @@ def check_input_file(path: str | Path, what: str) -> Path:
     if not os.access(path, os.R_OK):
         raise UserError(f"{what} {path}: the file is not readable")
     return path
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, refuse an impossible ``--logdir`` before any work, then quiet TensorFlow's start-up.
+
+    The order every command follows: nothing heavy is imported until the arguments are known good.
+    """
+    ns = parser.parse_args(argv)
+    if getattr(ns, "logdir", None) is not None:
+        check_output_dir(ns.logdir)
+    quiet_tensorflow(getattr(ns, "verbose", False))
+    return ns
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:

@@ -370,9 +370,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
     """Parse, keep TensorFlow's start-up lines quiet, and check the output folder before any work."""
-    ns = build_parser(prog).parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(build_parser(prog), argv)
     return ns
 
 

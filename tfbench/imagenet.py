@@ -152,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``convert``, ``inspect`` or ``eval`` (see the module docstring)."""
-    ns = build_parser().parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(build_parser(), argv)
 
     if ns.command == "convert":
         if ns.src is None:

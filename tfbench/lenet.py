@@ -145,9 +145,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--fit-steps", type=cli.positive_int, default=10, help="batches per timed fit call")
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
     data = mnist.load()
     x = model_inputs(ns.model, data.x_train)
     reps = -(-ns.batch_size // len(x))  # tile if a batch is larger than the data

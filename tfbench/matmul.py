@@ -39,9 +39,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed calls per case")
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.quiet_tensorflow(args.verbose)
-    cli.check_output_dir(args.logdir)
+    args = cli.parse(parser, argv)
 
     import tensorflow as tf
 

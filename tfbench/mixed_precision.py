@@ -437,9 +437,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> arg
     cli.add_seed(parser)
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
     ns.vgg_input = 0 if ns.no_small_vgg else ns.image_size  # the small VGG19 timing input
     ns.policies = _csv(ns.policies, POLICIES, "--policies")
     ns.large_policies = _csv(ns.large_policies, POLICIES, "--large-policies")

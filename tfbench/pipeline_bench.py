@@ -159,9 +159,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", help="where to build the datasets (default: a temporary folder)")
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
     if ns.workdir:
         cli.check_output_dir(ns.workdir, "--workdir")
     if ns.workdir:

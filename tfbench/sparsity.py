@@ -339,9 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_seed(parser)
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
     models = [m.strip() for m in ns.models.split(",") if m.strip()]
     if not models or any(m not in MODELS for m in models):
         raise UserError(f"--models: got {ns.models!r}; choose from {', '.join(MODELS)}")

@@ -444,9 +444,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA variant")
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    args = parser.parse_args(argv)
-    cli.quiet_tensorflow(args.verbose)
-    cli.check_output_dir(args.logdir)
+    args = cli.parse(parser, argv)
     from tfbench import bench as harness
     from tfbench import models
     from tfbench.data import weights as weight_files

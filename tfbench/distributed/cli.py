@@ -633,9 +633,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--timeout", type=cli.positive_float, default=600.0, help="seconds per case")
     cli.add_logdir(parser)
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
     cases = [c.strip() for c in ns.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(STRATEGIES))
     if unknown or ns.steps < 3:

@@ -20,9 +20,9 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 INPUT_SHAPE = (32, 32, 1)
 NUM_CLASSES = 10
@@ -71,7 +71,7 @@ def random_weights(seed: int = 0) -> WeightDict:
     return weights
 
 
-class LeNet5Module(tf.Module):
+class LeNet5Module(ExplicitModule):
     """LeNet-5 as explicit variables and ``tf.nn`` ops. Input: float32 (N, 32, 32, 1).
 
     ``compute_dtype`` ("float32", "bfloat16", "float16"): the arithmetic's dtype; variables and
@@ -124,16 +124,6 @@ class LeNet5Module(tf.Module):
                         outputs.append((POOL_NAMES[spec.name], x))
             yield from outputs  # after the scope is closed: callers never add ops inside it
 
-    @tf.Module.with_name_scope
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Float32 logits (N, 10)."""
-        for _, x in self.layers(images):
-            pass
-        return tf.cast(x, tf.float32)
-
-    def get_weights(self) -> WeightDict:
-        """The current weights as a NumPy weight dict."""
-        return {s.name: (self.kernels[s.name].numpy(), self.biases[s.name].numpy()) for s in LAYERS}
 
 
 def build_keras_lenet5(weights: WeightDict | None = None, *, seed: int = 0, activation: str = "tanh",

@@ -12,9 +12,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -47,7 +47,7 @@ def random_weights(hidden: Sequence[int] = DEFAULT_HIDDEN, seed: int = 0) -> Wei
     return out
 
 
-class MLPModule(tf.Module):
+class MLPModule(ExplicitModule):
     """The MLP as explicit variables. Input: float32 (N, 28, 28, 1) or (N, 784).
 
     ``compute_dtype`` ("float32", "bfloat16", "float16"): the arithmetic's dtype; variables and
@@ -87,16 +87,6 @@ class MLPModule(tf.Module):
                     x = act(x)
             yield name, x
 
-    @tf.Module.with_name_scope
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Float32 logits (N, 10)."""
-        for _, x in self.layers(images):
-            pass
-        return tf.cast(x, tf.float32)
-
-    def get_weights(self) -> WeightDict:
-        """The current weights as a NumPy weight dict."""
-        return {n: (self.kernels[n].numpy(), self.biases[n].numpy()) for n, _ in self.shapes}
 
 
 def build_keras_mlp(hidden: Sequence[int] = DEFAULT_HIDDEN, weights: WeightDict | None = None, *,

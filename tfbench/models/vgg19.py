@@ -25,9 +25,9 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-WeightDict = dict[str, tuple[np.ndarray, np.ndarray]]
 
 #: Configuration "E" of the paper: output channels of each 3x3 conv, "M" for a 2x2 max pool.
 CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -122,7 +122,7 @@ def check_weights(weights: WeightDict, specs: list[LayerSpec], source: str = "we
                                  f"expected {tuple(expected)}")
 
 
-class VGG19Module(tf.Module):
+class VGG19Module(ExplicitModule):
     """VGG19 as explicit variables and ``tf.nn`` ops: the network with nothing hidden.
 
     Input: float32 NHWC images already normalised the way the weights expect
@@ -185,12 +185,9 @@ class VGG19Module(tf.Module):
                 outputs.append((spec.name, x))
         yield from outputs
 
-    @tf.Module.with_name_scope
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Float32 logits ``(N, num_classes)`` for a batch of normalised NHWC images."""
-        for _, x in self.layers(images):
-            pass
-        return tf.identity(tf.cast(x, tf.float32), name="logits")
+    def logits(self, x: tf.Tensor) -> tf.Tensor:
+        """Float32 logits ``(N, num_classes)``, named so the graph's output reads ``logits``."""
+        return tf.identity(x, name="logits")
 
     def probabilities(self, images: tf.Tensor) -> tf.Tensor:
         """Softmax of the logits."""
@@ -201,13 +198,6 @@ class VGG19Module(tf.Module):
         signature = [tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32, name="images")]
         return tf.function(self.__call__, input_signature=signature, jit_compile=jit_compile)
 
-    def get_weights(self) -> WeightDict:
-        """The current weights as a NumPy weight dict."""
-        return {s.name: (self.kernels[s.name].numpy(), self.biases[s.name].numpy()) for s in self.specs}
-
-    def count_params(self) -> int:
-        """Number of trainable parameters."""
-        return sum(int(np.prod(v.shape)) for v in self.trainable_variables)
 
 
 def build_keras_vgg19(weights: WeightDict | None = None, *, seed: int = 0, num_classes: int = NUM_CLASSES,

@@ -179,9 +179,7 @@ def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one worker process per thread count, then report rows and ratios (JSON in logs/bench/)."""
-    ns = _parser("bench ops").parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
+    ns = cli.parse(_parser("bench ops"), argv)
     _parse_sizes(ns.sizes)  # checked here, parsed again by each worker
     threads = _parse_threads(ns.threads)
     rows: list[dict[str, Any]] = []
