@@ -139,7 +139,8 @@ def test_which_maxpool_relu_and_ours() -> None:
 
 
 def test_which_cli_prints_function_file_line_and_docstring() -> None:
-    result = subprocess.run([sys.executable, "-m", "tfbench.grads", "which", "Sin", "MaxPool", "Relu", "PowerDifference"],
+    result = subprocess.run([sys.executable, "-m", "tfbench.grads", "which",
+                             "Sin", "MaxPool", "Relu", "PowerDifference"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout

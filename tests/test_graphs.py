@@ -107,7 +107,8 @@ def test_parse_vlog_reads_pass_sizes():
             "I0000 00:00:1.2 5 remapper.cc:3479] Fuse Conv2D with BiasAdd and Relu: activation=Relu\n")
     summary = graphs.parse_vlog(text)
     (stat,) = summary.passes
-    assert (stat.item, stat.name, stat.nodes, stat.nodes_delta, stat.time_ms) == ("__inference_f_9", "remapper", 9, -2, 0.279)
+    assert (stat.item, stat.name, stat.nodes, stat.nodes_delta, stat.time_ms) == (
+        "__inference_f_9", "remapper", 9, -2, 0.279)
     assert summary.messages["remapper"] == ["Fuse Conv2D with BiasAdd and Relu: activation=Relu"]
     assert "11 -> 9" in graphs.format_vlog_summary(summary)
 

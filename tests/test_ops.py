@@ -191,8 +191,10 @@ def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: 
     assert Path(report["path"]).parent == tmp_path / "bench"
     rows = data["rows"]
     assert {r["threads"] for r in rows} == {1, 2}
-    assert {r["impl"] for r in rows} == {"PowerDifference (cpp)", "composite tf.pow(x - y, p)", "NumPy np.power(x - y, p)"}
-    assert {r["mode"] for r in rows} == {"forward", "forward+backward"} and {r["broadcast"] for r in rows} == {"none", "rows"}
+    assert {r["impl"] for r in rows} == {"PowerDifference (cpp)", "composite tf.pow(x - y, p)",
+                                         "NumPy np.power(x - y, p)"}
+    assert {r["mode"] for r in rows} == {"forward", "forward+backward"}
+    assert {r["broadcast"] for r in rows} == {"none", "rows"}
     assert all(r["median_ms"] > 0 for r in rows)
     assert "cpp/composite forward n=2e+03 bcast=none t=1" in data["ratios"]
     assert "speedup 2 threads, cpp forward+backward n=2e+03 bcast=rows" in data["ratios"]
@@ -220,7 +222,8 @@ def test_bad_benchmark_flags_are_user_errors() -> None:
 def test_a_library_that_does_not_load_is_a_build_error(tmp_path: Path) -> None:
     script = tmp_path / "garbage-g++"
     script.write_text('#!/bin/sh\n[ "$1" = "--version" ] && { echo garbage 1.0; exit 0; }\n'
-                      'prev=""; for a in "$@"; do [ "$prev" = "-o" ] && echo "not an ELF file" > "$a"; prev="$a"; done\n')
+                      'prev=""; for a in "$@"; do '
+                      '[ "$prev" = "-o" ] && echo "not an ELF file" > "$a"; prev="$a"; done\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(build.BuildError, match="loading .* failed.*--force"):
         build.load("power_difference", compiler=str(script), build_directory=tmp_path / "cache", quiet=True)

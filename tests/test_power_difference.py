@@ -56,7 +56,8 @@ def test_forward_matches_numpy_with_broadcasting(backend: str, x_shape: tuple, y
     assert z.shape == np.broadcast_shapes(x_shape, y_shape)
 
 
-@pytest.mark.parametrize("dtype,rtol", [(np.float16, 2e-3), (ml_dtypes.bfloat16, 1.6e-2), (np.float32, 1e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("dtype,rtol", [(np.float16, 2e-3), (ml_dtypes.bfloat16, 1.6e-2),
+                                        (np.float32, 1e-6), (np.float64, 1e-13)])
 def test_every_dtype(backend: str, dtype: type, rtol: float) -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(-2, 2, size=(3, 4)).astype(dtype)
@@ -198,7 +199,8 @@ def test_the_environment_variable_forces_the_fallback(monkeypatch: pytest.Monkey
     monkeypatch.setenv(backend_rule.ENV_BACKEND, "fallback")
     assert pd.resolve_backend() == "fallback"
     f = tf.function(lambda x: power_difference(x, 1.0, 2.0))
-    assert "PowerDifference" not in {op.type for op in f.get_concrete_function(tf.TensorSpec([3])).graph.get_operations()}
+    ops = {op.type for op in f.get_concrete_function(tf.TensorSpec([3])).graph.get_operations()}
+    assert "PowerDifference" not in ops
     monkeypatch.setenv(backend_rule.ENV_BACKEND, "cpp")
     assert pd.resolve_backend() == "cpp"
     monkeypatch.setenv(backend_rule.ENV_BACKEND, "gpu")

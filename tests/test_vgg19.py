@@ -50,7 +50,7 @@ def test_module_matches_keras_applications(module, photo_batch, reference_logits
 
 def test_keras_twin_matches_keras_applications(weights, photo_batch, reference_logits):
     ours = vgg19.build_keras_vgg19(weights)
-    assert [l.name for l in ours.layers if l.weights] == [s.keras_name for s in vgg19.layer_specs()]
+    assert [layer.name for layer in ours.layers if layer.weights] == [s.keras_name for s in vgg19.layer_specs()]
     assert np.abs(ours(photo_batch).numpy() - reference_logits).max() < 1e-4
     round_trip = vgg19.keras_weights(ours)
     np.testing.assert_array_equal(round_trip["fc6"][0], weights["fc6"][0])

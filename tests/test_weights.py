@@ -140,7 +140,8 @@ def test_matconvnet_class_order_is_mapped_to_sorted_synsets(tmp_path):
     synsets = labels.synsets()
     file_order = np.random.default_rng(0).permutation(1000)
     file_w = dict(w)
-    file_w["fc8"] = (w["fc8"][0][:, file_order], w["fc8"][1][file_order] + np.arange(1000, dtype=np.float32)[file_order])
+    file_w["fc8"] = (w["fc8"][0][:, file_order],
+                     w["fc8"][1][file_order] + np.arange(1000, dtype=np.float32)[file_order])
     path = tmp_path / "vgg.mat"
     names = np.array([synsets[i] for i in file_order], dtype=object)
     cells = []

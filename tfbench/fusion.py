@@ -163,7 +163,8 @@ def compare(experiment: str, shape: str, variants: Sequence[Variant], args: Sequ
     for v in variants:
         with v.context():
             outputs.append(bench.block(v.fn(*args)))
-    diffs = [max_abs_diff(outputs[0], out) for out in outputs] if check is None else [0.0] + [check()] * (len(variants) - 1)
+    diffs = ([max_abs_diff(outputs[0], out) for out in outputs] if check is None
+             else [0.0] + [check()] * (len(variants) - 1))
     graphs = [compute_ops(v, args) if show_graph else "" for v in variants]
     times = measure_interleaved(variants, args, warmup=warmup, repeats=repeats)
     rows = [bench.summarise(f"{experiment} | {shape} | {v.name}", t, dict(
@@ -398,7 +399,8 @@ def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
         1: lambda: exp1_conv_bias_relu(conv, w, r),
         2: lambda: exp2_conv_bn_relu(QUICK_CONV if ns.quick else BN_SHAPES, w, r),
         3: lambda: exp3_xla(conv if ns.quick else [CONV_SHAPES[0], CONV_SHAPES[2]],
-                            QUICK_CONV[:1] if ns.quick else BN_SHAPES[:1], QUICK_CHAIN if ns.quick else CHAIN_SHAPES, vgg_size=ns.vgg_size,
+                            QUICK_CONV[:1] if ns.quick else BN_SHAPES[:1], QUICK_CHAIN if ns.quick else CHAIN_SHAPES,
+                            vgg_size=ns.vgg_size,
                             vgg_batch=ns.vgg_batch, lenet_batch=ns.lenet_batch, models=not ns.quick,
                             warmup=w, repeats=r),
         4: lambda: exp4_dense_bias_relu(QUICK_DENSE if ns.quick else DENSE_SHAPES, w, r),

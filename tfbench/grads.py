@@ -233,8 +233,9 @@ def check_all(seed: int = 0) -> list[Check]:
                         float(np.max(np.abs(clipped - g.numpy() * min(1.0, 1.0 / np.linalg.norm(g.numpy())))))))
     s = rng.uniform(-3, 3, size=(6,))
     got = gradient_with_override(tf.sin, s, {"Sin": COUNTED_SIN}, method="gradients")
+    numeric = np.diag(tf.test.compute_gradient(tf.sin, [tf.constant(s)])[1][0])
     checks.append(Check("RegisterGradient + override map (tf.gradients)", "numeric d sin / dx",
-                        float(np.max(np.abs(got.numpy() - np.diag(tf.test.compute_gradient(tf.sin, [tf.constant(s)])[1][0]))))))
+                        float(np.max(np.abs(got.numpy() - numeric)))))
     r = rng.normal(size=(8,))
     up = rng.normal(size=(8,))
     guided = gradient_with_override(tf.nn.relu, r, {"Relu": GUIDED_RELU}, method="gradients", upstream=up)
@@ -250,7 +251,8 @@ def check_all(seed: int = 0) -> list[Check]:
         def pd(a: tf.Tensor, b: tf.Tensor, p: tf.Tensor, backend: str = backend) -> tf.Tensor:
             return power_difference(a, b, p, backend=backend)
 
-        theoretical, numerical = tf.test.compute_gradient(pd, [tf.constant(x), tf.constant(yv), tf.constant(2.5, tf.float64)])
+        theoretical, numerical = tf.test.compute_gradient(
+            pd, [tf.constant(x), tf.constant(yv), tf.constant(2.5, tf.float64)])
         checks.append(Check(f"RegisterGradient PowerDifference ({backend})", "tf.test.compute_gradient",
                             max(float(np.max(np.abs(t - n))) for t, n in zip(theoretical, numerical))))
     return checks
@@ -287,7 +289,8 @@ def which(op_type: str) -> GradientInfo:
         fn = registry.lookup(op_type)
     except LookupError:
         close = difflib.get_close_matches(op_type, registry.list(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (op types are spelled as in tf.raw_ops, e.g. MatMul)"
+        hint = (f"; did you mean {', '.join(close)}?" if close
+                else " (op types are spelled as in tf.raw_ops, e.g. MatMul)")
         raise UserError(f"no gradient is registered for op type {op_type!r}{hint}") from None
     if fn is None:  # ops.NotDifferentiable / tf.no_gradient
         return GradientInfo(op_type, None, None, None, "registered as not differentiable (tf.no_gradient)", None)

@@ -270,7 +270,7 @@ def parse_classes(text: str) -> list[int]:
 
 
 def load_classes(folder: str | Path, classes: Sequence[int], size: int = 32) -> DigitData:
-    """Ten ImageNet classes from the TFRecord shards of ``python -m tfbench.imagenet convert``, small and gray like digits (LeNet-5).
+    """Ten ImageNet classes from ``python -m tfbench.imagenet convert`` shards, small and gray like digits (LeNet-5).
 
     The same reader VGG19 uses (:func:`tfbench.data.reader.decoded_dataset`), here decoding to
     grayscale ``size`` x ``size``; labels become 0..9 in the order of ``classes``; a fixed

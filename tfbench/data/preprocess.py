@@ -213,7 +213,8 @@ def apply_recipe(image: Image, recipe: str = "A", *, size: int = 224, backend: s
 def _require_image(image: object, what: str) -> Image:
     if not isinstance(image, Image):
         raise UserError(f"{what} needs a tfbench.data.images.Image (pixels + channel order), got "
-                        f"{type(image).__name__}; wrap arrays with tfbench.data.images.from_array(array, channel_order)")
+                        f"{type(image).__name__}; wrap arrays with "
+                        "tfbench.data.images.from_array(array, channel_order)")
     return image
 
 
@@ -407,7 +408,7 @@ def recipe_dct(recipe: str) -> str:
 
 
 def _decode_with_margin(jpeg_bytes, height, width, recipe: str, size: int, dct_method: str):
-    """Decode ``recipe``'s crop window plus :data:`JPEG_MARGIN` pixels around it; the pixels and their ``[y0, x0, y1, x1)``.
+    """Decode ``recipe``'s crop window plus :data:`JPEG_MARGIN` pixels around it: the pixels and ``[y0, x0, y1, x1)``.
 
     The margin: chroma upsampling at the edge of a cropped decode replicates edge pixels instead
     of reading the neighbours, so without it the outermost pixels of the window differ.

@@ -188,7 +188,8 @@ def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
     try:
         yield from dataset
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as err:
-        Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")  # raises, naming the shard, if one is corrupt
+        # raises, naming the shard, if one is corrupt
+        Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")
         raise UserError(f"{tfrecord_dir}: reading the shards failed: {err.message.strip().splitlines()[0]}") from err
 
 
@@ -211,7 +212,8 @@ def decode_image(jpeg_bytes: Any, *, size: tuple[int, int] | None = None, graysc
 
 
 def decoded_dataset(tfrecord_dir: str | Path, *, size: tuple[int, int] | None = None, grayscale: bool = False,
-                    classes: Iterable[int] | None = None, antialias: bool = True, verify: str = "size") -> tf.data.Dataset:
+                    classes: Iterable[int] | None = None, antialias: bool = True,
+                    verify: str = "size") -> tf.data.Dataset:
     """``tf.data.Dataset`` of single ``(uint8 image, int32 label)`` pairs, unbatched, labels 0-based.
 
     ``classes`` keeps only those labels (0-based; filtered before decoding, so skipped images cost

@@ -142,7 +142,8 @@ def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_n
     rows = []
     for columns, fn, args in tqdm(plan, desc=f"ops bench, {threads} thread(s)", disable=None):
         call = (lambda fn=fn, args=args: fn(*args)) if args is not None else fn
-        case = f"{columns['impl']} {columns['mode']} n={columns['size']:.0e} bcast={columns['broadcast']} t={columns['threads']}"
+        case = (f"{columns['impl']} {columns['mode']} n={columns['size']:.0e} "
+                f"bcast={columns['broadcast']} t={columns['threads']}")
         for _ in range(warmup):  # untimed: tracing, first allocations
             bench.block(call())
         cpu_start, ticks_start = time.process_time(), _thread_ticks()
@@ -160,7 +161,8 @@ def worker(sizes: Sequence[int], threads: int, repeats: int, warmup: int, with_n
 
 def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """cpp/composite per case and thread count; 1-thread over 2-thread time per C++ case."""
-    index = {(r["impl"].split(" ")[0], r["mode"], r["size"], r["broadcast"], r["threads"]): r["median_ms"] for r in rows}
+    index = {(r["impl"].split(" ")[0], r["mode"], r["size"], r["broadcast"], r["threads"]): r["median_ms"]
+             for r in rows}
     cpu = {(r["impl"].split(" ")[0], r["mode"], r["size"], r["broadcast"], r["threads"]): r.get("cpu_ms") for r in rows}
     ratios: dict[str, float] = {}
     for (impl, mode, size, bcast, threads), ms in index.items():
@@ -169,7 +171,8 @@ def ratios_from(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
             composite = index.get(("composite", mode, size, bcast, threads))
             if composite:
                 ratios[f"cpp/composite {label} t={threads}"] = ms / composite
-            cpu_composite, cpu_ours = cpu.get(("composite", mode, size, bcast, threads)), cpu[(impl, mode, size, bcast, threads)]
+            cpu_composite = cpu.get(("composite", mode, size, bcast, threads))
+            cpu_ours = cpu[(impl, mode, size, bcast, threads)]
             if cpu_composite and cpu_ours:  # CPU time: the work done, robust to a busy machine
                 ratios[f"cpu time cpp/composite {label} t={threads}"] = cpu_ours / cpu_composite
             if threads == 1 and (two := index.get((impl, mode, size, bcast, 2))):
@@ -196,7 +199,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows += json.loads(out.read_text())
     return bench.report("ops", rows, ratios_from(rows), logdir=ns.logdir,
                         extra={"pow": POW, "dtype": "float32", "threads": threads,
-                               "note": "one worker process per thread count (tf.config.threading is fixed at TF start-up)"})
+                               "note": "one worker process per thread count "
+                                       "(tf.config.threading is fixed at TF start-up)"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,7 +80,7 @@ def source_dir(name: str) -> Path:
 
 
 def build_dir(name: str, override: str | Path | None = None) -> Path:
-    """Where the library of op ``name`` is cached: ``override``, ``$TFBENCH_OPS_BUILD_DIR`` or custom_ops/<name>/build."""
+    """Where op ``name``'s library is cached: ``override``, ``$TFBENCH_OPS_BUILD_DIR`` or custom_ops/<name>/build."""
     if override is not None:
         return Path(override)
     if os.environ.get(ENV_BUILD_DIR):

@@ -40,7 +40,8 @@ class Case:
 
     def describe(self) -> str:
         """Shapes, dtype and exponent, for failure messages."""
-        return f"x{list(self.x.shape)} y{list(self.y.shape)} pow{list(self.pow.shape)}={self.pow.ravel()[:3]} {self.x.dtype}"
+        return (f"x{list(self.x.shape)} y{list(self.y.shape)} "
+                f"pow{list(self.pow.shape)}={self.pow.ravel()[:3]} {self.x.dtype}")
 
 
 def _shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -74,7 +74,8 @@ def residual_block(x: tf.Tensor, block: ResidualBlock, *, backend: str | None = 
         return x + instance_norm(conv(h, block.kernel2), block.gamma2, block.beta2, backend=backend)
 
 
-def make_train_step(block: ResidualBlock, *, backend: str | None = None, learning_rate: float = 0.01) -> tf.types.experimental.GenericFunction:
+def make_train_step(block: ResidualBlock, *, backend: str | None = None,
+                    learning_rate: float = 0.01) -> tf.types.experimental.GenericFunction:
     """A tf.function SGD step that pulls the block's output towards a target image."""
 
     @tf.function

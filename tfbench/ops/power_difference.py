@@ -91,7 +91,8 @@ def _fallback(x: tf.Tensor, y: tf.Tensor, p: tf.Tensor) -> Any:
     return z, grad
 
 
-def gradients(x: tf.Tensor, y: tf.Tensor, p: tf.Tensor, z: tf.Tensor, dz: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def gradients(x: tf.Tensor, y: tf.Tensor, p: tf.Tensor, z: tf.Tensor,
+              dz: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Gradients of z = (x - y) ** p w.r.t. x, y and p, given the upstream gradient dz."""
     d = x - y
     zero = tf.zeros_like(d)
