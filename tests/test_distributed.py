@@ -21,10 +21,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.distributed import cli as distributed, cluster as distributed_cluster, data as distributed_data, estimate as distributed_estimate, service as distributed_service
-from tfbench.models import lenet5, vgg19
 from tfbench import train
+from tfbench.distributed import cli as distributed
+from tfbench.distributed import cluster as distributed_cluster
+from tfbench.distributed import data as distributed_data
+from tfbench.distributed import estimate as distributed_estimate
+from tfbench.distributed import service as distributed_service
 from tfbench.errors import UserError
+from tfbench.models import lenet5, vgg19
 
 PY = [sys.executable, "-m", "tfbench.distributed"]
 WAIT = 240  # seconds: the hard limit of any single process wait

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.models import blocks, lenet5
 from tfbench import fusion
-from tfbench.models.blocks import ConvShape
 from tfbench.errors import UserError
+from tfbench.models import blocks, lenet5
+from tfbench.models.blocks import ConvShape
 
 SHAPE = ConvShape(2, 8, 8, 16, 3)
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfbench import grappler, graphs
-from tfbench.models import vgg19
+from tfbench import graphs, grappler
 from tfbench.errors import UserError
+from tfbench.models import vgg19
 from tfbench.summaries import op_counts
 
 FUSED_CONV = ("_FusedConv2D", "_MklNativeFusedConv2D")  # the partition graph holds the oneDNN kernel on oneDNN builds

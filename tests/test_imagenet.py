@@ -13,8 +13,7 @@ import scipy.io
 import tensorflow as tf
 
 from tfbench import imagenet
-from tfbench.data import imagenet_val
-from tfbench.data import labels, reader
+from tfbench.data import imagenet_val, labels, reader
 from tfbench.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,10 +14,9 @@ import pytest
 import tensorflow as tf
 
 from tfbench import lenet, train
-from tfbench.data import imagenet_val
-from tfbench.models import lenet5
-from tfbench.data import mnist
+from tfbench.data import imagenet_val, mnist
 from tfbench.errors import UserError
+from tfbench.models import lenet5
 
 
 def only_run(logdir: Path) -> Path:

@@ -17,10 +17,12 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tfbench.ops import backend as backend_rule
 from tfbench import paths
 from tfbench.errors import UserError
-from tfbench.ops import build, instance_norm as inorm, power_difference as pd
+from tfbench.ops import backend as backend_rule
+from tfbench.ops import build
+from tfbench.ops import instance_norm as inorm
+from tfbench.ops import power_difference as pd
 from tfbench.ops.__main__ import main as ops_main
 from tfbench.paths import REPO_ROOT
 

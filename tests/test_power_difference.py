@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.ops import backend as backend_rule
 from tfbench.errors import UserError
+from tfbench.ops import backend as backend_rule
 from tfbench.ops import power_difference as pd
 from tfbench.ops.power_difference import power_difference
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbench.ops import fuzz, power_difference as pd
+from tfbench.ops import fuzz
+from tfbench.ops import power_difference as pd
 from tfbench.paths import REPO_ROOT
 
 

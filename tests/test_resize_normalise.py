@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.ops import backend as backend_rule
 from tfbench.data import images
 from tfbench.data import preprocess as pp
-from tfbench.ops import build
 from tfbench.data import resize_normalise as rn
+from tfbench.ops import backend as backend_rule
+from tfbench.ops import build
 
 SIZES = [(262, 262), (373, 373), (448, 448), (300, 451), (437, 437), (224, 224), (100, 80), (1, 1), (2, 500)]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.data import mnist
 from tfbench import sparsity
+from tfbench.data import mnist
 from tfbench.errors import UserError
 
 

@@ -15,11 +15,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image as PILImage
 
-from tfbench.data import imagenet_val
-from tfbench.data import images, labels, example, reader
+from tfbench.data import example, imagenet_val, images, labels, reader
+from tfbench.data import preprocess as pp
 from tfbench.data.example import FEATURE_KEYS
 from tfbench.data.manifest import MANIFEST, sha256_file
-from tfbench.data import preprocess as pp
 from tfbench.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.models import lenet5, mlp
-from tfbench.data import mnist
 from tfbench import train
+from tfbench.data import mnist
 from tfbench.errors import UserError
+from tfbench.models import lenet5, mlp
 
 #: The stated agreement of the three loops' loss curves over the first steps (see train.py).
 LOSS_RTOL = 1e-4

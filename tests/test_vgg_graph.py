@@ -222,8 +222,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 
 def test_weight_file_is_used(tmp_path):
     """--weights with a real file: its input spec is printed and random-weight warning disappears."""
-    from tfbench.models import vgg19
     from tfbench.data import weights
+    from tfbench.models import vgg19
 
     path = weights.save(tmp_path / "w.npz", vgg19.random_weights(seed=3))
     result = run_main_job("--weights", str(path), "--no-bench", "--no-xla", "--logdir", str(tmp_path))

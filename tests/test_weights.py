@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 
 from tfbench.data import labels, weights
-from tfbench.models import vgg19
-from tfbench.errors import UserError
 from tfbench.data.preprocess import CAFFE, InputSpec
+from tfbench.errors import UserError
+from tfbench.models import vgg19
 
 # A VGG19 for 32x32 inputs and 10 classes: every conv layer full size, small fc layers.
 SMALL = {"num_classes": 10, "input_size": 32}

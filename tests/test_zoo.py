@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfbench.models import zoo
 from tfbench.errors import UserError
+from tfbench.models import zoo
 
 
 def trainable(model) -> int:

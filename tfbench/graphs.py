@@ -31,12 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from tfbench import cli, paths
+from tfbench import cli, grappler, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import atomic_output
-from tfbench.grappler import (PASSES, count_table, disabled_options, format_count_table,
-                              grappler_options, onednn_enabled, parse_pass_list)
-from tfbench import grappler
+from tfbench.grappler import (
+    PASSES,
+    count_table,
+    disabled_options,
+    format_count_table,
+    grappler_options,
+    onednn_enabled,
+    parse_pass_list,
+)
 from tfbench.models import registry
 
 if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
@@ -125,9 +131,7 @@ def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str,
     ``ablation``, what each pass changes); fused nodes are named after what they fused.
     """
     from tfbench import graph_views
-    from tfbench.summaries import markdown_table, write_text
-
-    from tfbench.summaries import write_graph
+    from tfbench.summaries import markdown_table, write_graph, write_text
 
     written = []
     for label, graph_def in graphs.readable().items():

@@ -11,7 +11,6 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 # TensorFlow loads inside the functions: commands import this module before parsing their arguments.
-
 from tfbench.errors import UserError
 
 if TYPE_CHECKING:

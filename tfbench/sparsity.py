@@ -38,8 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfbench.data import mnist
 from tfbench import cli, paths
+from tfbench.data import mnist
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 

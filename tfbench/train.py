@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from tfbench.errors import UserError
 from tfbench.files import write_json

@@ -388,8 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tfbench import bench as harness
     from tfbench.data import labels
-    from tfbench.models import vgg19
     from tfbench.data import weights as weight_files
+    from tfbench.models import vgg19
 
     weights = (weight_files.load(args.weights, allow_pickle=args.allow_pickle) if args.weights
                else weight_files.random(args.seed))

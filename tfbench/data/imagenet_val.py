@@ -35,12 +35,12 @@ from typing import Sequence
 
 import numpy as np
 
-from tfbench.data import labels
-from tfbench.data.mnist import DigitData
 from tfbench import paths
-from tfbench.errors import UserError
+from tfbench.data import labels
 from tfbench.data.example import Source
 from tfbench.data.manifest import Manifest
+from tfbench.data.mnist import DigitData
+from tfbench.errors import UserError
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.(JPEG|jpeg|jpg|JPG)$")
 SYNSET_DIR = re.compile(r"^n\d{8}$")

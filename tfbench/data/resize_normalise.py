@@ -20,8 +20,8 @@ from typing import Any
 import tensorflow as tf
 
 from tfbench.data import preprocess as pp
-from tfbench.errors import UserError
 from tfbench.data.images import ORDERS
+from tfbench.errors import UserError
 from tfbench.ops import backend as backend_rule
 from tfbench.ops import build
 

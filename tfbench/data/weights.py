@@ -33,10 +33,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tfbench.data import labels
-from tfbench.models import vgg19
+from tfbench.data.preprocess import CAFFE, InputSpec
 from tfbench.errors import UserError
 from tfbench.files import atomic_output
-from tfbench.data.preprocess import CAFFE, InputSpec
+from tfbench.models import vgg19
 from tfbench.models.vgg19 import WeightDict
 
 try:

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench.distributed import cluster
 from tfbench import cli, paths
+from tfbench.distributed import cluster
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
@@ -123,10 +123,9 @@ class Data:
 
 def load_data(model: str, data: str | None, classes: str, logdir: str | Path) -> Data:
     """LeNet-5: digits (embedded, MNIST) or ten classes of TFRecords, in memory; VGG19: TFRecords, streamed."""
-    from tfbench.distributed import data as distributed_data
-    from tfbench.data import imagenet_val
-    from tfbench.data import mnist
+    from tfbench.data import imagenet_val, mnist
     from tfbench.data.manifest import MANIFEST
+    from tfbench.distributed import data as distributed_data
 
     is_records = data is not None and (Path(data) / MANIFEST).is_file()
     if model == "vgg19":
@@ -305,8 +304,8 @@ def train_distributed(strategy, data: Data, *, strategy_name: str, model_name: s
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    from tfbench.distributed import data as distributed_data
     from tfbench import train
+    from tfbench.distributed import data as distributed_data
 
     worker = task.index if task else 0
     num_workers = task.num_workers if task else 1

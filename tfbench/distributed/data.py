@@ -111,7 +111,7 @@ def image_spec(size: int):
 
 def decode_fn(records: ShardedRecords, size: int, with_filenames: bool = False) -> Callable:
     """serialized Example -> (VGG19 input float32 size x size x 3, 0-based int32 label[, file name])."""
-    from tfbench.data import preprocess, example
+    from tfbench.data import example, preprocess
 
     spec = image_spec(size)
 

@@ -23,7 +23,6 @@ import tensorflow as tf
 from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-
 INPUT_SHAPE = (32, 32, 1)
 NUM_CLASSES = 10
 TRAINABLE_PARAMS = 61_706

@@ -15,7 +15,6 @@ import tensorflow as tf
 from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 DEFAULT_HIDDEN = (512, 256)

@@ -28,7 +28,6 @@ import tensorflow as tf
 from tfbench.models.module import ExplicitModule, WeightDict
 from tfbench.models.precision import compute_dtype as _compute_dtype
 
-
 #: Configuration "E" of the paper: output channels of each 3x3 conv, "M" for a 2x2 max pool.
 CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]

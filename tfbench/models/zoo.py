@@ -39,7 +39,6 @@ from keras import layers
 
 from tfbench.errors import UserError
 
-
 NUM_CLASSES = 1000
 
 #: torchvision AlexNet: (filters, kernel, stride, padding) per conv; max pool 3/2 after conv 1, 2 and 5.

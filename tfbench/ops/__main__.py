@@ -32,7 +32,8 @@ def _info(ns: argparse.Namespace) -> int:
     import tensorflow as tf
     from tensorflow.python.framework import op_def_registry
 
-    from tfbench.ops import build, power_difference as pd
+    from tfbench.ops import build
+    from tfbench.ops import power_difference as pd
 
     backend = pd.resolve_backend(ns.backend)
     print(f"TensorFlow {tf.__version__}; PowerDifference backend: {backend}")
