@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
@@ -67,11 +68,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the greeting and A + B; write the traced A + B graph to LOGDIR/basics/<timestamp>/."""
-    ns = make_parser().parse_args(argv)
+    ns = cli.parse(make_parser(), argv)
     if len(ns.b) not in (1, len(A_VALUES)):
         raise UserError(f"--b takes 1 or {len(A_VALUES)} values (A is {list(A_VALUES)}), got {len(ns.b)}")
-    logdir = cli.check_output_dir(ns.logdir)
-    cli.quiet_tensorflow(ns.verbose)
+    logdir = Path(ns.logdir)
 
     import tensorflow as tf
 

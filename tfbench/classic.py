@@ -135,13 +135,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Least squares, softmax regression and kNN (each k, each metric), ours beside scikit-learn's."""
-    ns = make_parser().parse_args(argv)
+    ns = cli.parse(make_parser(), argv)
     metrics = parse_metrics(ns.metrics)
     if ns.lstsq_l2 < 0:
         raise UserError(f"--lstsq-l2 must be 0 or more, got {ns.lstsq_l2}")
     ks = sorted(set(ns.k))
-    logdir = cli.check_output_dir(ns.logdir)
-    cli.quiet_tensorflow(ns.verbose)
+    logdir = Path(ns.logdir)
     data, x_train, y_train, x_test, y_test = flat_digits(ns.data)  # bad files fail before TensorFlow loads
     if max(ks) > len(y_train):
         raise UserError(f"--k {max(ks)} is more than the {len(y_train)} training digits")
@@ -308,9 +307,8 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     cli.add_repeats(p, 7)
     cli.add_logdir(p)
     cli.add_verbose(p)
-    ns = p.parse_args(argv)
+    ns = cli.parse(p, argv)
     metrics = parse_metrics(ns.metrics)
-    cli.quiet_tensorflow(ns.verbose)
     data, x_train, y_train, x_test, y_test = flat_digits(ns.data)
 
     from sklearn.neighbors import KNeighborsClassifier

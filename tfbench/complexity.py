@@ -140,14 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--logdir", default=None,
                         help="also write the table as a TensorBoard Text card under LOGDIR/complexity/<timestamp>/")
     cli.add_verbose(parser)
-    ns = parser.parse_args(argv)
+    ns = cli.parse(parser, argv)
     if ns.image_size is not None:  # the model's own rule, from the registry (VGG19: a multiple of 32, ...)
         problem = registry.input_size_error(ns.model, ns.image_size)
         if problem:
             raise UserError(problem)
-    if ns.logdir:
-        cli.check_output_dir(ns.logdir)
-    cli.quiet_tensorflow(ns.verbose)
     result = analyse(ns.model, ns.image_size, profile=not ns.no_profile)
     table = format_table(result)
     print(json.dumps(result.to_json(), indent=2) if ns.json else table)

@@ -286,10 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``show`` / ``vlog`` / ``run``; see ``--help``."""
-    ns = build_parser().parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    if getattr(ns, "logdir", None) is not None:
-        cli.check_output_dir(ns.logdir)
+    ns = cli.parse(build_parser(), argv)
     if ns.size is not None and ns.model in registry.SIZE_RULES:  # vgg19, lenet5: the registry's size rule
         problem = registry.input_size_error(ns.model, ns.size)
         if problem:

@@ -204,11 +204,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, print per-epoch results, parameter count, test accuracy and eager vs tf.function ms/step."""
-    ns = make_parser().parse_args(argv)
+    ns = cli.parse(make_parser(), argv)
     if ns.epochs is None:
         ns.epochs = DEFAULT_EPOCHS[ns.model]
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
     if ns.checkpoint_dir:
         cli.check_output_dir(ns.checkpoint_dir, "--checkpoint-dir")
     if ns.impl == "module" and ns.mode == "fit":

@@ -441,7 +441,7 @@ def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None, prog: str = "roofline") -> argparse.Namespace:
-    ns = build_parser(prog).parse_args(argv)
+    ns = cli.parse(build_parser(prog), argv)
     ns.models = [m.strip() for m in ns.models.split(",") if m.strip()]
     bad = [m for m in ns.models if m not in MODELS]
     if bad or not ns.models:
@@ -512,10 +512,7 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
 
 def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench roofline") -> dict[str, Any]:
     """``python -m tfbench.bench roofline``: same as the command (``prog`` names which in ``--help``)."""
-    ns = parse_args(argv, prog)
-    cli.quiet_tensorflow(ns.verbose)
-    cli.check_output_dir(ns.logdir)
-    return run(ns)
+    return run(parse_args(argv, prog))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,11 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse and validate arguments, output folder included, before any work; problems raise UserError."""
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), argv)
     for flag, path in (("--weights", args.weights), ("--image", args.image)):
         if path is not None:
             check_input_file(path, flag)
-    cli.check_output_dir(args.logdir)
     return args
 
 
@@ -383,7 +382,6 @@ def write_tensorboard(run_dir: Path, model, weights, prepared: PreparedInput, re
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the main job and print where its TensorBoard logs went."""
     args = parse_args(argv)
-    cli.quiet_tensorflow(args.verbose)
     import tensorflow as tf  # noqa: F401  (imported after argument checks: bad flags fail fast)
 
     from tfbench import bench as harness

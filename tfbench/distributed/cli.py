@@ -539,7 +539,6 @@ def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """``train``: validate, launch local workers if asked, else train in this process."""
-    cli.check_output_dir(ns.logdir)
     if ns.checkpoint_dir:
         cli.check_output_dir(ns.checkpoint_dir, "--checkpoint-dir")
     task = None
@@ -597,8 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``train``, ``data-service``, ``consume`` or ``estimate``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cluster.exit_with_parent()  # a no-op unless started by a Supervisor
-    ns = make_parser().parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
+    ns = cli.parse(make_parser(), argv)
     if ns.command == "train":
         return command_train(ns, argv)
     if ns.command == "estimate":

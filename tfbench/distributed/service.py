@@ -216,7 +216,6 @@ def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         wait_for_dispatcher(ns.dispatcher, ns.connect_timeout)
         consume(ns)
         return 0
-    cli.check_output_dir(ns.logdir)
     from tfbench.distributed import data as distributed_data
 
     records = _records(ns.data, ns.logdir)

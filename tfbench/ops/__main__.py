@@ -129,12 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backends", default="cpp,fallback", help="comma-separated: cpp, fallback")
     p.add_argument("--json", default=None, help="also write the summary as JSON here")
     p.set_defaults(run=_fuzz)
-    ns = parser.parse_args(argv)
-    cli.quiet_tensorflow(ns.verbose)
-    if ns.command == "demo":
-        if ns.size < 4:
-            raise UserError(f"demo needs --image-size of at least 4, got {ns.size}")
-        cli.check_output_dir(ns.logdir)
+    ns = cli.parse(parser, argv)
+    if ns.command == "demo" and ns.size < 4:
+        raise UserError(f"demo needs --image-size of at least 4, got {ns.size}")
     return ns.run(ns)
 
 
