@@ -1,8 +1,8 @@
 """The A-window-v2 recipe is tensorflow/models' current eval crop, bit for bit.
 
-The reference below is a copy of the lines of ``official.vision.ops.preprocess_ops.center_crop_image_v2``
-and of the eval parser's resize (``official.vision.dataloaders.classification_input.Parser``),
-so the test needs no ``tf-models-official`` install.
+The reference is a copy of the lines of ``official.vision.ops.preprocess_ops.center_crop_image_v2``
+(kept in the pipeline benchmark, whose tensorflow/models peer runs it) and of the eval parser's resize
+(``official.vision.dataloaders.classification_input.Parser``), so the test needs no ``tf-models-official``.
 """
 
 from __future__ import annotations
@@ -13,20 +13,7 @@ import tensorflow as tf
 
 from tfbench.data import images
 from tfbench.data import preprocess as pp
-
-
-def center_crop_image_v2(image_bytes, image_shape, crop_fraction=0.875):
-    """Copied from tensorflow/models official/vision/ops/preprocess_ops.py."""
-    with tf.name_scope("center_image_crop_v2"):
-        image_height = tf.cast(image_shape[0], tf.float32)
-        image_width = tf.cast(image_shape[1], tf.float32)
-        crop_size = crop_fraction * tf.math.minimum(image_height, image_width)
-        crop_offset_height = tf.cast((image_height - crop_size) / 2.0, tf.int32)
-        crop_offset_width = tf.cast((image_width - crop_size) / 2.0, tf.int32)
-        crop_size = tf.cast(crop_size, tf.int32)
-        crop_window = tf.stack([crop_offset_height, crop_offset_width, crop_size, crop_size])
-        cropped_image = tf.image.decode_and_crop_jpeg(image_bytes, crop_window, channels=3)
-        return cropped_image
+from tfbench.pipeline_bench import center_crop_image_v2
 
 
 def models_eval_image(image_bytes, output_size=(224, 224)):

@@ -96,16 +96,6 @@ def tf_models_eval_peer(tfrecord_dir: Path, *, batch_size: int, size: int = 224)
     files = Manifest.read(tfrecord_dir).shard_files(tfrecord_dir)
     mean, std = tf.constant(MEAN_RGB), tf.constant(STDDEV_RGB)
 
-    def center_crop_image_v2(image_bytes: Any, image_shape: Any, crop_fraction: float = 0.875) -> Any:
-        image_height = tf.cast(image_shape[0], tf.float32)
-        image_width = tf.cast(image_shape[1], tf.float32)
-        crop_size = crop_fraction * tf.math.minimum(image_height, image_width)
-        crop_offset_height = tf.cast((image_height - crop_size) / 2.0, tf.int32)
-        crop_offset_width = tf.cast((image_width - crop_size) / 2.0, tf.int32)
-        crop_size = tf.cast(crop_size, tf.int32)
-        crop_window = tf.stack([crop_offset_height, crop_offset_width, crop_size, crop_size])
-        return tf.image.decode_and_crop_jpeg(image_bytes, crop_window, channels=3)
-
     def decode_and_parse(serialized: Any) -> tuple[Any, Any]:
         data = tf.io.parse_single_example(serialized, {
             "image/encoded": tf.io.FixedLenFeature((), tf.string, default_value=""),
@@ -122,6 +112,24 @@ def tf_models_eval_peer(tfrecord_dir: Path, *, batch_size: int, size: int = 224)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(files), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+
+
+def center_crop_image_v2(image_bytes: Any, image_shape: Any, crop_fraction: float = 0.875) -> Any:
+    """tensorflow/models' ``official.vision.ops.preprocess_ops.center_crop_image_v2``, its published lines.
+
+    The peer's crop, and the reference the A-window-v2 recipe is tested against (bit for bit).
+    """
+    import tensorflow as tf
+
+    with tf.name_scope("center_image_crop_v2"):
+        image_height = tf.cast(image_shape[0], tf.float32)
+        image_width = tf.cast(image_shape[1], tf.float32)
+        crop_size = crop_fraction * tf.math.minimum(image_height, image_width)
+        crop_offset_height = tf.cast((image_height - crop_size) / 2.0, tf.int32)
+        crop_offset_width = tf.cast((image_width - crop_size) / 2.0, tf.int32)
+        crop_size = tf.cast(crop_size, tf.int32)
+        crop_window = tf.stack([crop_offset_height, crop_offset_width, crop_size, crop_size])
+        return tf.image.decode_and_crop_jpeg(image_bytes, crop_window, channels=3)
 
 
 def _rss_mib() -> float:
