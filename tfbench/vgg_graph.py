@@ -251,13 +251,10 @@ def write_graphs(run_dir: Path, model, weights) -> str:
     x = tf.zeros([1, model.input_size, model.input_size, 3])
     concrete = model.as_function().get_concrete_function(x)
     summaries.write_graph(run_dir / "graph", graph_views.readable_traced_graph(concrete, ["logits"]))
-    fn = model.as_function()
-    graphs = summaries.capture_function_graphs(fn, x)
-    names = graph_views.function_arg_names(fn.get_concrete_function(x))
-    readable = {label: graph_views.readable_function_graph(g, names, ["logits"]) for label, g in
-                (("optimized", graphs.post_optimization), ("partition", graphs.partitions[0]))}
-    for label, graph_def in readable.items():
-        summaries.write_graph(run_dir / label, graph_def)
+    graphs = summaries.capture_function_graphs(model.as_function(), x)
+    readable = graphs.readable(["logits"])
+    for label, view in (("optimized", "post"), ("partition", "partition")):
+        summaries.write_graph(run_dir / label, readable[view])
     changes = graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()
     small = vgg19.VGG19Module(seed=0, input_size=32, num_classes=10)  # the same ops, 50x cheaper to capture
     passes = grappler.ablate(small, tf.zeros([1, 32, 32, 3]), ["remapping", "constfold", "arithmetic", "pruning",
