@@ -257,10 +257,8 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
                 if not chunk:
                     break
                 pending += chunk
-                while True:  # complete segments: up to and including a newline or carriage return
-                    cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
-                    if cut < 0:
-                        break
+                cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))  # complete segments end at the last one
+                if cut >= 0:
                     head, pending = pending[:cut + 1], pending[cut + 1:]
                     for line in head.splitlines(keepends=True):
                         emit(line)
