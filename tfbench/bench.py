@@ -194,9 +194,9 @@ def machine_info() -> dict[str, Any]:
     model, flags = cpuinfo()
     onednn, reason = onednn_state(flags)
     try:
-        from tensorflow.python.util import _pywrap_util_port
+        from tfbench.grappler import onednn_enabled
 
-        reported = bool(_pywrap_util_port.IsMklEnabled())
+        reported = onednn_enabled()
         if reported != onednn:
             reason += f" (but TensorFlow reports oneDNN {'on' if reported else 'off'})"
             onednn = reported
