@@ -185,6 +185,14 @@ def bf16_note(flags: set[str]) -> str:
             "bfloat16 is converted to float32 around every kernel (or runs slower generic code)")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; the machine's count where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU model and kernel flags, oneDNN on/off and why,
     threads, device list, TensorFlow/Keras/Python versions."""
@@ -204,10 +212,7 @@ def machine_info() -> dict[str, Any]:
         pass
     intra = tf.config.threading.get_intra_op_parallelism_threads()
     inter = tf.config.threading.get_inter_op_parallelism_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     devices = [d.name for d in tf.config.list_logical_devices()]
     return {
         "device": ", ".join(devices),

@@ -38,7 +38,6 @@ The images are the embedded sample's photos (300x451 to 512x512, like ImageNet v
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import tempfile
 import time
@@ -183,7 +182,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = bench.usable_cores()
     sizes = (ns.images, 2 * ns.images)
     dirs: dict[int, tuple[Path, Path]] = {}
     convert_rates = {}
