@@ -277,16 +277,14 @@ def load_sklearn_digits() -> DigitData:
     """scikit-learn's 1,797 digits, 8x8 -> 20x20 (bilinear) centred in 28x28, fixed 1437/360 split."""
     import tensorflow as tf
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     small = (digits.images.astype(np.float32) / 16.0)[..., None]  # 16 grey levels -> [0, 1]
     big = tf.image.resize(small, (20, 20), method="bilinear", antialias=False).numpy()
     images = np.clip(np.pad(big, ((0, 0), (4, 4), (4, 4), (0, 0))), 0.0, 1.0).astype(np.float32)
     labels = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=SKLEARN_TEST_SIZE, stratify=labels, random_state=0)
-    return DigitData(x_train, y_train, x_test, y_test, SKLEARN_SOURCE)
+    train_idx, test_idx = stratified_split(labels, SKLEARN_TEST_SIZE)
+    return DigitData(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], SKLEARN_SOURCE)
 
 
 def load(path: str | Path | None = None) -> DigitData:
