@@ -232,26 +232,11 @@ def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *,
 class ZooEntry:
     """A model builder and the published numbers to compare with (input size rules: ``registry.SIZE_RULES``)."""
 
-    builder: Callable[..., object]
+    builder: Callable[..., object] | None  # None: built by its own module (registry.get knows how)
     input_size: int  # the size the published numbers are for
     params: int | None  # published trainable parameters at input_size
     macs: float | None  # published multiply-accumulates at input_size
     source: str
-
-
-def _vgg19(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0):
-    from tfbench.models import registry
-
-    return registry.get("vgg19", input_size=input_size, num_classes=num_classes, seed=seed)
-
-
-def _digits(name: str) -> Callable[..., keras.Model]:
-    def build(input_size: int, num_classes: int = 10, *, seed: int = 0) -> keras.Model:
-        from tfbench.models import registry
-
-        return registry.get(name, input_size=input_size, seed=seed)
-
-    return build
 
 
 MODELS: dict[str, ZooEntry] = {
@@ -259,7 +244,7 @@ MODELS: dict[str, ZooEntry] = {
                         "torchvision AlexNet_Weights (61,100,840 params, 0.71 GFLOPS=MACs)"),
     "alexnet_grouped": ZooEntry(build_alexnet_grouped, 227, 60_965_224, 724e6,
                                 "Caffe bvlc_alexnet (60,965,224 params); Sze et al. 2017 Table: 724M MACs"),
-    "vgg19": ZooEntry(_vgg19, 224, 143_667_240, 19.63e9,
+    "vgg19": ZooEntry(None, 224, 143_667_240, 19.63e9,
                       "torchvision VGG19_Weights (143,667,240 params, 19.63 GFLOPS=MACs)"),
     "resnet18": ZooEntry(lambda **k: build_resnet(18, **k), 224, 11_689_512, 1.81e9,
                          "torchvision ResNet18_Weights (11,689,512 params, 1.81 GFLOPS=MACs)"),
@@ -269,11 +254,12 @@ MODELS: dict[str, ZooEntry] = {
                           "torchvision ResNet152_Weights.V1 (60,192,808 params, 11.51 GFLOPS=MACs)"),
     "inception_v1": ZooEntry(build_inception_v1, 224, None, 1.5e9,
                              "Szegedy et al. 2014: about 1.5 G multiply-adds (no auxiliary heads)"),
-    "lenet5": ZooEntry(_digits("lenet5"), 32, 61_706, None, "LeCun et al. 1998 with a full C3"),
-    "mlp": ZooEntry(_digits("mlp"), 28, 535_818, None, "exercise 3.10's 784-512-256-10"),
+    "lenet5": ZooEntry(None, 32, 61_706, None, "LeCun et al. 1998 with a full C3"),
+    "mlp": ZooEntry(None, 28, 535_818, None, "exercise 3.10's 784-512-256-10"),
 }
-#: name -> builder(input_size=, num_classes=, seed=) for :func:`tfbench.models.registry.get`.
-BUILDERS: dict[str, Callable[..., object]] = {name: entry.builder for name, entry in MODELS.items()}
+#: name -> builder(input_size=, num_classes=, seed=) for :func:`tfbench.models.registry.get`, which builds
+#: VGG19, LeNet-5 and the MLP from their own modules (their entries carry only the published numbers).
+BUILDERS: dict[str, Callable[..., object]] = {name: e.builder for name, e in MODELS.items() if e.builder is not None}
 
 
 def build(name: str, input_size: int | None = None, *, seed: int = 0) -> keras.Model:
