@@ -3,8 +3,8 @@
 The repository keeps the ImageNet label lists in ``datasets/`` and the C++ sources of the custom
 ops in ``custom_ops/``, both at its top level; the build maps them into the wheel as the resource
 folders ``tfbench/datasets`` and ``tfbench/custom_ops`` (``[tool.setuptools.package-dir]`` in
-pyproject.toml).  :func:`shipped` is the one place that finds them, through ``importlib.resources``:
-from a wheel, an editable install, or a source tree run in place.
+pyproject.toml).  :func:`shipped` is the one place that finds them, through ``importlib.resources``
+in a wheel, and beside ``tfbench/`` in an editable install or a source tree.
 """
 
 from __future__ import annotations
@@ -15,23 +15,26 @@ from pathlib import Path
 
 DEFAULT_LOGDIR = Path("logs")
 
-#: the folders tfbench ships, by their name in the repository -> the resource package the build maps them to
+#: the folders tfbench ships, by their name in the repository -> the resource package the build maps them to.
+#: Shipping another top-level folder: an entry here, and its ``package-dir`` line, ``packages`` entry and
+#: ``package-data`` globs in pyproject.toml (tests/test_packaging.py checks the two agree).
 SHIPPED = {"datasets": "tfbench.datasets", "custom_ops": "tfbench.custom_ops"}
 
 
 def shipped(folder: str, *parts: str) -> Path:
     """A file or folder tfbench ships: ``shipped("datasets", "imagenet", "imagenet_class_index.json")``.
 
-    ``folder`` is ``"datasets"`` (label lists) or ``"custom_ops"`` (C++ sources).  Installed (wheel or
-    editable), the folder is the resource package the build maps it to.  A source tree that was
-    never installed with that mapping (``PYTHONPATH=.``) has no such package: there the folder is the
-    one at the top of the tree, beside ``tfbench/``.
+    ``folder`` is ``"datasets"`` (label lists) or ``"custom_ops"`` (C++ sources).  From a wheel it
+    is the resource package the build maps the folder to (``tfbench.datasets``, ``tfbench.custom_ops``).
+    An editable install or a source tree on ``PYTHONPATH`` has no such package (setuptools' editable
+    finder does not resolve mapped folders without an ``__init__.py``): there it is the folder at the
+    top of the tree the running ``tfbench/`` sits in.
     """
     if folder not in SHIPPED:
         raise ValueError(f"tfbench ships no folder {folder!r}; it ships {', '.join(SHIPPED)}")
     try:
         root = importlib.resources.files(SHIPPED[folder])
-    except ModuleNotFoundError:  # a source tree run in place
+    except ModuleNotFoundError:  # an editable install or a source tree: the folder beside tfbench/
         return Path(__file__).resolve().parent.parent.joinpath(folder, *parts)
     if not isinstance(root, Path):  # a namespace package (the folders have no __init__.py): one location
         root = next(iter(root.iterdir())).parent

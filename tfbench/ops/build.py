@@ -10,8 +10,9 @@ The sources ship with the package (:func:`tfbench.paths.shipped`); the library g
 cache, never into the package folder (site-packages may be read-only): ``$TFBENCH_CACHE``, else
 ``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``, in
 ``ops/<name>/tf<version>-<key>/<name>.so``, where the key hashes the compile flags, the compiler
-and the sources.  Upgrading TensorFlow or changing a source builds a new folder; another
-TensorFlow's folder stays (two virtualenvs can share the cache).  The compiler writes to a
+and the sources.  Upgrading TensorFlow or changing a source builds a new folder; the old ones
+stay (about 0.1 MB each), so two virtualenvs or checkouts share the cache without rebuilding each
+other's libraries; deleting the cache folder clears them all.  The compiler writes to a
 temporary name that is renamed into place, and a file lock makes concurrent processes wait for
 one build instead of racing.
 
@@ -200,23 +201,9 @@ def build(name: str, *, compiler: str | None = None, cache: str | Path | None = 
                 first = errors[0].strip() if errors else result.stderr.strip()[-300:]
                 raise BuildError(f"compiling custom_ops/{name} failed ({Path(p.compiler).name} exit "
                                  f"{result.returncode}): {first} (full log: {log})")
-        _remove_stale(p.library)
         if not quiet:
             print(f"built {p.library} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return p.library
-
-
-def _remove_stale(library: Path) -> None:
-    """Delete the builds this one replaces: same op and TensorFlow version, other flags or sources.
-
-    Builds for other TensorFlow versions stay (another virtualenv may share the cache).  A
-    process that still has an old library loaded keeps working: Linux frees it on exit.
-    """
-    folder = library.parent
-    prefix = folder.name.rsplit("-", 1)[0]  # tf<version>
-    for old in folder.parent.glob(f"{prefix}-*"):
-        if old.is_dir() and old != folder:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 _LOADED: dict[Path, Any] = {}
