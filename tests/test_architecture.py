@@ -5,6 +5,7 @@
 - ``models`` never imports ``data``;
 - nothing imports a command module, except a command's own ``__main__``;
 - no import circles among tfbench's modules (imports inside functions count too);
+- no module is over 600 lines (split by job, as distributed/ is: training, service, cli);
 - argparse lives in the commands (and ``tfbench.cli``, their shared pieces): library functions take typed arguments;
 - every command is listed by ``python -m tfbench`` and every benchmark module exists.
 
@@ -90,6 +91,11 @@ def test_commands_do_not_import_other_commands(name: str) -> None:
     bad = sorted(m for m in imports_of(MODULES[name], name)
                  if is_command(m) and not (name.endswith("__main__") and m.startswith(own_package)))
     assert not bad, f"{name} imports command module(s) {bad}: share library code instead"
+
+
+def test_no_module_over_600_lines() -> None:
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines (split them by job): {long}"
 
 
 def _imports_argparse(path: Path) -> bool:

@@ -48,7 +48,9 @@ def test_every_package_folder_is_listed_for_the_wheel() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "tfbench").rglob("__init__.py")}
     mapped = config["package-dir"]
-    assert set(config["packages"]) == on_disk | set(mapped), "pyproject's [tool.setuptools] packages is out of date"
+    listed, wanted = set(config["packages"]), on_disk | set(mapped)
+    assert listed == wanted, (
+        f"pyproject.toml [tool.setuptools] packages: add {sorted(wanted - listed)}, remove {sorted(listed - wanted)}")
     assert mapped == {package: folder for folder, package in paths.SHIPPED.items()}
     for folder in mapped.values():
         assert (REPO / folder).is_dir()
