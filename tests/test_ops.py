@@ -37,7 +37,7 @@ def library() -> Path:
 
 
 def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path, capsys: pytest.CaptureFixture) -> None:
-    assert library.exists() and library.parent.parent == build.cache_root() / "ops" / "power_difference"
+    assert library.exists() and library.parent.parent == paths.cache_root() / "ops" / "power_difference"
     assert library.parent.name.startswith(f"tf{tf.__version__}-") and library.name == "power_difference.so"
     before = library.stat().st_mtime_ns
     assert build.build("power_difference") == library  # a cache hit compiles nothing
@@ -74,21 +74,21 @@ def test_changed_compile_flags_get_a_new_cache_folder(library: Path, monkeypatch
 
 
 def test_the_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(build.ENV_CACHE, raising=False)
+    monkeypatch.delenv(paths.ENV_CACHE, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert build.cache_root() == tmp_path / "home" / ".cache" / "tfbench"
+    assert paths.cache_root() == tmp_path / "home" / ".cache" / "tfbench"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert build.cache_root() == tmp_path / "xdg" / "tfbench"
-    monkeypatch.setenv(build.ENV_CACHE, str(tmp_path / "mine"))
-    assert build.cache_root() == tmp_path / "mine"
+    assert paths.cache_root() == tmp_path / "xdg" / "tfbench"
+    monkeypatch.setenv(paths.ENV_CACHE, str(tmp_path / "mine"))
+    assert paths.cache_root() == tmp_path / "mine"
     assert build.plan("power_difference").library.is_relative_to(tmp_path / "mine" / "ops" / "power_difference")
 
 
 def test_an_unwritable_cache_is_one_error_line_naming_the_folder_and_the_variable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")  # works as root too, where permission bits do not stop a write
-    env = {**os.environ, build.ENV_CACHE: str(blocker / "cache")}
+    env = {**os.environ, paths.ENV_CACHE: str(blocker / "cache")}
     result = subprocess.run([sys.executable, "-m", "tfbench.ops", "build", "--op", "power_difference"], env=env,
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -100,7 +100,7 @@ def test_an_unwritable_cache_is_one_error_line_naming_the_folder_and_the_variabl
 
 def test_no_compiler_is_a_clear_error_and_auto_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
-    monkeypatch.setenv(build.ENV_CACHE, str(tmp_path / "cache"))  # an empty cache: must compile
+    monkeypatch.setenv(paths.ENV_CACHE, str(tmp_path / "cache"))  # an empty cache: must compile
     with pytest.raises(build.BuildError, match="no C\\+\\+ compiler found.*no-such-g\\+\\+"):
         ops_main(["build"])
     monkeypatch.setattr(build, "_BY_NAME", {})  # as in a fresh process

@@ -1,4 +1,4 @@
-"""Where tfbench finds the files it ships and writes its logs.
+"""Where tfbench finds the files it ships, caches what it compiles, and writes its logs.
 
 The repository keeps the ImageNet label lists in ``datasets/`` and the C++ sources of the custom
 ops in ``custom_ops/``, both at its top level; the build maps them into the wheel as the resource
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.resources
+import os
 from pathlib import Path
 
 DEFAULT_LOGDIR = Path("logs")
@@ -39,6 +40,22 @@ def shipped(folder: str, *parts: str) -> Path:
     if not isinstance(root, Path):  # a namespace package (the folders have no __init__.py): one location
         root = next(iter(root.iterdir())).parent
     return root.joinpath(*parts)
+
+
+ENV_CACHE = "TFBENCH_CACHE"
+"""Environment variable that moves tfbench's per-user cache (compiled custom ops)."""
+
+
+def cache_root() -> Path:
+    """tfbench's per-user cache: ``$TFBENCH_CACHE``, else ``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``.
+
+    What tfbench compiles goes here, never into the package folder (site-packages may be read-only).
+    """
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "tfbench"
+    return Path.home() / ".cache" / "tfbench"
 
 
 def timestamp() -> str:

@@ -6,9 +6,9 @@ against ``libtensorflow_framework``.  ``tf.sysconfig.get_compile_flags()`` and
 wheel was built with (C++17 since TF 2.16; the official custom-op template's C++14 and
 ``Status::OK()`` no longer compile), so the library matches the TensorFlow that loads it.
 
-The sources ship with the package (:func:`tfbench.paths.shipped`); the library goes to a per-user
-cache, never into the package folder (site-packages may be read-only): ``$TFBENCH_CACHE``, else
-``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``, in
+The sources ship with the package (:func:`tfbench.paths.shipped`); the library goes to the per-user
+cache (:func:`tfbench.paths.cache_root`), never into the package folder (site-packages may be
+read-only): ``$TFBENCH_CACHE``, else ``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``, in
 ``ops/<name>/tf<version>-<key>/<name>.so``, where the key hashes the compile flags, the compiler
 and the sources.  Upgrading TensorFlow or changing a source builds a new folder; the old ones
 stay (about 0.1 MB each), so two virtualenvs or checkouts share the cache without rebuilding each
@@ -36,9 +36,6 @@ from typing import Any, Iterator, Sequence
 from tfbench import paths
 from tfbench.errors import UserError
 from tfbench.files import atomic_output
-
-ENV_CACHE = "TFBENCH_CACHE"
-"""Environment variable that moves tfbench's per-user cache (default ``$XDG_CACHE_HOME/tfbench``)."""
 
 # -ffp-contract=off: a kernel computes what its source says; the compiler may not fuse a * b + c
 # into one FMA (different rounding), so kernels can match TensorFlow's own bit for bit.
@@ -90,15 +87,6 @@ def source_dir(name: str) -> Path:
     return folder
 
 
-def cache_root() -> Path:
-    """tfbench's per-user cache: ``$TFBENCH_CACHE``, else ``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "tfbench"
-    return Path.home() / ".cache" / "tfbench"
-
-
 def _writable(folder: Path) -> Path:
     """``folder``, created if missing; a :class:`BuildError` naming it and ``$TFBENCH_CACHE`` if it isn't writable."""
     try:
@@ -107,7 +95,7 @@ def _writable(folder: Path) -> Path:
             raise PermissionError(13, "Permission denied")
     except OSError as err:
         raise BuildError(f"cannot write the tfbench cache folder {folder}: {err.strerror or err} "
-                         f"(set {ENV_CACHE} to a writable folder to move the cache)") from err
+                         f"(set {paths.ENV_CACHE} to a writable folder to move the cache)") from err
     return folder
 
 
@@ -132,7 +120,7 @@ def _compiler_version(compiler: str) -> str:
 def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = None) -> BuildPlan:
     """Work out the sources, flags and cached library path for op ``name`` (no compiling).
 
-    ``cache`` replaces the cache folder (:func:`cache_root`); the library goes to
+    ``cache`` replaces the per-user cache folder (:func:`tfbench.paths.cache_root`); the library goes to
     ``<cache>/ops/<name>/tf<version>-<key>/<name>.so``.
     """
     import tensorflow as tf
@@ -147,7 +135,7 @@ def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = N
     flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags())
     key = cache_key((tf.__version__, tf.sysconfig.get_lib(), _compiler_version(found), *flags),
                     sorted([*sources, *folder.glob("*.h")]))
-    root = Path(cache).expanduser() if cache is not None else cache_root()
+    root = Path(cache).expanduser() if cache is not None else paths.cache_root()
     library = root / "ops" / name / f"tf{tf.__version__}-{key}" / f"{name}.so"
     return BuildPlan(name, sources, found, flags, library)
 
