@@ -4,6 +4,9 @@
   imports a command module;
 - ``models`` never imports ``data``;
 - nothing imports a command module, except a command's own ``__main__``;
+- no import circles among tfbench's modules (imports inside functions count too);
+- no module is over 600 lines (split by job, as distributed/ is: training, service, cli);
+- argparse lives in the commands (and ``tfbench.cli``, their shared pieces): library functions take typed arguments;
 - every command is listed by ``python -m tfbench`` and every benchmark module exists.
 
 A top-level module is a command when it runs (``if __name__ == "__main__":``); the rest are
@@ -90,6 +93,24 @@ def test_commands_do_not_import_other_commands(name: str) -> None:
     assert not bad, f"{name} imports command module(s) {bad}: share library code instead"
 
 
+def test_no_module_over_600_lines() -> None:
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines (split them by job): {long}"
+
+
+def _imports_argparse(path: Path) -> bool:
+    return any((isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names))
+               or (isinstance(node, ast.ImportFrom) and node.module == "argparse")
+               for node in ast.walk(ast.parse(path.read_text(), str(path))))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if is_library(n) and n not in {"tfbench.cli", *SHARED}
+                                        and n not in {module for module, _ in bench.BENCHMARKS.values()}))
+def test_library_code_takes_typed_arguments_not_argparse(name: str) -> None:
+    assert not _imports_argparse(MODULES[name]), (
+        f"{name} (library) imports argparse: parse in the command, pass typed arguments (or a small dataclass)")
+
+
 def test_the_rules_can_fail() -> None:
     """The checker itself: a library module importing a command is caught."""
     fake = PACKAGE / "data" / "_probe_for_test.py"
@@ -111,3 +132,87 @@ def test_every_command_is_listed_and_every_listing_exists() -> None:
     assert not unlisted, f"commands missing from `python -m tfbench`: {unlisted}"
     for module in listed | helpers_run_by_bench:
         assert importlib.util.find_spec(module) is not None, f"{module} is listed but does not exist"
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the tfbench modules it imports, anywhere in its body; relative imports resolved.
+
+    ``from P import n`` is an edge to ``P.n`` when that is a module, else to ``P``; a name that is
+    not a module resolves to the deepest module that contains it (``tfbench.models.get`` -> ``tfbench.models``).
+    """
+    def deepest(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: list[str] = []
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets += [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        graph[name] = {m for t in targets if (m := deepest(t)) is not None and m != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every set of modules that import each other, directly or through others (Tarjan's strongly connected parts)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1 or v in graph.get(v, ()):
+                found.append(sorted(part))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circles() -> None:
+    found = circles(import_graph(MODULES))
+    assert not found, "import circles (move what both need into a third module): " + "; ".join(
+        " <-> ".join(part) for part in found)
+
+
+def test_the_circle_check_can_fail(tmp_path: Path) -> None:
+    """The checker itself: a three-module circle through a relative and a function-level import is found."""
+    pkg = tmp_path / "tfbench" / "probe"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def f():\n    from tfbench.probe.c import thing\n")
+    (pkg / "c.py").write_text("import tfbench.probe.a\nthing = 1\n")
+    (pkg / "d.py").write_text("from tfbench.probe import a\n")
+    modules = {f"tfbench.probe.{p.stem}" if p.stem != "__init__" else "tfbench.probe": p for p in pkg.glob("*.py")}
+    graph = import_graph(modules)
+    assert graph["tfbench.probe.b"] == {"tfbench.probe.c"} and graph["tfbench.probe.a"] == {"tfbench.probe.b"}
+    assert circles(graph) == [["tfbench.probe.a", "tfbench.probe.b", "tfbench.probe.c"]]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tfbench import complexity
+from tfbench import complexity, models
 from tfbench.models import zoo
 
 
@@ -17,7 +17,7 @@ def by_name(result):
 
 
 def test_lenet5_counts_by_hand():
-    result = complexity.count_model(zoo.build("lenet5"), "lenet5")
+    result = complexity.count_model(models.get("lenet5"), "lenet5")
     layers = by_name(result)
     # C1: 28x28x6 outputs, each 5*5*1 products, 24 additions + 1 bias
     assert layers["c1"].neurons == 28 * 28 * 6
@@ -34,7 +34,7 @@ def test_lenet5_counts_by_hand():
 
 
 def test_additions_without_bias_are_one_fewer_per_output():
-    layers = by_name(complexity.count_model(zoo.build("resnet18", 64), "resnet18"))
+    layers = by_name(complexity.count_model(models.get("resnet18", input_size=64), "resnet18"))
     conv = layers["conv1_conv"]
     assert conv.output_shape == (32, 32, 64)
     assert conv.mults == 32 * 32 * 64 * 7 * 7 * 3

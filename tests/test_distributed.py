@@ -27,6 +27,7 @@ from tfbench.distributed import cluster as distributed_cluster
 from tfbench.distributed import data as distributed_data
 from tfbench.distributed import estimate as distributed_estimate
 from tfbench.distributed import service as distributed_service
+from tfbench.distributed import training as distributed_training
 from tfbench.errors import UserError
 from tfbench.models import lenet5, vgg19
 
@@ -229,9 +230,10 @@ def test_mirrored_and_multiworker_match_one_device(tmp_path):
     multi = Launched([*common, "--strategy", "multiworker", "--workers", "2", "--logdir", str(tmp_path / "w"),
                       "--timeout", str(WAIT)])
     try:  # the reference, in this process, while the others start
-        data = distributed.load_data("lenet5", None, "0-9", tmp_path)
-        one = distributed.train_distributed(tf.distribute.OneDeviceStrategy("/cpu:0"), data, strategy_name="one",
-                                            max_steps=10, progress=False, allreduce_repeats=0, log=lambda m: None)
+        data = distributed_training.load_data("lenet5", None, "0-9", tmp_path)
+        one = distributed_training.train_distributed(tf.distribute.OneDeviceStrategy("/cpu:0"), data,
+                                                     strategy_name="one", max_steps=10, progress=False,
+                                                     allreduce_repeats=0, log=lambda m: None)
         assert mirrored.finish() == 0, "\n".join(mirrored.lines[-30:])
         assert multi.finish() == 0, "\n".join(multi.lines[-30:])
     finally:

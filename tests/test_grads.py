@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from tfbench import grads
 from tfbench.errors import UserError
-from tfbench.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _max_jacobian_error(fn, x: np.ndarray) -> float:

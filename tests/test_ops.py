@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -24,7 +25,8 @@ from tfbench.ops import build
 from tfbench.ops import instance_norm as inorm
 from tfbench.ops import power_difference as pd
 from tfbench.ops.__main__ import main as ops_main
-from tfbench.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,8 @@ def library() -> Path:
 
 
 def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path, capsys: pytest.CaptureFixture) -> None:
-    assert library.exists() and library.parent == REPO_ROOT / "custom_ops" / "power_difference" / "build"
-    assert f"-tf{tf.__version__}-" in library.name
+    assert library.exists() and library.parent.parent == paths.cache_root() / "ops" / "power_difference"
+    assert library.parent.name.startswith(f"tf{tf.__version__}-") and library.name == "power_difference.so"
     before = library.stat().st_mtime_ns
     assert build.build("power_difference") == library  # a cache hit compiles nothing
     assert library.stat().st_mtime_ns == before
@@ -45,20 +47,60 @@ def test_the_library_is_cached_per_tensorflow_version_and_source(library: Path, 
     assert "-std=c++17" in flags and any(f.startswith("-I") and f.endswith("include") for f in flags)
 
 
-def test_a_changed_source_gets_a_new_cache_name(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(paths.CUSTOM_OPS_DIR / "power_difference", tmp_path / "power_difference",
+def _copy_of_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the shipped custom_ops/ at a copy in tmp_path; returns the copy's power_difference.cc."""
+    shutil.copytree(paths.shipped("custom_ops", "power_difference"), tmp_path / "power_difference",
                     ignore=shutil.ignore_patterns("build"))
-    monkeypatch.setattr(paths, "CUSTOM_OPS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "shipped", lambda folder, *parts: tmp_path.joinpath(*parts))
+    return tmp_path / "power_difference" / "power_difference.cc"
+
+
+def test_a_changed_source_gets_a_new_cache_folder(library: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _copy_of_the_sources(tmp_path, monkeypatch)
     same = build.plan("power_difference")
-    assert same.library.name == library.name  # same sources, flags and TF: same name
-    source = tmp_path / "power_difference" / "power_difference.cc"
+    assert same.library == library  # same sources, flags and TF: same folder
     source.write_text(source.read_text() + "\n// changed\n")
-    assert build.plan("power_difference").library.name != library.name
+    changed = build.plan("power_difference").library
+    assert changed.parent != library.parent and changed.parent.parent == library.parent.parent
+    assert changed.parent.name.startswith(f"tf{tf.__version__}-")
+
+
+def test_changed_compile_flags_get_a_new_cache_folder(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "BASE_FLAGS", (*build.BASE_FLAGS, "-DTFBENCH_PROBE=1"))
+    flagged = build.plan("power_difference")
+    assert "-DTFBENCH_PROBE=1" in flagged.flags and flagged.library.parent != library.parent
+    assert flagged.library.parent.parent == library.parent.parent
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(paths.ENV_CACHE, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert paths.cache_root() == tmp_path / "home" / ".cache" / "tfbench"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.cache_root() == tmp_path / "xdg" / "tfbench"
+    monkeypatch.setenv(paths.ENV_CACHE, str(tmp_path / "mine"))
+    assert paths.cache_root() == tmp_path / "mine"
+    assert build.plan("power_difference").library.is_relative_to(tmp_path / "mine" / "ops" / "power_difference")
+
+
+def test_an_unwritable_cache_is_one_error_line_naming_the_folder_and_the_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")  # works as root too, where permission bits do not stop a write
+    env = {**os.environ, paths.ENV_CACHE: str(blocker / "cache")}
+    result = subprocess.run([sys.executable, "-m", "tfbench.ops", "build", "--op", "power_difference"], env=env,
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the tfbench cache folder "), lines
+    assert str(blocker / "cache") in lines[0] and "TFBENCH_CACHE" in lines[0]
+    assert blocker.read_text() == "not a folder\n"
 
 
 def test_no_compiler_is_a_clear_error_and_auto_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
-    monkeypatch.setenv(build.ENV_BUILD_DIR, str(tmp_path / "cache"))  # an empty cache: must compile
+    monkeypatch.setenv(paths.ENV_CACHE, str(tmp_path / "cache"))  # an empty cache: must compile
     with pytest.raises(build.BuildError, match="no C\\+\\+ compiler found.*no-such-g\\+\\+"):
         ops_main(["build"])
     monkeypatch.setattr(build, "_BY_NAME", {})  # as in a fresh process
@@ -89,15 +131,15 @@ head -c 1000 {library} > "$out"; sleep 1.5; cat {library} > "$out"
 def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library: Path, tmp_path: Path) -> None:
     compiler, calls = _fake_compiler(tmp_path, library)
     cache = tmp_path / "cache"
-    target = build.plan("power_difference", compiler=str(compiler), build_directory=cache).library
-    cache.mkdir()
-    stale = cache / target.name.replace(target.stem.rsplit("-", 1)[1], "000000000000")  # older sources
-    other_tf = cache / "power_difference-tf0.0.0-000000000000.so"  # another TensorFlow's build
-    stale.write_bytes(b"old")
-    other_tf.write_bytes(b"other")
+    target = build.plan("power_difference", compiler=str(compiler), cache=cache).library
+    stale = target.parent.with_name(f"tf{tf.__version__}-000000000000")  # other sources or flags
+    other_tf = target.parent.with_name("tf0.0.0-000000000000")  # another TensorFlow's build
+    for folder in (stale, other_tf):
+        folder.mkdir(parents=True)
+        (folder / "power_difference.so").write_bytes(b"old")
     results: list[Path] = []
     threads = [threading.Thread(target=lambda: results.append(
-        build.build("power_difference", compiler=str(compiler), build_directory=cache, quiet=True))) for _ in range(3)]
+        build.build("power_difference", compiler=str(compiler), cache=cache, quiet=True))) for _ in range(3)]
     for t in threads:
         t.start()
     time.sleep(0.7)  # the compile is running now
@@ -107,19 +149,36 @@ def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library:
     assert results == [target] * 3
     assert calls.read_text().count("run") == 1
     assert target.read_bytes() == library.read_bytes()
-    assert not list(cache.glob("*.partial"))
-    assert not stale.exists() and other_tf.exists()
+    assert not list(target.parent.glob("*.partial"))
+    assert (stale / "power_difference.so").exists() and (other_tf / "power_difference.so").exists()  # side by side
+
+
+def test_two_processes_building_at_once_produce_one_good_library(library: Path, tmp_path: Path) -> None:
+    compiler, calls = _fake_compiler(tmp_path, library)
+    cache = tmp_path / "cache"
+    code = ("import sys; from tfbench.ops import build; "
+            "print(build.build('power_difference', compiler=sys.argv[1], cache=sys.argv[2], quiet=True))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(compiler), str(cache)], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    built = {out.strip() for out, _ in outputs}
+    assert len(built) == 1 and calls.read_text().count("run") == 1
+    target = Path(built.pop())
+    assert target.parent.parent == cache / "ops" / "power_difference"
+    assert target.read_bytes() == library.read_bytes() and not list(target.parent.glob("*.partial"))
 
 
 def test_a_compile_error_names_the_file_and_keeps_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "broken.cc").write_text("this is not C++;\n")
-    monkeypatch.setattr(paths, "CUSTOM_OPS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "shipped", lambda folder, *parts: tmp_path.joinpath(*parts))
+    cache = tmp_path / "cache"
     with pytest.raises(build.BuildError, match="compiling custom_ops/broken failed.*error") as err:
-        build.build("broken", quiet=True)
+        build.build("broken", cache=cache, quiet=True)
     assert "full log" in str(err.value)
-    assert not list((tmp_path / "broken" / "build").glob("*.so"))
-    with pytest.raises(UserError, match="no custom op 'nope'"):
+    assert list(cache.rglob("broken.log")) and not list(cache.rglob("*.so"))
+    with pytest.raises(UserError, match="no custom op 'nope'.*known ops: broken"):
         build.build("nope")
 
 
@@ -132,7 +191,7 @@ def test_build_cli_prints_the_cached_library(library: Path) -> None:
                            text=True, timeout=300)  # without --op: every folder of custom_ops/, in order
     assert every.returncode == 0, every.stderr[-2000:]
     built = every.stdout.split()
-    assert [Path(p).parent.parent.name for p in built] == ["power_difference", "resize_normalise"]
+    assert [Path(p).stem for p in built] == ["power_difference", "resize_normalise"]
     assert built[0] == str(library) and all(Path(p).exists() for p in built)
 
 
@@ -228,4 +287,4 @@ def test_a_library_that_does_not_load_is_a_build_error(tmp_path: Path) -> None:
                       '[ "$prev" = "-o" ] && echo "not an ELF file" > "$a"; prev="$a"; done\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(build.BuildError, match="loading .* failed.*--force"):
-        build.load("power_difference", compiler=str(script), build_directory=tmp_path / "cache", quiet=True)
+        build.load("power_difference", compiler=str(script), cache=tmp_path / "cache", quiet=True)

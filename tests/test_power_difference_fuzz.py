@@ -17,7 +17,8 @@ import numpy as np
 
 from tfbench.ops import fuzz
 from tfbench.ops import power_difference as pd
-from tfbench.paths import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_fuzz_1000_cases_per_backend_in_a_child_process(tmp_path: Path) -> None:

@@ -20,10 +20,11 @@ from typing import Iterator
 
 import pytest
 
-from tfbench import paths, vgg_graph
+from tfbench import vgg_graph
 
 CHROMIUM = os.environ.get("TFBENCH_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = paths.REPO_ROOT / "logs" / "browser"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO_ROOT / "logs" / "browser"
 POOL_SHAPES = ["(1, 112, 112, 64)", "(1, 56, 56, 128)", "(1, 28, 28, 256)", "(1, 14, 14, 512)", "(1, 7, 7, 512)"]
 
 
@@ -68,7 +69,7 @@ def logdir(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     result = subprocess.run([sys.executable, "-m", "tfbench.vgg_graph", "--no-bench", "--no-xla", "--profile",
                              "--logdir", str(logdir)], capture_output=True, text=True, timeout=900,
-                            cwd=paths.REPO_ROOT)
+                            cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return logdir
 

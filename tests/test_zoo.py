@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from tfbench import models
 from tfbench.errors import UserError
 from tfbench.models import zoo
 
@@ -23,11 +24,11 @@ def trainable(model) -> int:
     ("lenet5", 61_706),
 ])
 def test_published_parameter_counts(name, expected):
-    assert trainable(zoo.build(name)) == expected
+    assert trainable(models.get(name)) == expected
 
 
 def test_alexnet_feature_shapes_match_torchvision():
-    model = zoo.build("alexnet")
+    model = models.get("alexnet")
     # torchvision: features -> (256, 6, 6) at 224, conv1 -> (64, 55, 55), conv2 -> (192, 27, 27)
     assert model.get_layer("conv1").output.shape[1:] == (55, 55, 64)
     assert model.get_layer("conv2").output.shape[1:] == (27, 27, 192)
@@ -35,7 +36,7 @@ def test_alexnet_feature_shapes_match_torchvision():
 
 
 def test_grouped_alexnet_towers_see_half_the_channels():
-    model = zoo.build("alexnet_grouped")
+    model = models.get("alexnet_grouped")
     for conv, half_in in (("conv2", 48), ("conv4", 192), ("conv5", 192)):
         for gpu in (0, 1):
             kernel = model.get_layer(f"{conv}_gpu{gpu}").kernel
@@ -47,7 +48,7 @@ def test_grouped_alexnet_towers_see_half_the_channels():
 @pytest.mark.parametrize("depth, app", [(50, "ResNet50")])
 def test_resnet_matches_keras_applications_up_to_conv_biases(depth, app):
     """keras.applications' ResNets are the same network with a bias on every conv."""
-    ours = zoo.build(f"resnet{depth}")
+    ours = models.get(f"resnet{depth}")
     reference = getattr(keras.applications, app)(weights=None)
     conv_biases = sum(layer.filters for layer in ours.layers if isinstance(layer, keras.layers.Conv2D))
     assert trainable(ours) + conv_biases == trainable(reference)
@@ -57,7 +58,7 @@ def test_resnet_matches_keras_applications_up_to_conv_biases(depth, app):
 
 
 def test_resnet18_runs_on_a_small_input():
-    model = zoo.build("resnet18", 64)
+    model = models.get("resnet18", input_size=64)
     out = model(np.random.default_rng(0).random((2, 64, 64, 3), np.float32), training=False)
     assert out.shape == (2, 1000) and np.isfinite(out.numpy()).all()
 
@@ -73,7 +74,7 @@ PAPER_TABLE = {
 
 
 def test_inception_v1_follows_the_paper_table():
-    model = zoo.build("inception_v1")
+    model = models.get("inception_v1")
     expected, channels = 7 * 7 * 3 * 64 + 64 + 64 * 64 + 64 + 9 * 64 * 192 + 192, 192
     for name, (size, out_channels, (n1, r3, n3, r5, n5, proj)) in PAPER_TABLE.items():
         assert model.get_layer(f"inception_{name}_output").output.shape[1:] == (size, size, out_channels)
@@ -92,4 +93,4 @@ def test_inception_v1_follows_the_paper_table():
 ])
 def test_bad_requests_are_user_errors(name, size, message):
     with pytest.raises(UserError, match=message):
-        zoo.build(name, size)
+        models.get(name, input_size=size)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench import paths
+from tfbench import cli, paths
 from tfbench.errors import UserError, run_cli
 from tfbench.files import write_json
 
@@ -306,7 +306,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``python -m tfbench.bench NAME [args...]`` to NAME's ``run_benchmark``."""
     parser = argparse.ArgumentParser(
-        prog="python -m tfbench.bench",
+        prog=f"{cli.PROG_PREFIX}bench",
         description="Run a benchmark; each writes JSON under logs/bench/ (NAME --help: its options and defaults).",
         epilog="benchmarks:\n" + "\n".join(f"  {name:16s} {desc}" for name, (_, desc) in BENCHMARKS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -26,6 +26,8 @@ from typing import Sequence
 from tfbench import paths
 
 DEFAULT_LOGDIR = str(paths.DEFAULT_LOGDIR)
+#: how usage lines name a command: ``python -m tfbench.<prog>``; the ``tfbench`` console command sets "tfbench "
+PROG_PREFIX = "python -m tfbench."
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -51,7 +53,7 @@ class Parser(argparse.ArgumentParser):
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for ``python -m tfbench.<prog>`` that shows defaults and errs in one line."""
-    return Parser(prog=f"python -m tfbench.{prog}", description=description, formatter_class=HelpFormatter)
+    return Parser(prog=f"{PROG_PREFIX}{prog}", description=description, formatter_class=HelpFormatter)
 
 
 def _whole_number(text: str, minimum: int, rule: str) -> int:

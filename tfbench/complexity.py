@@ -71,9 +71,9 @@ def profiler_flops(model) -> dict[str, Any]:
 
 def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -> Complexity:
     """Build zoo model ``name``, count it, and (if ``profile``) add the TF profiler's cross-check."""
-    from tfbench.models import zoo
+    from tfbench import models
 
-    model = zoo.build(name, input_size)
+    model = models.get(name, input_size=input_size)
     result = count_model(model, name)
     if profile:
         result.profiler = profiler_flops(model)

@@ -187,7 +187,7 @@ class GrapplerChanges:
 
     def markdown(self) -> str:
         """The before/after table with a total line and one sentence per kind of change."""
-        from tfbench.summaries import markdown_table
+        from tfbench.tables import markdown_table
 
         total = ("**total**", sum(self.before.values()), sum(self.after.values()), f"{-self.removed:+d}")
         lines = [markdown_table(["op", "before grappler", "after grappler", "change"], self.rows() + [total]), ""]

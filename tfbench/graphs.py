@@ -51,6 +51,9 @@ if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that
     from tfbench.summaries import FunctionGraphs
 
 #: What ``vlog`` asks for by default: the meta optimizer's per-pass sizes, and what the passes did.
+#: the folder holding this tfbench package: the child process runs from there, so it imports the same tfbench
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
 DEFAULT_VMODULE = ("meta_optimizer=1,model_pruner=1,remapper=2,constant_folding=1,"
                    "arithmetic_optimizer=1,dependency_optimizer=1")
 
@@ -241,7 +244,7 @@ def capture_vlog(model: str, *, size: int | None = None, batch: int = 1, keras: 
     if disable:
         cmd += ["--disable", ",".join(disable)]
     proc = subprocess.run(cmd, env=vlog_env(vmodule, max_vlog_level), capture_output=True, text=True,
-                          timeout=timeout, cwd=paths.REPO_ROOT)
+                          timeout=timeout, cwd=_PACKAGE_PARENT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with code {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc.stderr

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import context
 
+from tfbench.tables import markdown_table  # noqa: F401  (summaries.markdown_table: where the commands find it)
+
 
 @dataclass
 class FunctionGraphs:
@@ -128,13 +130,6 @@ def write_scalars(run_dir: str | Path, scalars: dict[str, float], step: int) -> 
         for tag, value in scalars.items():
             tf.summary.scalar(tag, value, step=step)
     writer.close()
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-style markdown table (what TensorBoard's Text dashboard renders as a table)."""
-    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_text(run_dir: str | Path, texts: dict[str, str], step: int = 0) -> None:

@@ -68,7 +68,7 @@ CONVENTIONS = {
 
 def bundled_val_synsets() -> list[str]:
     """Synset of val image i+1 for i in 0..49,999 (the shipped list)."""
-    path = paths.IMAGENET_DIR / BUNDLED_VAL_LABELS
+    path = paths.shipped("datasets", "imagenet", BUNDLED_VAL_LABELS)
     try:
         synsets = path.read_text().split()
     except OSError as err:

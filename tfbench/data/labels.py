@@ -18,7 +18,7 @@ from tfbench.errors import UserError
 @functools.lru_cache(maxsize=1)
 def class_index() -> list[tuple[str, str]]:
     """``[(synset, name), ...]`` for classes 0..999, e.g. ``class_index()[281] == ("n02123045", "tabby")``."""
-    path = paths.IMAGENET_DIR / "imagenet_class_index.json"
+    path = paths.shipped("datasets", "imagenet", "imagenet_class_index.json")
     try:
         raw = json.loads(path.read_text())
     except OSError as err:

@@ -27,16 +27,17 @@ graph, file paths included, is shipped to the data workers, which do the reading
 
 from __future__ import annotations
 
-import argparse
 import collections
+import json
 import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfbench import cli, paths
+from tfbench import paths
 from tfbench.distributed import cluster
 from tfbench.errors import UserError
 from tfbench.files import write_json
@@ -48,39 +49,16 @@ CONSUMER_LEARNING_RATE = 1e-3  # SGD learning rate of each consumer's VGG19 (mom
 CONNECT_TIMEOUT = 30.0  # seconds a consumer waits for its dispatcher
 
 
-def add_arguments(sub: Any) -> None:
-    """Add the ``data-service`` and ``consume`` subcommands to ``python -m tfbench.distributed``."""
-    d = sub.add_parser("data-service", help="dispatcher + data workers + consumers (tf.data service)",
-                       formatter_class=cli.HelpFormatter)
-    d.add_argument("--data-workers", type=cli.positive_int, default=2,
-                   help="tf.data service workers (decode + preprocess)")
-    d.add_argument("--consumers", type=cli.positive_int, default=2, help="consumer (trainer) processes sharing the job")
-    d.add_argument("--host", default=cluster.LOCALHOST, help="address servers advertise")
-    d.add_argument("--timeout", type=cli.positive_float, default=600.0,
-                   help="stop everything after this many seconds")
-    cli.add_logdir(d)
-    _add_pipeline_args(d)
-    c = sub.add_parser("consume", help="iterate a shared tf.data service job (a trainer's input side)",
-                       formatter_class=cli.HelpFormatter)
-    c.add_argument("--dispatcher", required=True, help="grpc://HOST:PORT of the dispatcher")
-    c.add_argument("--connect-timeout", type=cli.positive_float, default=CONNECT_TIMEOUT,
-                   help="seconds to wait for the dispatcher to answer before giving up")
-    c.add_argument("--job-name", required=True, help="consumers with the same job name share the data")
-    c.add_argument("--out", default=None, help="write what was received (file names, counts) as JSON here")
-    c.add_argument("--ready-dir", default=None, help=argparse.SUPPRESS)  # start barrier set by data-service
-    c.add_argument("--expect", type=cli.positive_int, default=1, help=argparse.SUPPRESS)
-    _add_pipeline_args(c)
+@dataclass(frozen=True)
+class Pipeline:
+    """What the data workers read and make, and what each consumer trains on it: the same for every process."""
 
-
-def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="ImageNet TFRecord folder (default: the embedded sample)")
-    cli.add_image_size(p, 224, model="vgg19", help="preprocessed size (VGG19 input)")
-    cli.add_batch_size(p, 2, help="batch size formed on the data workers")
-    p.add_argument("--epochs", type=cli.positive_int, default=1, help="passes over the data")
-    p.add_argument("--model", choices=("vgg19", "none"), default="vgg19",
-                   help="what each consumer trains on the batches it receives (none: only receive and count)")
-    cli.add_seed(p, help="weights of the consumers' models")
-    cli.add_verbose(p)
+    data: str | None = None  # ImageNet TFRecord folder (None: the embedded sample)
+    image_size: int = 224  # preprocessed size (VGG19 input)
+    batch_size: int = 2  # batch formed on the data workers
+    epochs: int = 1  # passes over the data
+    model: str = "vgg19"  # what each consumer trains ("none": only receive and count)
+    seed: int = 0  # weights of the consumers' models
 
 
 def _records(data: str | None, logdir: str | Path):
@@ -103,19 +81,25 @@ def all_filenames(records: Any) -> list[str]:
     return [name.decode() for name in ds.as_numpy_iterator()]
 
 
-def consume(ns: argparse.Namespace) -> dict[str, Any]:
-    """Iterate the shared job; return what arrived (file names in order, batch count, timings)."""
+def consume(dispatcher: str, job_name: str, pipeline: Pipeline, *, out: str | Path | None = None,
+            ready_dir: str | Path | None = None, expect: int = 1,
+            logdir: str | Path = paths.DEFAULT_LOGDIR) -> dict[str, Any]:
+    """Iterate the shared job ``job_name`` at ``dispatcher``; return what arrived (file names in order, timings).
+
+    ``out``: also write that as JSON; ``ready_dir``/``expect``: wait until ``expect`` consumers are
+    ready before the first batch (the start barrier ``data-service`` sets).
+    """
     import numpy as np
 
     from tfbench.distributed import data as distributed_data
 
-    records = _records(ns.data, getattr(ns, "logdir", paths.DEFAULT_LOGDIR))
-    ds = distributed_data.service_dataset(records, ns.dispatcher, size=ns.image_size, batch_size=ns.batch_size,
-                                          job_name=ns.job_name, epochs=ns.epochs)
-    step = _train_step(ns.model, ns.image_size, ns.seed)  # built before the barrier: not timed
+    records = _records(pipeline.data, logdir)
+    ds = distributed_data.service_dataset(records, dispatcher, size=pipeline.image_size,
+                                          batch_size=pipeline.batch_size, job_name=job_name, epochs=pipeline.epochs)
+    step = _train_step(pipeline.model, pipeline.image_size, pipeline.seed)  # built before the barrier: not timed
     losses: list[float] = []
-    if ns.ready_dir:
-        wait_for_peers(Path(ns.ready_dir), ns.expect)
+    if ready_dir:
+        wait_for_peers(Path(ready_dir), expect)
     names: list[str] = []
     shapes = set()
     start = time.perf_counter()
@@ -132,13 +116,13 @@ def consume(ns: argparse.Namespace) -> dict[str, Any]:
         if step is not None:
             losses.append(float(step(images, labels)[0]))
     seconds = time.perf_counter() - start
-    result = {"pid": os.getpid(), "job_name": ns.job_name, "batches": batches, "examples": len(names),
+    result = {"pid": os.getpid(), "job_name": job_name, "batches": batches, "examples": len(names),
               "filenames": names, "image_shapes": sorted(list(s) for s in shapes), "seconds": seconds,
               "first_batch_ms": first_ms, "examples_per_s": len(names) / seconds if seconds > 0 else 0.0,
-              "model": ns.model, "train_steps": len(losses), "losses": losses}
-    if ns.out:
-        write_json(ns.out, result)
-    trained = f", {len(losses)} {ns.model} training steps" if step is not None else ""
+              "model": pipeline.model, "train_steps": len(losses), "losses": losses}
+    if out:
+        write_json(out, result)
+    trained = f", {len(losses)} {pipeline.model} training steps" if step is not None else ""
     print(f"consumer pid {os.getpid()}: {batches} batches, {len(names)} examples{trained} in {seconds:.2f} s",
           flush=True)
     return result
@@ -210,49 +194,50 @@ def check_exactly_once(expected: Sequence[str], received: Sequence[Sequence[str]
             "exactly_once": not missing and not extra}
 
 
-def run(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    """``data-service`` (start everything, check exactly-once) or ``consume`` (one consumer)."""
-    if ns.command == "consume":
-        wait_for_dispatcher(ns.dispatcher, ns.connect_timeout)
-        consume(ns)
-        return 0
+def run_data_service(pipeline: Pipeline, *, data_workers: int = 2, consumers: int = 2, host: str = cluster.LOCALHOST,
+                     timeout: float = 600.0, logdir: str | Path = paths.DEFAULT_LOGDIR) -> int:
+    """Start a dispatcher, ``data_workers`` data workers and ``consumers`` consumer processes; check exactly-once.
+
+    Returns the exit code: 0 when every example arrived exactly once per epoch, 1 otherwise or
+    when a consumer failed.
+    """
     from tfbench.distributed import data as distributed_data
 
-    records = _records(ns.data, ns.logdir)
+    records = _records(pipeline.data, logdir)
     expected = all_filenames(records)
-    run_dir = paths.run_dir(ns.logdir, "distributed")
-    service = distributed_data.start_servers(ns.data_workers, ns.host)
+    run_dir = paths.run_dir(logdir, "distributed")
+    service = distributed_data.start_servers(data_workers, host)
     job = f"tfbench-{os.getpid()}-{run_dir.name}"
-    print(f"dispatcher {service.target}; {ns.data_workers} data workers; job {job!r}; "
+    print(f"dispatcher {service.target}; {data_workers} data workers; job {job!r}; "
           f"{records.num_examples} examples in {len(records.files)} shards ({records.directory})", flush=True)
-    outs = [run_dir / f"consumer-{i}.json" for i in range(ns.consumers)]
+    outs = [run_dir / f"consumer-{i}.json" for i in range(consumers)]
     try:
         with cluster.Supervisor() as supervisor:
             for i, out in enumerate(outs):
                 args = ["consume", "--dispatcher", service.target, "--job-name", job, "--data", str(records.directory),
-                        "--image-size", str(ns.image_size), "--batch-size", str(ns.batch_size),
-                        "--epochs", str(ns.epochs), "--out", str(out), "--model", ns.model, "--seed", str(ns.seed),
-                        "--ready-dir", str(run_dir / "ready"), "--expect", str(ns.consumers)]
+                        "--image-size", str(pipeline.image_size), "--batch-size", str(pipeline.batch_size),
+                        "--epochs", str(pipeline.epochs), "--out", str(out), "--model", pipeline.model,
+                        "--seed", str(pipeline.seed), "--ready-dir", str(run_dir / "ready"), "--expect", str(consumers)]
                 child = supervisor.start(f"consumer {i}", cluster.python_module_argv("tfbench.distributed", args))
                 print(f"consumer {i}: pid {child.pid}", flush=True)
             try:
-                supervisor.wait(timeout=ns.timeout)
+                supervisor.wait(timeout=timeout)
             except cluster.ChildFailed as failed:
                 print(f"error: {failed}; stopped the other consumers", file=sys.stderr, flush=True)
                 return 1
     finally:
         service.stop()
-    results = [__import__("json").loads(out.read_text()) for out in outs]
-    check = check_exactly_once(expected, [r["filenames"] for r in results], ns.epochs)
+    results = [json.loads(out.read_text()) for out in outs]
+    check = check_exactly_once(expected, [r["filenames"] for r in results], pipeline.epochs)
     for i, r in enumerate(results):
         print(f"  consumer {i}: {r['batches']} batches, {r['examples']} examples, {r['train_steps']} training steps, "
               f"{r['examples_per_s']:.3g} examples/s, first batch after {r['first_batch_ms'] or 0:.0f} ms")
     verdict = "yes" if check["exactly_once"] else f"NO (missing {check['missing'][:5]}, repeated {check['extra'][:5]})"
-    print(f"every example exactly once per epoch over {ns.epochs} epoch(s): {verdict} "
+    print(f"every example exactly once per epoch over {pipeline.epochs} epoch(s): {verdict} "
           f"({check['received']} received, {check['expected']} expected)")
-    summary = {"dispatcher": service.target, "data_workers": ns.data_workers, "consumers": ns.consumers,
-               "epochs": ns.epochs, "job_name": job, **check,
-               "model": ns.model,
+    summary = {"dispatcher": service.target, "data_workers": data_workers, "consumers": consumers,
+               "epochs": pipeline.epochs, "job_name": job, **check,
+               "model": pipeline.model,
                "per_consumer": [{k: r[k] for k in ("pid", "batches", "examples", "examples_per_s", "train_steps",
                                                    "losses")} for r in results]}
     write_json(run_dir / SUMMARY_FILE, summary)

@@ -260,10 +260,3 @@ MODELS: dict[str, ZooEntry] = {
 #: name -> builder(input_size=, num_classes=, seed=) for :func:`tfbench.models.registry.get`, which builds
 #: VGG19, LeNet-5 and the MLP from their own modules (their entries carry only the published numbers).
 BUILDERS: dict[str, Callable[..., object]] = {name: e.builder for name, e in MODELS.items() if e.builder is not None}
-
-
-def build(name: str, input_size: int | None = None, *, seed: int = 0) -> keras.Model:
-    """Build zoo model ``name`` at ``input_size`` (its native size when None): ``registry.get`` as Keras."""
-    from tfbench.models import registry
-
-    return registry.get(name, input_size=input_size, seed=seed)

@@ -22,7 +22,7 @@ from tfbench.errors import UserError, run_cli
 def _build(ns: argparse.Namespace) -> int:
     from tfbench.ops import build
 
-    names = [ns.op] if ns.op else sorted(p.name for p in paths.CUSTOM_OPS_DIR.iterdir() if any(p.glob("*.cc")))
+    names = [ns.op] if ns.op else build.known_ops()
     for name in names:
         print(build.build(name, compiler=ns.compiler, force=ns.force))
     return 0

@@ -6,10 +6,15 @@ against ``libtensorflow_framework``.  ``tf.sysconfig.get_compile_flags()`` and
 wheel was built with (C++17 since TF 2.16; the official custom-op template's C++14 and
 ``Status::OK()`` no longer compile), so the library matches the TensorFlow that loads it.
 
-The library is cached in ``custom_ops/<name>/build/`` under a name that contains the
-TensorFlow version and a hash of the sources, flags and compiler, so it is rebuilt only when
-one of them changes.  The compiler writes to a temporary name that is renamed into place, and
-a file lock makes concurrent processes (parallel tests) wait for one build instead of racing.
+The sources ship with the package (:func:`tfbench.paths.shipped`); the library goes to the per-user
+cache (:func:`tfbench.paths.cache_root`), never into the package folder (site-packages may be
+read-only): ``$TFBENCH_CACHE``, else ``$XDG_CACHE_HOME/tfbench``, else ``~/.cache/tfbench``, in
+``ops/<name>/tf<version>-<key>/<name>.so``, where the key hashes the compile flags, the compiler
+and the sources.  Upgrading TensorFlow or changing a source builds a new folder; the old ones
+stay (about 0.1 MB each), so two virtualenvs or checkouts share the cache without rebuilding each
+other's libraries; deleting the cache folder clears them all.  The compiler writes to a
+temporary name that is renamed into place, and a file lock makes concurrent processes wait for
+one build instead of racing.
 
 Run ``python -m tfbench.ops build`` to build ahead of time; the ops also build on first use.
 """
@@ -26,14 +31,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from tfbench import paths
 from tfbench.errors import UserError
 from tfbench.files import atomic_output
-
-ENV_BUILD_DIR = "TFBENCH_OPS_BUILD_DIR"
-"""Environment variable that moves every op's build cache (default ``custom_ops/<name>/build``)."""
 
 # -ffp-contract=off: a kernel computes what its source says; the compiler may not fuse a * b + c
 # into one FMA (different rounding), so kernels can match TensorFlow's own bit for bit.
@@ -70,22 +72,31 @@ def find_compiler(compiler: str | None = None) -> str | None:
     return None
 
 
+def known_ops() -> list[str]:
+    """The ops that ship with tfbench: each folder of ``custom_ops/`` that holds C++ sources, sorted."""
+    root = paths.shipped("custom_ops")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.cc")))
+
+
 def source_dir(name: str) -> Path:
-    """``custom_ops/<name>/``, checked to exist and to hold C++ sources."""
-    folder = paths.CUSTOM_OPS_DIR / name
+    """``custom_ops/<name>/`` as shipped, checked to exist and to hold C++ sources."""
+    folder = paths.shipped("custom_ops", name)
     if not folder.is_dir() or not any(folder.glob("*.cc")):
-        known = sorted(p.name for p in paths.CUSTOM_OPS_DIR.glob("*") if any(p.glob("*.cc")))
-        raise UserError(f"no custom op {name!r}: {folder} has no .cc files (known ops: {', '.join(known) or 'none'})")
+        raise UserError(f"no custom op {name!r}: {folder} has no .cc files "
+                        f"(known ops: {', '.join(known_ops()) or 'none'})")
     return folder
 
 
-def build_dir(name: str, override: str | Path | None = None) -> Path:
-    """Where op ``name``'s library is cached: ``override``, ``$TFBENCH_OPS_BUILD_DIR`` or custom_ops/<name>/build."""
-    if override is not None:
-        return Path(override)
-    if os.environ.get(ENV_BUILD_DIR):
-        return Path(os.environ[ENV_BUILD_DIR])
-    return source_dir(name) / "build"
+def _writable(folder: Path) -> Path:
+    """``folder``, created if missing; a :class:`BuildError` naming it and ``$TFBENCH_CACHE`` if it isn't writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:
+        raise BuildError(f"cannot write the tfbench cache folder {folder}: {err.strerror or err} "
+                         f"(set {paths.ENV_CACHE} to a writable folder to move the cache)") from err
+    return folder
 
 
 def _cpu_flags() -> list[str]:
@@ -106,8 +117,12 @@ def _compiler_version(compiler: str) -> str:
         return compiler
 
 
-def plan(name: str, *, compiler: str | None = None, build_directory: str | Path | None = None) -> BuildPlan:
-    """Work out the sources, flags and cached library path for op ``name`` (no compiling)."""
+def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = None) -> BuildPlan:
+    """Work out the sources, flags and cached library path for op ``name`` (no compiling).
+
+    ``cache`` replaces the per-user cache folder (:func:`tfbench.paths.cache_root`); the library goes to
+    ``<cache>/ops/<name>/tf<version>-<key>/<name>.so``.
+    """
     import tensorflow as tf
 
     folder = source_dir(name)
@@ -118,13 +133,21 @@ def plan(name: str, *, compiler: str | None = None, build_directory: str | Path 
         raise BuildError(f"no C++ compiler found ({wanted} is not on PATH): install g++ (Debian/Ubuntu: "
                          f"apt-get install g++) or set CXX to build custom_ops/{name}")
     flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags())
-    digest = hashlib.sha256()
-    for part in (tf.__version__, tf.sysconfig.get_lib(), _compiler_version(found), *flags):
-        digest.update(part.encode() + b"\0")
-    for source in sorted([*sources, *folder.glob("*.h")]):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    library = build_dir(name, build_directory) / f"{name}-tf{tf.__version__}-{digest.hexdigest()[:12]}.so"
+    key = cache_key((tf.__version__, tf.sysconfig.get_lib(), _compiler_version(found), *flags),
+                    sorted([*sources, *folder.glob("*.h")]))
+    root = Path(cache).expanduser() if cache is not None else paths.cache_root()
+    library = root / "ops" / name / f"tf{tf.__version__}-{key}" / f"{name}.so"
     return BuildPlan(name, sources, found, flags, library)
+
+
+def cache_key(settings: Sequence[str], sources: Sequence[Path]) -> str:
+    """12 hex digits of a hash over the compile settings (flags, compiler, TensorFlow) and the sources."""
+    digest = hashlib.sha256()
+    for part in settings:
+        digest.update(part.encode() + b"\0")
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 @contextlib.contextmanager
@@ -139,13 +162,18 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build(name: str, *, compiler: str | None = None, build_directory: str | Path | None = None,
+def build(name: str, *, compiler: str | None = None, cache: str | Path | None = None,
           force: bool = False, quiet: bool = False) -> Path:
-    """Return the path of op ``name``'s library, compiling it first if the cache has none."""
-    p = plan(name, compiler=compiler, build_directory=build_directory)
+    """Return the path of op ``name``'s library, compiling it first if the cache has none.
+
+    A cache that already holds the library is only read (it may be read-only); one that must be
+    written and cannot be is a :class:`BuildError` naming the folder and ``$TFBENCH_CACHE``.
+    """
+    p = plan(name, compiler=compiler, cache=cache)
     if p.library.exists() and not force:
         return p.library
-    with _locked(p.library.parent / f".{name}.lock"):
+    _writable(p.library.parent)
+    with _locked(p.library.parent / ".lock"):
         if p.library.exists() and not force:  # another process built it while we waited
             return p.library
         if not quiet:
@@ -161,22 +189,9 @@ def build(name: str, *, compiler: str | None = None, build_directory: str | Path
                 first = errors[0].strip() if errors else result.stderr.strip()[-300:]
                 raise BuildError(f"compiling custom_ops/{name} failed ({Path(p.compiler).name} exit "
                                  f"{result.returncode}): {first} (full log: {log})")
-        _remove_stale(p.library)
         if not quiet:
             print(f"built {p.library} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return p.library
-
-
-def _remove_stale(library: Path) -> None:
-    """Delete the libraries this one replaces: same op and TensorFlow version, older sources.
-
-    Libraries of other TensorFlow versions stay (another virtualenv may use this checkout).
-    A process that still has an old library loaded keeps working: Linux frees it on exit.
-    """
-    prefix = library.name.rsplit("-", 1)[0]  # <name>-tf<version>
-    for old in library.parent.glob(f"{prefix}-*"):
-        if old.suffix in (".so", ".log") and old.stem != library.stem:
-            old.unlink(missing_ok=True)
 
 
 _LOADED: dict[Path, Any] = {}
@@ -193,7 +208,7 @@ def load(name: str, **build_kwargs: Any) -> Any:
             _LOADED[library] = tf.load_op_library(str(library))
         except tf.errors.NotFoundError as err:  # e.g. an undefined symbol: built for another TensorFlow
             raise BuildError(f"loading {library} failed: {err.message.splitlines()[0]} "
-                             f"(rebuild with: python -m tfbench.ops build --force)") from err
+                             f"(rebuild with: tfbench ops build --force)") from err
     return _LOADED[library]
 
 
