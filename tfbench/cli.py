@@ -139,17 +139,26 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 
 def check_output_dir(path: str | Path, what: str = "--logdir") -> Path:
-    """Refuse, before any work starts, an output folder that cannot be one (a file, or under a file)."""
+    """Refuse, before any work starts, an output folder that cannot be one (a file, under a file, not writable).
+
+    A folder still to be made is checked where it would be made: its nearest existing parent.
+    """
     from tfbench.errors import UserError
 
     path = Path(path)
+    existing = None
     for parent in (path, *path.parents):
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{what} {path}: {parent} is a file, not a folder")
         if parent.exists():
+            existing = parent
             break
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{what} {path}: the folder is not writable")
+    if existing is not None and not os.access(existing, os.W_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        if read_only:
+            raise UserError(f"{what} {path}: {existing} is on a read-only file system; choose another folder")
+        folder = "the folder is" if existing == path else f"{existing} is"
+        raise UserError(f"{what} {path}: {folder} not writable")
     return path
 
 
