@@ -75,17 +75,17 @@ def available_memory() -> int | None:
     return found
 
 
-def check_memory(nbytes: int, *, flag: str, value: int, what: str) -> None:
-    """Refuse, before allocating, work that needs ``nbytes`` (linear in ``value``) when memory cannot hold it.
+def check_memory(*, flag: str, value: int, per_unit: int, fixed: int = 0, what: str) -> None:
+    """Refuse, before allocating, work that needs ``fixed + value * per_unit`` bytes when memory cannot hold it.
 
-    ``what`` says what the bytes are for ("the batch of 224x224x3 float32 images and VGG19's activations");
-    the error names ``flag`` and the largest value that would fit.
+    ``what`` says what the bytes are for ("the batch and VGG19's weights and activations"); the error
+    names ``flag`` and the largest value that would fit.
     """
+    nbytes = fixed + value * per_unit
     available = available_memory()
     if available is None or nbytes <= available:
         return
-    per_unit = nbytes / max(value, 1)
-    most = int(available // per_unit) if per_unit else 0
+    most = int((available - fixed) // per_unit) if per_unit else 0
     cure = f"use {flag} {most} or less" if most >= 1 else "even a value of 1 does not fit: free some memory"
     raise UserError(f"{flag} {value}: {what} need about {human_bytes(nbytes)}, more than the "
                     f"{human_bytes(available)} of memory available here; {cure}")

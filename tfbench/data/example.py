@@ -44,7 +44,7 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
 
     PIL decodes every file fully, so truncated and corrupt files are caught here, not at training time.
     """
-    from PIL import Image as PILImage
+    from tfbench.data.images import TooLarge, open_pil
 
     try:
         data = Path(path).read_bytes()
@@ -53,12 +53,14 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
     if not data:
         raise SkipImage("zero-byte file")
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        with open_pil(data, path) as img:
             img.load()
             fmt, mode, (width, height) = img.format, img.mode, img.size
             if fmt == "JPEG" and mode in ("RGB", "L"):
                 return data, height, width, None
             rgb = img.convert("RGB")
+    except TooLarge as err:
+        raise SkipImage(f"too large: {err}") from None
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
         from tfbench.data.images import pil_message
 
