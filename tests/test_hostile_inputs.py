@@ -158,3 +158,61 @@ def test_binary_labels_file_named(tmp_path: Path):
     line = one_error_line(run("tfbench.imagenet", "convert", "--src", str(sample), "--out", str(tmp_path / "out"),
                               "--labels", str(binary), "--no-progress", cwd=tmp_path))
     assert line == f"error: --labels {binary}: not a text file (byte 0xe5 at offset 10 is not UTF-8)"
+
+
+# --- TFRecord schema ----------------------------------------------------------------------------------
+
+def rewrite_first_shard(src: Path, dst: Path, change) -> Path:
+    """A copy of the shards in ``src`` whose first shard has every example changed by ``change(feature map)``."""
+    import shutil
+
+    import tensorflow as tf
+
+    from tfbench.data.manifest import sha256_file
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    shard = dst / manifest["shards"][0]["name"]
+    records = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(shard)) as out:
+        for record in records:
+            parsed = tf.train.Example.FromString(record)
+            change(parsed.features.feature)
+            out.write(parsed.SerializeToString())
+    manifest["shards"][0].update(bytes=shard.stat().st_size, sha256=sha256_file(shard))
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return shard
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    from tfbench.data import writer
+
+    base = tmp_path_factory.mktemp("shards")
+    sources, _ = imagenet_val.find_sources(imagenet_val.embedded_sample(base / "sample"))
+    writer.write_shards(sources, base / "ok", num_shards=2, workers=1, progress=False)
+    return base / "ok"
+
+
+def test_schema_error_names_shard_key_and_type(shards: Path, tmp_path: Path):
+    def label_as_text(feature):
+        feature["image/class/label"].Clear()
+        feature["image/class/label"].bytes_list.value.append(b"tabby")
+
+    shard = rewrite_first_shard(shards, tmp_path / "bad", label_as_text)
+    line = one_error_line(run("tfbench.imagenet", "inspect", str(tmp_path / "bad"), "--logdir", str(tmp_path / "logs"),
+                              cwd=tmp_path))
+    assert line == (f"error: {shard}: record 0: key 'image/class/label' holds 1 bytes value, expected one int64 "
+                    "value (tensorflow/models' ImageNet schema)")
+    assert "function_node" not in line
+
+
+def test_schema_error_for_a_missing_key(shards: Path, tmp_path: Path):
+    from tfbench.data import reader
+
+    shard = rewrite_first_shard(shards, tmp_path / "bad", lambda feature: feature.pop("image/encoded"))
+    ds = reader.make_dataset(tmp_path / "bad", batch_size=2)
+    with pytest.raises(UserError) as refused:
+        list(reader.iterate(ds, tmp_path / "bad"))
+    assert str(refused.value) == (f"{shard}: record 0 has no key 'image/encoded' (expected one bytes value) "
+                                  "(tensorflow/models' ImageNet schema)")
