@@ -12,6 +12,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,24 @@ def test_check_memory_refuses_with_the_largest_value_that_fits():
     most = int(str(refused.value).rsplit("--batch-size ", 1)[1].split()[0])
     assert 400 <= most <= 500  # what is available moves a little between the two reads
     faults.check_memory(flag="--batch-size", value=1, per_unit=1024, what="the batch")  # fits: no error
+
+
+def test_an_interrupt_that_surfaces_as_another_exception_still_ends_130(capsys):
+    """Ctrl-C in the middle of an import can leave a half-made module that fails with AttributeError."""
+    import signal
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise AttributeError("'tuple' object has no attribute '_type_spec'") from None
+
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            errors.run_cli(main, [])
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
