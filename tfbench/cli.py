@@ -217,6 +217,9 @@ STARTUP_NOISE = (
     "This TensorFlow binary is optimized to use available CPU instructions",
     "To enable the following instructions",
     "TF-TRT Warning",
+    # logged (at error level) when a float16 op first runs where oneDNN has no float16 kernels for this
+    # CPU: TensorFlow's own kernel runs instead, with the same results; float16 timings say what it costs
+    "oneDNN supports DT_HALF only on platforms with AVX-512",
 )
 
 _filter_installed = False
@@ -288,3 +291,23 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
 
     atexit.register(restore)
     _filter_installed = True
+
+
+def tensorboard_command(logdir: str | Path) -> str:
+    """The shell command that opens TensorBoard on ``logdir`` from here, whether a venv is activated or not.
+
+    ``tensorboard`` when that name on PATH is this Python's own; else the script beside this Python
+    (a venv's ``bin/tensorboard`` runs without activating the venv); else ``python -m tensorboard.main``.
+    """
+    import shlex
+    import shutil
+    import sys
+
+    script = Path(sys.executable).parent / "tensorboard"
+    found = shutil.which("tensorboard")
+    folder = shlex.quote(str(logdir))
+    if script.exists():
+        if found and Path(found).resolve() == script.resolve():
+            return f"tensorboard --logdir {folder}"
+        return f"{shlex.quote(str(script))} --logdir {folder}"
+    return f"{shlex.quote(sys.executable)} -m tensorboard.main --logdir {folder}"

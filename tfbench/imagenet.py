@@ -60,7 +60,7 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
         summaries.write_images(run, {f"{i}_{name}/original": original,
                                      f"{i}_{name}/crop_{recipe}": np.clip(crop.numpy(), 0, 255).astype(np.uint8),
                                      f"{i}_{name}/normalised_{mode}_denormalised": viewed})
-    print(f"TensorBoard images: {run}  (tensorboard --logdir {logdir})")
+    print(f"TensorBoard images: {run}  ({cli.tensorboard_command(logdir)})")
     return run
 
 

@@ -433,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"profile: {write_profile(run_dir, model, prepared.batch, xla=not args.no_xla)} (PROFILE tab)")
     runs = "graph, optimized, partition, keras, results, hparams, images" + (", profile" if args.profile else "")
     print(f"\nTensorBoard logs: {run_dir} (runs: {runs})")
-    print(f"view them with:\n  tensorboard --logdir {args.logdir}")
+    print(f"view them with:\n  {cli.tensorboard_command(args.logdir)}")
     return 0
 
 
