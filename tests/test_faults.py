@@ -176,6 +176,7 @@ def test_describe_numpy_out_of_memory_names_the_flag():
 def test_programming_errors_keep_their_tracebacks():
     assert faults.describe(ValueError("a bug"), []) is None
     assert faults.describe(OSError(errno.ENOENT, "No such file or directory", "x"), []) is None
+    assert faults.describe(PermissionError(errno.EPERM, "Operation not permitted"), []) is None  # no path: no cure
 
     def main(argv):
         raise KeyError("a bug")

@@ -112,7 +112,7 @@ def describe(err: BaseException, argv: Sequence[str] | None = None) -> str | Non
     """
     for exc in _chain(err):
         code, path = _fault(exc)
-        if code is not None:
+        if code is not None and (path or code == errno.ENOSPC):  # a refusal without a path names nothing
             return _file_fault(code, path, getattr(err, _NEEDED, None) or getattr(exc, _NEEDED, None),
                                list(argv or ()))
         if isinstance(exc, MemoryError) or _is_tf_oom(exc):
