@@ -173,6 +173,16 @@ def test_describe_numpy_out_of_memory_names_the_flag():
     assert line.endswith("lower --batch-size")
 
 
+def test_describe_tensorflow_out_of_memory_names_the_flag():
+    import tensorflow as tf
+
+    err = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[100000000,32,32,1] "
+                                                       "and type float on /job:localhost/device:CPU:0 by allocator cpu")
+    line = faults.describe(err, ["show", "lenet5", "--batch-size", "100000000"])
+    assert line.startswith("out of memory: a tensor of shape (100000000, 32, 32, 1) float32 needs 381 GiB; ")
+    assert line.endswith("lower --batch-size")
+
+
 def test_programming_errors_keep_their_tracebacks():
     assert faults.describe(ValueError("a bug"), []) is None
     assert faults.describe(OSError(errno.ENOENT, "No such file or directory", "x"), []) is None

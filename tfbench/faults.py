@@ -207,11 +207,20 @@ def _file_fault(code: int, path: str | None, needed: tuple[str, int] | None, arg
 def _memory_fault(exc: BaseException, argv: list[str]) -> str:
     shape = tuple(getattr(exc, "shape", ()) or ())
     dtype = getattr(exc, "dtype", None)
+    tf_oom = re.search(r"tensor with shape\[([\d,]+)\] and type (\w+)", str(getattr(exc, "message", "")))
+    if tf_oom and not shape:  # TensorFlow: "OOM when allocating tensor with shape[100000000,32,32,1] and type float"
+        import numpy as np
+
+        shape = tuple(int(d) for d in tf_oom[1].split(",") if d)
+        try:
+            dtype = np.dtype({"float": "float32", "double": "float64", "half": "float16"}.get(tf_oom[2], tf_oom[2]))
+        except TypeError:
+            dtype = None
     available = available_memory()
     have = f"; {human_bytes(available)} of memory is available here" if available is not None else ""
     if shape and dtype is not None:
         size = math.prod(int(d) for d in shape) * dtype.itemsize
-        what = f"an array of shape {shape} {dtype} needs {human_bytes(size)}"
+        what = f"{'a tensor' if tf_oom else 'an array'} of shape {shape} {dtype} needs {human_bytes(size)}"
     elif _is_tf_oom(exc):
         what = "TensorFlow could not allocate " + str(exc.message).split("OOM when allocating ")[-1].split("\n")[0]
     else:
