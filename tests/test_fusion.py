@@ -127,19 +127,18 @@ def test_cli_user_error_exits_2(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --experiments") and "Traceback" not in proc.stderr
 
 
-def test_main_writes_text_cards_and_hparams_rows(tmp_path):
+def test_main_writes_one_run_with_text_cards_and_variant_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert fusion.main(["--quick", "--warmup", "0", "--repeats", "1", "--experiments", "1",
                         "--logdir", str(tmp_path)]) == 0
     (run,) = (tmp_path / "fusion").iterdir()
+    assert {p.parent for p in run.rglob("events.out.tfevents.*")} == {run / "results"}  # one TensorBoard run
     acc = EventAccumulator(str(run / "results"))
     acc.Reload()
-    (tag,) = acc.Tags()["tensors"]
-    card = tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto).item().decode()
-    assert "| shape | variant | median_ms |" in card and "FusedConv2D" in card
-    rows = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
-    assert len(rows) >= 2
-    acc = EventAccumulator(str(rows[0]))
-    acc.Reload()
-    assert {"_hparams_/session_start_info", "median_ms", "speedup", "max_abs_diff"} <= set(acc.Tags()["tensors"])
+    tags = acc.Tags()["tensors"]
+    (card,) = [t for t in tags if t.startswith("fusion/")]
+    text = tf.make_ndarray(acc.Tensors(card)[0].tensor_proto).item().decode()
+    assert "| shape | variant | median_ms |" in text and "FusedConv2D" in text
+    medians = [t for t in tags if t.startswith("median_ms/")]
+    assert len(medians) >= 2 and {t.replace("median_ms/", "speedup/", 1) for t in medians} <= set(tags)

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph = add.get_concrete_function().graph
     print(f"the graph of add: {len(graph.get_operations())} ops, input {graph.inputs[0].name} "
           f"{graph.inputs[0].dtype.name} {graph.inputs[0].shape}")
-    print(f"graph written to {run}  (tensorboard --logdir {run}, Graphs tab)")
+    print(f"graph written to {run}  ({cli.tensorboard_command(run)}, Graphs tab)")
     return 0
 
 

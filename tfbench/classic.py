@@ -129,6 +129,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-rows", type=cli.non_negative_int, default=12,
                    help="misclassified digits shown with their neighbours in TensorBoard")
     cli.add_logdir(p)
+    cli.add_progress(p)
     cli.add_verbose(p)
     return p
 
@@ -145,27 +146,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if max(ks) > len(y_train):
         raise UserError(f"--k {max(ks)} is more than the {len(y_train)} training digits")
 
+    from tqdm import tqdm
+
     from tfbench import summaries
     from tfbench.files import write_json
     from tfbench.models import classic
 
     run = paths.run_dir(logdir, "classic")
     print(f"data: {data.summary()}")
-    print(f"run: {run}  (tensorboard --logdir {run})")
+    print(f"run: {run}  ({cli.tensorboard_command(run)})")
     peer = not ns.no_peer
     rows: list[dict[str, Any]] = []
+    # a step per row of the table (ours, then scikit-learn's), then TensorBoard
+    steps = (2 + len(metrics) * len(ks)) * (1 + peer) + 1
+    bar = tqdm(total=steps, unit="step", disable=ns.no_progress, leave=False)
+
+    def stage(text: str) -> None:
+        bar.set_description_str(text)
 
     def add_row(method: str, ours: np.ndarray, ours_ms: float | None, peer_name: str,
                 peer_fn: Callable[[], np.ndarray] | None) -> dict[str, Any]:
         row: dict[str, Any] = {"method": method, "accuracy": classic.accuracy(ours, y_test), "ms": ours_ms}
+        bar.update()
         if peer and peer_fn is not None:
+            stage(f"scikit-learn {peer_name}")
             theirs, theirs_ms = timed(peer_fn)
+            bar.update()
             row.update({"peer": peer_name, "peer_accuracy": classic.accuracy(theirs, y_test), "peer_ms": theirs_ms,
                         "agreement": float(np.mean(ours == theirs))})
         rows.append(row)
         return row
 
     # linear regression, closed form
+    stage("least squares")
     lstsq, fit_ms = timed(lambda: classic.fit_least_squares(x_train, y_train, l2=ns.lstsq_l2))
 
     def linear_regression() -> np.ndarray:
@@ -179,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "LinearRegression" if ns.lstsq_l2 == 0 else "Ridge", linear_regression)
 
     # softmax regression, GradientTape in a tf.function
+    stage(f"softmax regression, {ns.softmax_steps} Adam steps")
     softmax = classic.SoftmaxRegression(x_train.shape[1])
     losses, fit_ms = timed(lambda: softmax.fit(x_train, y_train, steps=ns.softmax_steps,
                                                learning_rate=ns.softmax_lr))
@@ -195,13 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     knn_accuracy: dict[str, dict[int, float]] = {}
     headline: dict[str, Any] = {}
     for metric in metrics:
+        stage(f"kNN {metric}, {len(y_test)} queries")
         knn = classic.KNearestNeighbours(x_train, y_train, metric=metric, batch_size=ns.batch_size)
         graph = ns.mode == "function"
         if graph:
             knn.predict(x_test[:1], max(ks))  # trace (and compile) outside the timing
         predictions, ms = timed(lambda: knn.predict_many_k(x_test, ks, graph=graph))
-        print(f"kNN {metric}: {knn.batch_size(graph)} queries per batch, peak {knn.peak_bytes(graph) / 2**20:.1f} MiB "
-              f"per batch ({ns.mode}); {len(y_test)} queries x {knn.num_references} references")
+        bar.write(f"kNN {metric}: {knn.batch_size(graph)} queries per batch, peak "
+                  f"{knn.peak_bytes(graph) / 2**20:.1f} MiB per batch ({ns.mode}); {len(y_test)} queries x "
+                  f"{knn.num_references} references")
         knn_accuracy[metric] = {}
         for k in ks:
             def peer_knn(k: int = k) -> np.ndarray:
@@ -217,9 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             k0 = HEADLINE_K if HEADLINE_K in ks else ks[0]
             headline = {"metric": metric, "k": k0, "predictions": predictions[k0], "knn": knn}
 
-    print(format_rows(rows))
+    stage("TensorBoard")
     write_tensorboard(run, rows, knn_accuracy, losses, headline, x_test, y_test, x_train, y_train,
                       ns.grid_rows, summaries)
+    bar.update()
+    bar.close()
+    print(format_rows(rows))
     write_json(run / "results.json", {
         "data": data.source, "train": len(y_train), "test": len(y_test), "ks": ks, "metrics": list(metrics),
         "mode": ns.mode, "rows": rows, "knn_accuracy": {m: {str(k): a for k, a in v.items()}

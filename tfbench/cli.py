@@ -141,17 +141,26 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 
 def check_output_dir(path: str | Path, what: str = "--logdir") -> Path:
-    """Refuse, before any work starts, an output folder that cannot be one (a file, or under a file)."""
+    """Refuse, before any work starts, an output folder that cannot be one (a file, under a file, not writable).
+
+    A folder still to be made is checked where it would be made: its nearest existing parent.
+    """
     from tfbench.errors import UserError
 
     path = Path(path)
+    existing = None
     for parent in (path, *path.parents):
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{what} {path}: {parent} is a file, not a folder")
         if parent.exists():
+            existing = parent
             break
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{what} {path}: the folder is not writable")
+    if existing is not None and not os.access(existing, os.W_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        if read_only:
+            raise UserError(f"{what} {path}: {existing} is on a read-only file system; choose another folder")
+        folder = "the folder is" if existing == path else f"{existing} is"
+        raise UserError(f"{what} {path}: {folder} not writable")
     return path
 
 
@@ -210,6 +219,9 @@ STARTUP_NOISE = (
     "This TensorFlow binary is optimized to use available CPU instructions",
     "To enable the following instructions",
     "TF-TRT Warning",
+    # logged (at error level) when a float16 op first runs where oneDNN has no float16 kernels for this
+    # CPU: TensorFlow's own kernel runs instead, with the same results; float16 timings say what it costs
+    "oneDNN supports DT_HALF only on platforms with AVX-512",
 )
 
 _filter_installed = False
@@ -281,3 +293,23 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
 
     atexit.register(restore)
     _filter_installed = True
+
+
+def tensorboard_command(logdir: str | Path) -> str:
+    """The shell command that opens TensorBoard on ``logdir`` from here, whether a venv is activated or not.
+
+    ``tensorboard`` when that name on PATH is this Python's own; else the script beside this Python
+    (a venv's ``bin/tensorboard`` runs without activating the venv); else ``python -m tensorboard.main``.
+    """
+    import shlex
+    import shutil
+    import sys
+
+    script = Path(sys.executable).parent / "tensorboard"
+    found = shutil.which("tensorboard")
+    folder = shlex.quote(str(logdir))
+    if script.exists():
+        if found and Path(found).resolve() == script.resolve():
+            return f"tensorboard --logdir {folder}"
+        return f"{shlex.quote(str(script))} --logdir {folder}"
+    return f"{shlex.quote(sys.executable)} -m tensorboard.main --logdir {folder}"

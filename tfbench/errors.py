@@ -1,8 +1,11 @@
 """One exception type for mistakes a user can fix, and the CLI wrapper that prints it.
 
 Bad paths, bad shapes and bad flags raise :class:`UserError`; every ``python -m tfbench.*``
-command prints it as one line on stderr and exits with code 2 (like argparse does).
-Programming errors are not caught: their tracebacks are what a developer needs.
+command prints it as one line on stderr and exits with code 2 (like argparse does).  Faults of
+the machine (a full disk, a read-only or forbidden folder, too little memory) end the same way,
+in one line that names the path or size and the cure (:mod:`tfbench.faults`).  Ctrl-C ends with
+"interrupted" and exit code 130, whenever it comes.  Programming errors are not caught: their
+tracebacks are what a developer needs.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 
 class UserError(Exception):
@@ -20,25 +23,52 @@ class UserError(Exception):
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)`` and exit: 0 on success, 2 with a one-line message on :class:`UserError`.
 
-    Ctrl-C ends with the line "interrupted" and exit code 130 (what shells use for SIGINT).
+    Environment faults (:func:`tfbench.faults.describe`) print one ``error:`` line and exit 2 too.
+    Ctrl-C ends with the line "interrupted" and exit code 130 (what shells use for SIGINT), also
+    when the interrupt surfaces as another exception (an import cut short, say).
     """
-    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    global _sigint_seen
+    _sigint_seen = False
+    if signal.getsignal(signal.SIGINT) in (_interrupted_while_starting, signal.default_int_handler):
+        signal.signal(signal.SIGINT, _keyboard_interrupt)
     try:
         code = main(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        # A second SIGINT (a repeated Ctrl-C, or one still pending from a thread that had it blocked)
-        # must not interrupt the exit itself: that would end the process by SIGINT, not with 130.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _error_line(str(err))
+    except BaseException as err:  # noqa: BLE001 - sorted below: interrupts, machine faults, bugs
+        if isinstance(err, KeyboardInterrupt) or (_sigint_seen and not isinstance(err, SystemExit)):
+            # A second SIGINT (a repeated Ctrl-C, or one still pending from a thread that had it blocked)
+            # must not interrupt the exit itself: that would end the process by SIGINT, not with 130.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        if isinstance(err, Exception):
+            from tfbench import faults
+
+            line = faults.describe(err, list(argv) if argv is not None else sys.argv[1:])
+            if line is not None:
+                _error_line(line)
+        raise
     # The work is done: a Ctrl-C while the interpreter shuts down (which resets Python's own
     # handler) must not kill a finished run with SIGINT's default action.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code or 0)
+
+
+_sigint_seen = False
+
+
+def _keyboard_interrupt(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler, remembering that it ran (whatever exception the interrupt turns into)."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def _error_line(message: str) -> NoReturn:
+    """Print ``error: message`` and exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _interrupted_while_starting(signum: int, frame: object) -> None:

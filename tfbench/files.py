@@ -38,3 +38,15 @@ def write_json(path: str | Path, data: Any) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return Path(path)
+
+
+def read_text(path: str | Path, what: str = "") -> str:
+    """The text of a file the user named; a binary (non-UTF-8) file is a UserError naming it and the bad byte."""
+    from tfbench.errors import UserError
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what + ' ' if what else ''}{path}: not a text file (byte 0x{data[err.start]:02x} at "
+                        f"offset {err.start} is not UTF-8)") from None

@@ -432,8 +432,12 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_tensorboard(run: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """The results table as a Text card per experiment (run ``results``), and every variant as an HParams row."""
-    from tfbench.summaries import markdown_table, write_hparams_runs, write_text
+    """All in one run, ``results``: a Text card per experiment, and every variant's numbers as scalar tags.
+
+    One run, not one per variant: ``--quick`` alone has two dozen variants, and TensorBoard selects no
+    run once a log folder holds more than about 40 (docs/tensorboard.md).
+    """
+    from tfbench.summaries import markdown_table, write_text, write_variant_scalars
 
     columns = ("shape", "variant", "median_ms", "speedup", "max_abs_diff", "agree", "graph")
 
@@ -448,9 +452,9 @@ def write_tensorboard(run: Path, rows: Sequence[dict[str, Any]]) -> None:
             "speedup = the first variant's median / this one's\n\n"
             + markdown_table(columns, [[cell(r.get(c)) for c in columns] for r in mine]))
     write_text(run / "results", texts)
-    write_hparams_runs(run / "hparams", rows, ("experiment", "shape", "variant"),
-                       {"median_ms": "median (ms)", "speedup": "speedup over the first variant",
-                        "max_abs_diff": "max |difference| from the first variant"})
+    write_variant_scalars(run / "results", rows, ("experiment", "shape", "variant"),
+                          {"median_ms": "median (ms)", "speedup": "speedup over the first variant",
+                           "max_abs_diff": "max |difference| from the first variant"})
 
 
 def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nwhat each pass changes (post-grappler graph with that pass off, vs all passes on):")
         print(format_table(ablation))
     write_graphs(run, graphs, ablation)
-    print(f"TensorBoard runs: {run}/{{pre,post,partition}}  (tensorboard --logdir {ns.logdir}/graphs)")
+    print(f"TensorBoard runs: {run}/{{pre,post,partition}}  ({cli.tensorboard_command(Path(ns.logdir) / 'graphs')})")
     return 0
 
 

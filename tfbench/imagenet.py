@@ -60,7 +60,7 @@ def inspect(tfrecord_dir: str | Path, *, logdir: str | Path = paths.DEFAULT_LOGD
         summaries.write_images(run, {f"{i}_{name}/original": original,
                                      f"{i}_{name}/crop_{recipe}": np.clip(crop.numpy(), 0, 255).astype(np.uint8),
                                      f"{i}_{name}/normalised_{mode}_denormalised": viewed})
-    print(f"TensorBoard images: {run}  (tensorboard --logdir {logdir})")
+    print(f"TensorBoard images: {run}  ({cli.tensorboard_command(logdir)})")
     return run
 
 
@@ -177,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "inspect":
         inspect(directory, logdir=ns.logdir, examples=ns.examples, recipe=ns.recipe, mode=ns.mode)
     else:
+        from tfbench import faults
+        from tfbench.models import vgg19
+
+        fixed, per_image = vgg19.forward_bytes(1)
+        faults.check_memory(flag="--batch-size", value=ns.batch_size, per_unit=per_image, fixed=fixed,
+                            what="a batch of images and VGG19's weights and activations")
         evaluate(directory, weights_path=ns.weights, allow_pickle=ns.allow_pickle, seed=ns.seed,
                  batch_size=ns.batch_size, recipe=ns.recipe, limit=ns.limit, logdir=ns.logdir,
                  progress=not ns.no_progress)

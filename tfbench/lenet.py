@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build()
     run = paths.run_dir(ns.logdir, "lenet")
     checkpoint_dir = Path(ns.checkpoint_dir) if ns.checkpoint_dir else run / "checkpoints"
-    print(f"run: {run}  (tensorboard --logdir {run})")
+    print(f"run: {run}  ({cli.tensorboard_command(run)})")
     print(f"model: {ns.model} ({ns.impl}), {count_trainable(model):,} trainable parameters; mode {ns.mode}; "
           f"lr 0.1 x 0.9 every 10000 steps (staircase); batch {ns.batch_size}")
     history = train.train(model, x_train, y_train, x_test, data.y_test, mode=ns.mode, epochs=ns.epochs,

@@ -506,7 +506,7 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
                                                  "of_bound", "memory_bound")} for r in rows]))
     for line in lines:
         print(line)
-    print(f"PNG: {png}\nTensorBoard: tensorboard --logdir {run_dir}\nreport: {report['path']}")
+    print(f"PNG: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}\nreport: {report['path']}")
     return report
 
 

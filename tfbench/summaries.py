@@ -169,3 +169,22 @@ def write_hparams_runs(run_dir: str | Path, rows: Sequence[dict[str, Any]], hpar
                     tf.summary.scalar(key, float(row[key]), step=0)
         written.append(path)
     return written
+
+
+def write_variant_scalars(run_dir: str | Path, rows: Sequence[dict[str, Any]], keys: Sequence[str],
+                          metrics: dict[str, str]) -> list[str]:
+    """Many variants as tags of ONE run: ``<metric>/<key values joined by />``, with ``metrics``' display names.
+
+    :func:`write_hparams_runs` makes a run per row, and TensorBoard selects no run at all once a log
+    folder holds more than about 40: a command with more variants than a handful writes them here.
+    Returns the tags written.
+    """
+    tags = []
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        for row in rows:
+            label = "/".join("".join(c if c.isalnum() or c in "._-+x" else "_" for c in str(row[k])) for k in keys)
+            for key, name in metrics.items():
+                if row.get(key) is not None:
+                    tf.summary.scalar(f"{key}/{label}", float(row[key]), step=0, description=name)
+                    tags.append(f"{key}/{label}")
+    return tags

@@ -61,6 +61,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for flag, path in (("--weights", args.weights), ("--image", args.image)):
         if path is not None:
             check_input_file(path, flag)
+    from tfbench import faults
+    from tfbench.models import vgg19
+
+    fixed, per_image = vgg19.forward_bytes(1)
+    faults.check_memory(flag="--batch-size", value=args.batch, per_unit=per_image, fixed=fixed,
+                        what=f"the batch of {vgg19.INPUT_SIZE}x{vgg19.INPUT_SIZE}x3 float32 images and VGG19's "
+                             "weights and activations")
     return args
 
 
@@ -426,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"profile: {write_profile(run_dir, model, prepared.batch, xla=not args.no_xla)} (PROFILE tab)")
     runs = "graph, optimized, partition, keras, results, hparams, images" + (", profile" if args.profile else "")
     print(f"\nTensorBoard logs: {run_dir} (runs: {runs})")
-    print(f"view them with:\n  tensorboard --logdir {args.logdir}")
+    print(f"view them with:\n  {cli.tensorboard_command(args.logdir)}")
     return 0
 
 

@@ -18,6 +18,10 @@ REENCODE_QUALITY = 95
 #: Feature keys and types of one example (tensorflow/models ``build_imagenet_data.py`` schema).
 FEATURE_KEYS = ("image/encoded", "image/format", "image/class/label", "image/class/synset", "image/class/text",
                 "image/height", "image/width", "image/channels", "image/colorspace", "image/filename")
+#: The type of each key's one value (``bytes`` or ``int64``); the reader needs the first two in every record.
+FEATURE_TYPES = {key: "int64" if key in ("image/class/label", "image/height", "image/width", "image/channels")
+                 else "bytes" for key in FEATURE_KEYS}
+REQUIRED_KEYS = ("image/encoded", "image/class/label")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
 
     PIL decodes every file fully, so truncated and corrupt files are caught here, not at training time.
     """
-    from PIL import Image as PILImage
+    from tfbench.data.images import TooLarge, open_pil
 
     try:
         data = Path(path).read_bytes()
@@ -53,12 +57,14 @@ def clean_jpeg(path: str) -> tuple[bytes, int, int, str | None]:
     if not data:
         raise SkipImage("zero-byte file")
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        with open_pil(data, path) as img:
             img.load()
             fmt, mode, (width, height) = img.format, img.mode, img.size
             if fmt == "JPEG" and mode in ("RGB", "L"):
                 return data, height, width, None
             rgb = img.convert("RGB")
+    except TooLarge as err:
+        raise SkipImage(f"too large: {err}") from None
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
         from tfbench.data.images import pil_message
 
@@ -109,3 +115,30 @@ def parse_example(serialized: Any, keys: Sequence[str] | None = None) -> dict[st
     if keys is not None:
         spec = {key: spec[key] for key in keys}
     return tf.io.parse_single_example(serialized, spec)
+
+
+def schema_problem(shards: Sequence[str]) -> str | None:
+    """The first record of ``shards`` that does not fit the schema: shard, record, key, found and expected type.
+
+    TensorFlow's parse error names the key but not the file; this reads the records in Python to say where.
+    """
+    import tensorflow as tf
+
+    kinds = {"bytes_list": "bytes", "int64_list": "int64", "float_list": "float"}
+    for shard in shards:
+        for i, record in enumerate(tf.data.TFRecordDataset(shard).as_numpy_iterator()):
+            try:
+                features = tf.train.Example.FromString(record).features.feature
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError: the bytes are no Example
+                return f"{shard}: record {i} is not a tf.train.Example"
+            for key, expected in FEATURE_TYPES.items():
+                if key not in features:
+                    if key in REQUIRED_KEYS:
+                        return f"{shard}: record {i} has no key {key!r} (expected one {expected} value)"
+                    continue
+                kind = features[key].WhichOneof("kind")
+                values = len(getattr(features[key], kind).value) if kind else 0
+                if kinds.get(kind) != expected or values != 1:
+                    found = f"{values} {kinds.get(kind, 'empty')} value{'s' if values != 1 else ''}"
+                    return f"{shard}: record {i}: key {key!r} holds {found}, expected one {expected} value"
+    return None

@@ -41,6 +41,7 @@ from tfbench.data.example import Source
 from tfbench.data.manifest import Manifest
 from tfbench.data.mnist import DigitData
 from tfbench.errors import UserError
+from tfbench.files import read_text
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.(JPEG|jpeg|jpg|JPG)$")
 SYNSET_DIR = re.compile(r"^n\d{8}$")
@@ -88,7 +89,7 @@ def devkit_val_synsets(ground_truth: Path, meta_mat: Path) -> list[str]:
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise UserError(f"{meta_mat}: not a readable ILSVRC2012 devkit meta.mat ({err})") from err
     try:
-        ids = [int(line) for line in ground_truth.read_text().split()]
+        ids = [int(line) for line in read_text(ground_truth, "--labels").split()]
     except (OSError, ValueError) as err:
         raise UserError(f"{ground_truth}: expected one devkit id per line ({err})") from err
     missing = sorted(set(ids) - set(id_to_synset))
@@ -101,13 +102,16 @@ def kaggle_val_synsets(csv_path: Path) -> dict[int, str]:
     """``{image number: synset}`` from Kaggle's ``LOC_val_solution.csv`` (first synset of each row)."""
     out: dict[int, str] = {}
     try:
-        with open(csv_path, newline="") as f:
+        with open(csv_path, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 number = VAL_NAME.match(row["ImageId"] + ".JPEG")
                 synset = row["PredictionString"].split()[0]
                 if not number or not SYNSET_DIR.match(synset):
                     raise UserError(f"{csv_path}: unexpected row {row}")
                 out[int(number.group(1))] = synset
+    except UnicodeDecodeError:
+        read_text(csv_path, "--labels")  # raises, naming the first byte that is not UTF-8
+        raise
     except (OSError, KeyError, IndexError) as err:
         raise UserError(f"{csv_path}: not a Kaggle LOC_val_solution.csv (ImageId,PredictionString): {err}") from err
     return out
@@ -136,7 +140,7 @@ def val_synsets(labels_path: str | Path | None) -> tuple[dict[int, str], str]:
             raise UserError(f"{path} holds devkit ids; meta.mat must sit beside it to map them to synsets")
         synsets = devkit_val_synsets(path, meta)
         return {i + 1: s for i, s in enumerate(synsets)}, f"devkit {path} via {meta}"
-    words = path.read_text().split()
+    words = read_text(path, "--labels").split()
     if not all(SYNSET_DIR.match(w) for w in words[:10]):
         raise UserError(f"{path}: expected one synset (nXXXXXXXX) per line")
     return {i + 1: s for i, s in enumerate(words)}, f"synset list {path}"

@@ -29,12 +29,13 @@ scikit-image's ``chelsea`` photo saved as a JPEG).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -42,6 +43,49 @@ from tfbench.errors import UserError
 
 ORDERS = ("RGB", "BGR")
 LIBRARIES = ("pil", "cv2", "skimage")
+
+#: The most pixels (width x height) an image may have: a larger one is refused from its header, before
+#: any decoding (a "decompression bomb": a small file that would decode to gigabytes).  PIL's own
+#: limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``), about 537 MB as RGB; every loader here and the
+#: TFRecord converter use this one number.
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+class TooLarge(ValueError):
+    """An image with more than :data:`MAX_IMAGE_PIXELS` pixels."""
+
+
+@contextlib.contextmanager
+def open_pil(data: bytes, source: str | Path) -> Iterator[Any]:
+    """``PIL.Image.open`` of ``data``, refused with :class:`TooLarge` (before decoding) above :data:`MAX_IMAGE_PIXELS`.
+
+    PIL's own check is set aside while the header is read, so that this limit alone applies.
+    """
+    from PIL import Image as PILImage
+
+    saved = PILImage.MAX_IMAGE_PIXELS
+    PILImage.MAX_IMAGE_PIXELS = None
+    try:
+        img = PILImage.open(io.BytesIO(data))
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = saved
+    with img:
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise TooLarge(f"{width}x{height} pixels ({width * height:,}), more than the limit of "
+                           f"{MAX_IMAGE_PIXELS:,} (tfbench.data.images.MAX_IMAGE_PIXELS): refused before decoding")
+        yield img
+
+
+def check_size(data: bytes, source: str | Path) -> None:
+    """Refuse an image whose header says it has more than :data:`MAX_IMAGE_PIXELS` (formats PIL can read)."""
+    try:
+        with open_pil(data, source):
+            pass
+    except TooLarge as err:
+        raise UserError(f"{source}: {err}") from None
+    except Exception:  # noqa: BLE001 - a format PIL cannot read: the decoder that reads it says so
+        pass
 
 
 @dataclass(frozen=True)
@@ -158,13 +202,12 @@ def _read_bytes(path: str | Path) -> bytes:
 
 def load_pil(path: str | Path) -> Image:
     """Decode with PIL: RGB; EXIF orientation applied; grayscale/alpha/palette/16-bit/CMYK made RGB uint8."""
-    from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
     data = _read_bytes(path)
     notes: list[str] = []
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        with open_pil(data, path) as img:
             img.load()
             mode = img.mode
             orientation = _exif_orientation(img)
@@ -186,6 +229,8 @@ def load_pil(path: str | Path) -> Image:
                 elif mode not in ("RGBA",):
                     notes.append(f"{mode} converted to RGB")
                 pixels = np.asarray(img.convert("RGB"))
+    except TooLarge as err:
+        raise UserError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise UserError(f"{path}: PIL cannot decode this image: {pil_message(err, path)}") from err
     return Image(_owned(pixels), "RGB", str(path), "pil", tuple(notes))
@@ -208,6 +253,7 @@ def load_cv2(path: str | Path) -> Image:
     import cv2
 
     data = _read_bytes(path)
+    check_size(data, path)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if pixels is None:
         raise UserError(f"{path}: OpenCV cannot decode this image (corrupt or unsupported format)")
@@ -218,7 +264,7 @@ def load_skimage(path: str | Path) -> Image:
     """Decode with scikit-image (imageio underneath): RGB; no EXIF orientation; other conversions as in the table."""
     import skimage.io
 
-    _read_bytes(path)  # the same clear errors for missing or empty files
+    check_size(_read_bytes(path), path)  # the same clear errors for missing, empty or too large files
     try:
         array = skimage.io.imread(str(path))
     except Exception as err:  # noqa: BLE001 - imageio raises many types for undecodable files

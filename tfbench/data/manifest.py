@@ -79,7 +79,7 @@ class Manifest:
         except FileNotFoundError as err:
             raise UserError(f"{path} not found: not a finished conversion (rerun `python -m tfbench.imagenet "
                             f"convert` to complete it)") from err
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: not JSON, or not even text
             raise UserError(f"{path}: cannot read the manifest: {err}") from err
         if data.get("format") != FORMAT:
             raise UserError(f"{path}: unknown manifest format {data.get('format')!r}, expected {FORMAT!r}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from tfbench.data.example import parse_example
+from tfbench.data.example import parse_example, schema_problem
 from tfbench.data.manifest import Manifest
 from tfbench.errors import UserError
 
@@ -189,8 +189,20 @@ def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
         yield from dataset
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as err:
         # raises, naming the shard, if one is corrupt
-        Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")
-        raise UserError(f"{tfrecord_dir}: reading the shards failed: {err.message.strip().splitlines()[0]}") from err
+        shards = Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")
+        problem = schema_problem(shards) if isinstance(err, tf.errors.InvalidArgumentError) else None
+        if problem:
+            raise UserError(f"{problem} (tensorflow/models' ImageNet schema)") from None
+        raise UserError(f"{tfrecord_dir}: reading the shards failed: {_tf_message(err)}") from err
+
+
+def _tf_message(err: Any) -> str:
+    """TensorFlow's error text without its internal prefixes (``{{function_node ...}}``, the iterator's path)."""
+    import re
+
+    text = err.message.strip().splitlines()[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"^Error in user-defined function passed to .*? transformation with iterator: \S+: ", "", text)
 
 
 def decode_image(jpeg_bytes: Any, *, size: tuple[int, int] | None = None, grayscale: bool = False,

@@ -82,9 +82,10 @@ def load(path: str | Path, *, allow_pickle: bool = False, num_classes: int = vgg
         handle = open(path, "rb")  # the one and only open of the file
     except OSError as err:
         raise UserError(f"cannot open weight file {path}: {err.strerror}") from err
+    expected = expected_shapes(num_classes, input_size)
     with handle:
         try:
-            layers, spec = reader(handle, allow_pickle=allow_pickle)
+            layers, spec = reader(handle, allow_pickle=allow_pickle, expected=expected)
         except UserError as err:
             raise UserError(f"{path}: {err}") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, _MatReadError) as err:
@@ -114,15 +115,58 @@ def save(path: str | Path, weights: WeightDict, input_spec: InputSpec = CAFFE) -
     return path
 
 
+def expected_shapes(num_classes: int = vgg19.NUM_CLASSES, input_size: int = vgg19.INPUT_SIZE
+                    ) -> dict[str, tuple[int, ...]]:
+    """``{"conv1_1/kernel": (3, 3, 3, 64), "conv1_1/bias": (64,), ...}``: every array VGG19 needs, by shape."""
+    shapes = {}
+    for spec in vgg19.layer_specs(num_classes, input_size):
+        shapes[f"{spec.name}/kernel"] = tuple(spec.kernel_shape)
+        shapes[f"{spec.name}/bias"] = tuple(spec.bias_shape)
+    return shapes
+
+
+def _refuse_oversized(name: str, shape: tuple[int, ...], expected: dict[str, tuple[int, ...]]) -> None:
+    """Before an array is read: its header must not claim more elements than the largest VGG19 array."""
+    largest = max(int(np.prod(s)) for s in expected.values())
+    if int(np.prod(shape, dtype=np.float64)) > largest:
+        raise UserError(f"{name}: the file says shape {tuple(shape)}, more elements than any VGG19 array "
+                        f"(the largest, fc6's kernel, has {largest:,}); not read")
+
+
 # --- one reader per format: (open binary file) -> (weight dict, input spec) -------------------------
 
-def _read_npz(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
+META_KEYS = {"channel_order": str, "mean": list, "std": list, "size": int}
+
+
+def _npz_header(data: Any, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one array of an open ``.npz``, from its header alone (the data is not read)."""
+    fmt = np.lib.format
+    with data.zip.open(f"{key}.npy") as member:
+        version = fmt.read_magic(member)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    return tuple(shape), dtype
+
+
+def _read_npz(f: BinaryIO, allow_pickle: bool, expected: dict[str, tuple[int, ...]]
+              ) -> tuple[WeightDict, InputSpec]:
+    """tfbench's ``.npz``: every array's header is checked against VGG19's shapes before the array is read."""
     with np.load(f, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    if "__meta__" not in arrays:
-        raise UserError("no __meta__ entry: not written by tfbench.data.weights.save")
-    meta = json.loads(str(arrays.pop("__meta__")))
-    spec = InputSpec(meta["channel_order"], tuple(meta["mean"]), tuple(meta["std"]), int(meta["size"]))
+        if "__meta__" not in data.files:
+            raise UserError("no __meta__ entry: not written by tfbench.data.weights.save")
+        meta_shape, meta_dtype = _npz_header(data, "__meta__")
+        if meta_shape != () or meta_dtype.kind != "U" or meta_dtype.itemsize > 1 << 16:
+            raise UserError(f"__meta__ must be one JSON string, found {meta_dtype} of shape {meta_shape}")
+        wanted = [key for key in expected if key in data.files]
+        for key in wanted:
+            shape, _ = _npz_header(data, key)
+            if shape != expected[key]:
+                name, _, part = key.partition("/")
+                raise UserError(f"layer {name} {part} has shape {shape}, expected {expected[key]} "
+                                "(from the array's header: not read)")
+        meta_text = str(data["__meta__"])
+        arrays = {key: data[key] for key in wanted}
+    spec = _input_spec(meta_text)
     layers: WeightDict = {}
     for key in arrays:
         name, _, part = key.partition("/")
@@ -133,9 +177,39 @@ def _read_npz(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
     return layers, spec
 
 
-def _read_keras_h5(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
-    """Keras 2 ``save_weights``/applications layout (``layer_names`` attrs) or Keras 3 ``.weights.h5``."""
+def _input_spec(meta_text: str) -> InputSpec:
+    """The InputSpec of a ``__meta__`` JSON object, every key checked for presence and type."""
+    try:
+        meta = json.loads(meta_text)
+    except ValueError as err:
+        raise UserError(f"__meta__ is not JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"__meta__ must be a JSON object with keys {', '.join(META_KEYS)}, "
+                        f"found a JSON {type(meta).__name__}")
+    for key, kind in META_KEYS.items():
+        if key not in meta:
+            raise UserError(f"__meta__ has no {key!r} (it needs {', '.join(META_KEYS)})")
+        if not isinstance(meta[key], kind) or (kind is list and (
+                len(meta[key]) != 3 or not all(isinstance(v, (int, float)) for v in meta[key]))):
+            wanted = "a list of 3 numbers" if kind is list else kind.__name__
+            raise UserError(f"__meta__ {key!r} must be {wanted}, found {meta[key]!r}")
+    try:
+        return InputSpec(meta["channel_order"], tuple(meta["mean"]), tuple(meta["std"]), int(meta["size"]))
+    except ValueError as err:
+        raise UserError(f"__meta__: {err}") from None
+
+
+def _read_keras_h5(f: BinaryIO, allow_pickle: bool, expected: dict[str, tuple[int, ...]]
+                   ) -> tuple[WeightDict, InputSpec]:
+    """Keras 2 ``save_weights``/applications layout (``layer_names`` attrs) or Keras 3 ``.weights.h5``.
+
+    Each dataset's size is checked from its header before it is read.
+    """
     import h5py
+
+    def read(dataset: Any) -> np.ndarray:
+        _refuse_oversized(dataset.name, tuple(dataset.shape), expected)
+        return np.asarray(dataset)
 
     by_keras_name: dict[str, list[np.ndarray]] = {}
     with h5py.File(f, "r") as h5:
@@ -146,11 +220,11 @@ def _read_keras_h5(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSp
                 group = root[layer]
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
                 if names:
-                    by_keras_name[layer] = [np.asarray(group[n]) for n in names]
+                    by_keras_name[layer] = [read(group[n]) for n in names]
         elif "layers" in h5:  # Keras 3: /layers/<layer>/vars/<i>
             for layer, group in h5["layers"].items():
                 if "vars" in group and len(group["vars"]):
-                    by_keras_name[layer] = [np.asarray(group["vars"][str(i)]) for i in range(len(group["vars"]))]
+                    by_keras_name[layer] = [read(group["vars"][str(i)]) for i in range(len(group["vars"]))]
             by_keras_name = _keras3_positional_names(by_keras_name)
         else:
             raise UserError("neither a Keras 2 (layer_names) nor a Keras 3 (layers/) weight file")
@@ -185,7 +259,8 @@ def _keras3_positional_names(found: dict[str, list[np.ndarray]]) -> dict[str, li
     return renamed
 
 
-def _read_vgg19_npy(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
+def _read_vgg19_npy(f: BinaryIO, allow_pickle: bool, expected: dict[str, tuple[int, ...]]
+                    ) -> tuple[WeightDict, InputSpec]:
     """The ``vgg19.npy`` of tensorflow-vgg: a pickled ``{name: [W, b]}``; convolution in BGR, caffe mean."""
     if not allow_pickle:
         raise UserError("this .npy file holds a pickled Python object, and unpickling runs code from the file; "
@@ -197,7 +272,8 @@ def _read_vgg19_npy(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputS
     return {name: (np.asarray(wb[0]), np.asarray(wb[1])) for name, wb in mapping.items()}, CAFFE
 
 
-def _read_matconvnet(f: BinaryIO, allow_pickle: bool) -> tuple[WeightDict, InputSpec]:
+def _read_matconvnet(f: BinaryIO, allow_pickle: bool, expected: dict[str, tuple[int, ...]]
+                     ) -> tuple[WeightDict, InputSpec]:
     """MatConvNet's ``imagenet-vgg-verydeep-19.mat``: structs read by field name, so any field order works."""
     import scipy.io
 

@@ -26,8 +26,9 @@ import os
 import pickle
 import signal
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from tfbench import faults
 from tfbench.data.example import REENCODE_QUALITY, SkipImage, Source, clean_jpeg, make_example
 from tfbench.data.manifest import MANIFEST, Manifest, sha256_file
 from tfbench.errors import UserError
@@ -133,7 +134,7 @@ def _completed(out: Path, name: str, sources: list[Source]) -> dict[str, Any] | 
         return None
     try:
         record = json.loads(progress.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not text or not JSON: write the shard again
         return None
     if record.get("plan") != _plan_digest(sources):
         return None
@@ -147,6 +148,51 @@ def plan_shards(sources: Sequence[Source], num_shards: int, split: str) -> list[
     n = len(sources)
     return [(shard_name(split, i, num_shards), list(sources[i * n // num_shards:(i + 1) * n // num_shards]))
             for i in range(num_shards)]
+
+
+def _write_todo(out: Path, todo: list[tuple[str, list[Source]]], workers: int,
+                finished: Callable[[dict[str, Any]], None]) -> None:
+    """Write the shards of ``todo``, in this process or with a pool of ``workers`` preparing the images."""
+    if workers == 1 or len(todo) <= 1:
+        for name, chunk in todo:
+            finished(_write_shard(str(out), name, _prepare_shard(chunk)))
+    else:
+        # Workers decode and clean the images (the expensive part); this process writes each shard
+        # as soon as its images are ready.  "spawn": a fork of a process running TensorFlow can hang.
+        # Ctrl-C: the workers start with SIGINT blocked (the mask is inherited through spawn), then
+        # ignore it; the parent alone gets KeyboardInterrupt and terminates them (_stop_pool) instead
+        # of waiting for them, so an interrupt at any moment, even during start-up, ends at once.
+        context = multiprocessing.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                      initializer=_worker_ignores_sigint)
+        try:
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                futures = {pool.submit(_prepare_shard_to_file, chunk,
+                                       str(out / PROGRESS_DIR / f"{name}{PREPARED_SUFFIX}")): name
+                           for name, chunk in todo}
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for future in cf.as_completed(futures):
+                finished(_write_shard(str(out), futures[future], _load_prepared(future.result())))
+        except BaseException:
+            _stop_pool(pool)
+            raise
+        pool.shutdown()
+
+
+def _remove_temporary(out: Path, split: str) -> None:
+    """Delete the temporary files of an interrupted or failed conversion (finished shards stay)."""
+    for stale in (*out.glob(f".{split}-*.partial"), *(out / PROGRESS_DIR).glob(".*.partial"),
+                  *(out / PROGRESS_DIR).glob(f"*{PREPARED_SUFFIX}*")):
+        stale.unlink(missing_ok=True)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def write_shards(sources: Sequence[Source], out_dir: str | Path, *, num_shards: int = 128, workers: int | None = None,
@@ -172,11 +218,8 @@ def write_shards(sources: Sequence[Source], out_dir: str | Path, *, num_shards: 
     if foreign:
         raise UserError(f"{out} holds shards of another conversion ({foreign[0]} ...); "
                         f"write to an empty folder or delete them")
-    for stale in out.glob(f".{split}-*.partial"):  # temporary files of a run that crashed
-        stale.unlink()
     (out / PROGRESS_DIR).mkdir(exist_ok=True)
-    for stale in (out / PROGRESS_DIR).glob(f"*{PREPARED_SUFFIX}*"):  # images a worker prepared before a crash
-        stale.unlink()
+    _remove_temporary(out, split)  # what a run killed outright (no chance to clean up) left behind
     (out / MANIFEST).unlink(missing_ok=True)  # a manifest only exists when every shard does
 
     records: dict[str, dict[str, Any]] = {}
@@ -199,33 +242,13 @@ def write_shards(sources: Sequence[Source], out_dir: str | Path, *, num_shards: 
         for item in record["reencoded"]:
             bar.write(f"re-encoded {item['file']}: {item['reason']}")
 
+    needed = sum(_file_size(source.path) for _, chunk in todo for source in chunk)  # about what the shards take
     try:
-        if workers == 1 or len(todo) <= 1:
-            for name, chunk in todo:
-                finished(_write_shard(str(out), name, _prepare_shard(chunk)))
-        else:
-            # Workers decode and clean the images (the expensive part); this process writes each shard
-            # as soon as its images are ready.  "spawn": a fork of a process running TensorFlow can hang.
-            # Ctrl-C: the workers start with SIGINT blocked (the mask is inherited through spawn), then
-            # ignore it; the parent alone gets KeyboardInterrupt and terminates them (_stop_pool) instead
-            # of waiting for them, so an interrupt at any moment, even during start-up, ends at once.
-            context = multiprocessing.get_context("spawn")
-            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                          initializer=_worker_ignores_sigint)
-            try:
-                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-                try:
-                    futures = {pool.submit(_prepare_shard_to_file, chunk,
-                                           str(out / PROGRESS_DIR / f"{name}{PREPARED_SUFFIX}")): name
-                               for name, chunk in todo}
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-                for future in cf.as_completed(futures):
-                    finished(_write_shard(str(out), futures[future], _load_prepared(future.result())))
-            except BaseException:
-                _stop_pool(pool)
-                raise
-            pool.shutdown()
+        with faults.needs_space(out, needed):
+            _write_todo(out, todo, workers, finished)
+    except BaseException:
+        _remove_temporary(out, split)  # workers stopped mid-file leave theirs behind
+        raise
     finally:
         bar.close()
 

@@ -108,6 +108,16 @@ def random_weights(seed: int = 0, num_classes: int = NUM_CLASSES, input_size: in
     return weights
 
 
+def forward_bytes(batch: int, input_size: int = INPUT_SIZE, num_classes: int = NUM_CLASSES) -> tuple[int, int]:
+    """About the memory of one float32 forward pass: ``(fixed, per image)`` bytes, a lower bound.
+
+    Fixed: the weights.  Per image: the input twice (the array and its tensor) and the two largest
+    activations alive at once (block 1's, ``input_size^2 x 64`` each).
+    """
+    weights = 4 * sum(spec.params for spec in layer_specs(num_classes, input_size))
+    return weights, 4 * input_size * input_size * (2 * 3 + 2 * 64)
+
+
 def check_weights(weights: WeightDict, specs: list[LayerSpec], source: str = "weights") -> None:
     """Raise ValueError naming the first layer that is missing or has the wrong shape."""
     for spec in specs:

@@ -75,7 +75,8 @@ def _demo(ns: argparse.Namespace) -> int:
     summaries.write_images(run / "images", {"input": image.numpy(), "target": target.numpy(),
                                             "output": np.clip(forward(image).numpy(), 0, 1)})
     print(f"training through the registered gradient: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {len(losses)} steps")
-    print(f"TensorBoard: tensorboard --logdir {run}  (Graphs: forward_pre_grappler, forward_post_grappler, train_step)")
+    print(f"TensorBoard: {cli.tensorboard_command(run)}  "
+          "(Graphs: forward_pre_grappler, forward_post_grappler, train_step)")
     return 0
 
 
