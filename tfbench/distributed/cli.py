@@ -172,7 +172,7 @@ def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     extra = ["--run-dir", str(run), "--checkpoint-dir", str(checkpoint_dir)]
     if ns.data is not None:
         extra += ["--data", ns.data]
-    print(f"run: {run}  (tensorboard --logdir {run})")
+    print(f"run: {run}  ({cli.tensorboard_command(run)})")
     print(f"cluster: {len(configs)} workers on {', '.join(configs[0].workers)}; worker 0 is the chief")
     try:
         with cluster.Supervisor() as supervisor:
@@ -220,7 +220,7 @@ def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     else:  # a non-chief worker of a user's cluster without --checkpoint-dir: it only needs scratch space
         checkpoint_dir = Path(ns.logdir) / "distributed" / "checkpoints"
     data = training.load_data(ns.model, ns.data, ns.classes, ns.logdir)
-    log(f"run: {run}  (tensorboard --logdir {run})")
+    log(f"run: {run}  ({cli.tensorboard_command(run)})")
     log(f"data: {data.source}")
     log(training.describe(strategy))
     if task is not None:
