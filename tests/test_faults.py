@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbench import errors, faults
+from tfbench import cli, errors, faults
 from tfbench.data import imagenet_val
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,11 +211,11 @@ def test_check_memory_refuses_with_the_largest_value_that_fits():
     assert available
     with pytest.raises(errors.UserError, match=r"^--batch-size 1000: the batch need about .*; use --batch-size (\d+)"
                        ) as refused:
-        faults.check_memory(flag="--batch-size", value=1000, per_unit=available // 500, fixed=1 << 20,
+        cli.check_memory(flag="--batch-size", value=1000, per_unit=available // 500, fixed=1 << 20,
                             what="the batch")
     most = int(str(refused.value).rsplit("--batch-size ", 1)[1].split()[0])
     assert 400 <= most <= 500  # what is available moves a little between the two reads
-    faults.check_memory(flag="--batch-size", value=1, per_unit=1024, what="the batch")  # fits: no error
+    cli.check_memory(flag="--batch-size", value=1, per_unit=1024, what="the batch")  # fits: no error
 
 
 def test_an_interrupt_that_surfaces_as_another_exception_still_ends_130(capsys):

@@ -178,6 +178,25 @@ def check_input_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_memory(*, flag: str, value: int, per_unit: int, fixed: int = 0, what: str) -> None:
+    """Refuse, before allocating, work that needs ``fixed + value * per_unit`` bytes when memory cannot hold it.
+
+    ``what`` says what the bytes are for ("the batch and VGG19's weights and activations"); the error
+    names ``flag`` and the largest value that would fit.
+    """
+    from tfbench.errors import UserError
+    from tfbench.faults import available_memory, human_bytes
+
+    nbytes = fixed + value * per_unit
+    available = available_memory()
+    if available is None or nbytes <= available:
+        return
+    most = int((available - fixed) // per_unit) if per_unit else 0
+    cure = f"use {flag} {most} or less" if most >= 1 else "even a value of 1 does not fit: free some memory"
+    raise UserError(f"{flag} {value}: {what} need about {human_bytes(nbytes)}, more than the "
+                    f"{human_bytes(available)} of memory available here; {cure}")
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv``, refuse an impossible ``--logdir`` before any work, then quiet TensorFlow's start-up.
 

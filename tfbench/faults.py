@@ -17,7 +17,7 @@ NumPy's ``_ArrayMemoryError``,         and the flag whose value made the array t
 TensorFlow's OOM)
 =====================================  ===============================================================
 
-Commands also check sizes before they allocate (:func:`check_memory`): a batch that cannot fit is
+Commands also check sizes before they allocate (:func:`tfbench.cli.check_memory`): a batch that cannot fit is
 refused with the largest value of its flag that would.
 """
 
@@ -31,8 +31,6 @@ import re
 import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
-
-from tfbench.errors import UserError
 
 NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 #: TensorFlow's texts for the same faults (it reports ``<path>; No space left on device``).
@@ -73,22 +71,6 @@ def available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     return found
-
-
-def check_memory(*, flag: str, value: int, per_unit: int, fixed: int = 0, what: str) -> None:
-    """Refuse, before allocating, work that needs ``fixed + value * per_unit`` bytes when memory cannot hold it.
-
-    ``what`` says what the bytes are for ("the batch and VGG19's weights and activations"); the error
-    names ``flag`` and the largest value that would fit.
-    """
-    nbytes = fixed + value * per_unit
-    available = available_memory()
-    if available is None or nbytes <= available:
-        return
-    most = int((available - fixed) // per_unit) if per_unit else 0
-    cure = f"use {flag} {most} or less" if most >= 1 else "even a value of 1 does not fit: free some memory"
-    raise UserError(f"{flag} {value}: {what} need about {human_bytes(nbytes)}, more than the "
-                    f"{human_bytes(available)} of memory available here; {cure}")
 
 
 @contextlib.contextmanager

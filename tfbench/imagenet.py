@@ -177,11 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "inspect":
         inspect(directory, logdir=ns.logdir, examples=ns.examples, recipe=ns.recipe, mode=ns.mode)
     else:
-        from tfbench import faults
         from tfbench.models import vgg19
 
         fixed, per_image = vgg19.forward_bytes(1)
-        faults.check_memory(flag="--batch-size", value=ns.batch_size, per_unit=per_image, fixed=fixed,
+        cli.check_memory(flag="--batch-size", value=ns.batch_size, per_unit=per_image, fixed=fixed,
                             what="a batch of images and VGG19's weights and activations")
         evaluate(directory, weights_path=ns.weights, allow_pickle=ns.allow_pickle, seed=ns.seed,
                  batch_size=ns.batch_size, recipe=ns.recipe, limit=ns.limit, logdir=ns.logdir,

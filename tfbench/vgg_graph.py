@@ -61,11 +61,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for flag, path in (("--weights", args.weights), ("--image", args.image)):
         if path is not None:
             check_input_file(path, flag)
-    from tfbench import faults
     from tfbench.models import vgg19
 
     fixed, per_image = vgg19.forward_bytes(1)
-    faults.check_memory(flag="--batch-size", value=args.batch, per_unit=per_image, fixed=fixed,
+    cli.check_memory(flag="--batch-size", value=args.batch, per_unit=per_image, fixed=fixed,
                         what=f"the batch of {vgg19.INPUT_SIZE}x{vgg19.INPUT_SIZE}x3 float32 images and VGG19's "
                              "weights and activations")
     return args
