@@ -46,27 +46,9 @@ __all__ = ["Complexity", "LayerCount", "analyse", "count_layer", "count_model", 
 
 def profiler_flops(model) -> dict[str, Any]:
     """TensorFlow's profiler count of the traced inference graph: total and per op type (2 FLOPs per MAC)."""
-    import tensorflow as tf
+    from tfbench.models.counting import profiler_flops as count
 
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
-
-    def infer(x):
-        return model(x, training=False)
-
-    concrete = tf.function(infer, autograph=False).get_concrete_function(spec)
-    options = tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    info = tf.compat.v1.profiler.profile(graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(),
-                                         cmd="op", options=options)
-    by_op: dict[str, int] = {}
-    stack = list(info.children)  # the "op" view nests each op type under the previous one
-    while stack:
-        node = stack.pop()
-        if node.float_ops:
-            by_op[node.name] = by_op.get(node.name, 0) + int(node.float_ops)
-        stack.extend(node.children)
-    return {"total_flops": int(info.total_float_ops), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-            "conv_matmul_flops": sum(v for k, v in by_op.items() if k.startswith(("Conv2D", "MatMul")))}
+    return count(lambda x: model(x, training=False), tuple(model.input_shape[1:]))
 
 
 def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -> Complexity:

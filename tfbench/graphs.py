@@ -130,20 +130,7 @@ def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str,
     The ``post`` run also gets a Text card: the op counts before/after grappler (and, with
     ``ablation``, what each pass changes); fused nodes are named after what they fused.
     """
-    from tfbench import graph_views
-    from tfbench.summaries import markdown_table, write_graph, write_text
-
-    written = []
-    for label, graph_def in graphs.readable().items():
-        write_graph(run / label, graph_def)
-        written.append(run / label)
-    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
-             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
-    if ablation:
-        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
-                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
-    write_text(run / "post", texts)
-    return written
+    return grappler.write_runs(run, graphs, ablation)
 
 
 # ---------------------------------------------------------------- the VLOG capture
