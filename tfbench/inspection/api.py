@@ -49,16 +49,17 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     ``batch`` is the batch of the memory measurement, the timings and the roofline; ``quick``
     gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.errors.UserError`.
     """
-    import tensorflow as tf
-
     from tfbench.models import load as loader
-    from tfbench.models.counting import count_model, profiler_flops
 
     with _stage("loading the model", progress):
         if isinstance(model_or_path, (str, Path)):
             loaded = loader.load(str(model_or_path), input_shape=input_shape, allow_code=allow_code, seed=seed)
         else:
             loaded = loader.from_object(model_or_path, input_shape=input_shape, name=name)
+    import tensorflow as tf
+
+    from tfbench.models.counting import count_model, profiler_flops
+
     name = name or loaded.name
     trainable, frozen = loaded.variables()
     n_train = sum(int(v.shape.num_elements()) for v in trainable)
@@ -68,7 +69,9 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
                            n_frozen)
     with _stage("counting", progress):
         if keras_model is not None:
-            report.counts = count_model(keras_model, loaded.name if loaded.source == "registry" else name)
+            # the zoo's published numbers are looked up by the Keras model's own name (a saved zoo model keeps it)
+            report.counts = count_model(keras_model, keras_model.name)
+            report.counts.model = name
         if not quick:
             report.profiler = profiler_flops(loaded.call, loaded.input_shape, loaded.input_dtype)
     from tfbench.inspection import memory

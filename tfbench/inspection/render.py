@@ -28,9 +28,11 @@ def summary(r: InspectReport) -> str:
         lines.append(f"per example: {t['macs']:,} MACs = {_si(t['macs'])}; {t['mults']:,} multiplications, "
                      f"{t['adds']:,} additions; {t['neurons']:,} neurons, {t['pool_neurons']:,} pooling outputs")
         if r.counts.published_params:
-            lines.append(f"published: {r.counts.published_params:,} params"
+            same = r.counts.published_params == t["params"]
+            lines.append(f"published for the zoo's model of this name: {r.counts.published_params:,} trainable params"
                          + (f", about {_si(r.counts.published_macs)} MACs" if r.counts.published_macs else "")
-                         + f" ({r.counts.source})")
+                         + f" ({r.counts.source}); "
+                         + ("this model matches" if same else "this model differs (another variant of it)"))
     else:
         lines.append("per-layer counts: none (not a Keras model: no layers to count); the profiler's count below")
     if r.profiler:

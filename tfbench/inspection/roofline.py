@@ -264,16 +264,21 @@ def model_roofline(name: str, keras_model: Any, call: Callable[[Any], Any], x: A
 
     from tfbench import bench
 
-    probe = PeakProbe(matmul_size, add_elements)
-    if keras_model is not None:
-        points = layer_points(name, keras_model, int(x.shape[0]), warmup=warmup, repeats=repeats, probe=probe)
-    else:
-        fn = tf.function(lambda t: _reduce_first(call(t)))
-        cases = {name: lambda: fn(x), **probe.cases()}
-        timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
-        probe.take(timings, name)
-        t = timings[name]
-        points = [Point(name, name, "whole model", whole_flops, whole_bytes, t.median_ms, t.p10_ms, t.p90_ms)]
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # the probe's and each layer's own tf.function: retracing is the point
+    try:
+        probe = PeakProbe(matmul_size, add_elements)
+        if keras_model is not None:
+            points = layer_points(name, keras_model, int(x.shape[0]), warmup=warmup, repeats=repeats, probe=probe)
+        else:
+            fn = tf.function(lambda t: _reduce_first(call(t)))
+            cases = {name: lambda: fn(x), **probe.cases()}
+            timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+            probe.take(timings, name)
+            t = timings[name]
+            points = [Point(name, name, "whole model", whole_flops, whole_bytes, t.median_ms, t.p10_ms, t.p90_ms)]
+    finally:
+        tf.get_logger().setLevel(level)
     peaks = probe.peaks()
     own = probe.samples[-1]
     rows = [p.row(own["float32_gflops"], own["bandwidth_gb_per_s"]) for p in points]

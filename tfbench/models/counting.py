@@ -74,10 +74,17 @@ def profiler_flops(call: Any, input_shape: Sequence[int], dtype: str = "float32"
     concrete = tf.function(call, autograph=False).get_concrete_function(spec)
     options = tf.compat.v1.profiler.ProfileOptionBuilder(
         tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    graph = concrete.graph
+    if any(op.type in ("PartitionedCall", "StatefulPartitionedCall") for op in graph.get_operations()):
+        # a SavedModel signature or a tf.Module calls its function: the profiler sees only the call, so
+        # inline it (freezing inlines function calls; the weights become constants of this copy only)
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        graph = convert_variables_to_constants_v2(concrete).graph
     level = tf.get_logger().level
     tf.get_logger().setLevel("ERROR")  # the v1 profiler's own deprecation notices
     try:
-        info = tf.compat.v1.profiler.profile(graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(),
+        info = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
                                              cmd="op", options=options)
     finally:
         tf.get_logger().setLevel(level)
@@ -88,7 +95,7 @@ def profiler_flops(call: Any, input_shape: Sequence[int], dtype: str = "float32"
         if node.float_ops:
             by_op[node.name] = by_op.get(node.name, 0) + int(node.float_ops)
         stack.extend(node.children)
-    ops = {op.type for op in concrete.graph.get_operations()}
+    ops = {op.type for op in graph.get_operations()}
     return {"total_flops": int(info.total_float_ops), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
             "conv_matmul_flops": sum(v for k, v in by_op.items() if k.startswith(("Conv2D", "MatMul"))),
             "graph_ops": sorted(ops)}

@@ -43,6 +43,7 @@ class LoadedModel:
     input_shape: tuple[int, ...]  # without the batch dimension
     input_dtype: str = "float32"
     origin: str = ""  # the path or factory spec as given
+    weights: tuple[list[Any], list[Any]] | None = None  # (trainable, other) when the model object does not list them
 
     @property
     def keras_model(self) -> Any | None:
@@ -55,6 +56,8 @@ class LoadedModel:
         """(trainable, non-trainable) variables of the model."""
         if self.keras_model is not None:
             return list(self.model.trainable_weights), list(self.model.non_trainable_weights)
+        if self.weights is not None:
+            return list(self.weights[0]), list(self.weights[1])
         trainable = list(getattr(self.model, "trainable_variables", []) or [])
         ids = {id(v) for v in trainable}
         other = [v for v in (getattr(self.model, "variables", []) or []) if id(v) not in ids]
@@ -142,12 +145,12 @@ _MISSING_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
 
 def _load_keras_file(path: Path, kind: str) -> Any:
-    import keras
-
     if kind == "keras":
         _check_keras_archive(path)
     else:
         _check_h5(path)
+    import keras
+
     try:
         return keras.saving.load_model(path, compile=False)
     except (TypeError, ValueError, KeyError, OSError) as err:
@@ -212,11 +215,11 @@ def _show(shape: Sequence[Any]) -> str:
 
 
 def _from_savedmodel(path: Path, input_shape: Sequence[int] | None) -> LoadedModel:
-    import tensorflow as tf
-
     if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
         raise UserError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it); expected a folder "
                         "written by tf.saved_model.save or model.export")
+    import tensorflow as tf
+
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as err:  # noqa: BLE001 - TensorFlow raises many types for a damaged SavedModel
@@ -239,7 +242,11 @@ def _from_savedmodel(path: Path, input_shape: Sequence[int] | None) -> LoadedMod
         return next(iter(out.values())) if isinstance(out, dict) else out
 
     shape = _fixed_shape(tuple(spec.shape[1:]), input_shape, str(path))
-    return LoadedModel(path.name or "savedmodel", "savedmodel", loaded, call, shape, spec.dtype.name, str(path))
+    trainable = list(fn.trainable_variables)
+    ids = {id(v) for v in trainable}
+    weights = (trainable, [v for v in fn.variables if id(v) not in ids])
+    return LoadedModel(path.name or "savedmodel", "savedmodel", loaded, call, shape, spec.dtype.name, str(path),
+                       weights)
 
 
 def _fixed_shape(shape: tuple[Any, ...], input_shape: Sequence[int] | None, origin: str) -> tuple[int, ...]:
