@@ -217,3 +217,23 @@ def test_command_and_library_give_the_same_numbers(files, tmp_path):
     for key in ("params", "trainable_params", "macs", "mults", "adds", "neurons"):
         assert cli[key] == api[key], key
     assert cli["counts"]["layers"] == api["counts"]["layers"]
+
+
+def test_the_other_commands_take_a_model_file(files, tmp_path, capsys):
+    from tfbench import complexity, fusion, graphs, roofline
+
+    assert complexity.main([str(files["keras"]), "--json"]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    assert counted["model"] == "small" and counted["totals"]["params"] == tfbench.inspect_model(
+        files["keras"], quick=True).trainable_params
+    assert counted["profiler"]["total_flops"] > 0
+    assert graphs.main(["show", str(files["keras"]), "--logdir", str(tmp_path)]) == 0
+    assert "_FusedConv2D" in capsys.readouterr().out
+    report = roofline.run_benchmark([f"--models={files['keras']}", "--no-fusion", "--no-forward", "--warmup", "0",
+                                     "--repeats", "1", "--matmul-size", "64", "--add-elements", "4096",
+                                     "--logdir", str(tmp_path)])
+    assert {r["group"] for r in report["rows"]} == {"small"}
+    rows = fusion.run_experiments(fusion.parse_args(["--experiments", "3", "--quick", "--repeats", "1",
+                                                     "--warmup", "0", "--model", str(files["keras"]),
+                                                     "--logdir", str(tmp_path)], "fusion"))
+    assert any("small" in (t.extra.get("shape") or "") for t in rows), [t.extra for t in rows]

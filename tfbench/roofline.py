@@ -170,7 +170,7 @@ def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list
     """What the roofline says: the ridge, which layers are memory-bound, the VGG19 forward vs the peak."""
     ridge = peaks["float32_gflops"] / peaks["bandwidth_gb_per_s"]
     lines = [f"ridge point: {ridge:.1f} FLOP/byte (float32 matmul peak / add bandwidth)"]
-    for group in MODELS:
+    for group in dict.fromkeys(r["group"] for r in rows if r["group"] not in ("fusion", "model")):
         mine = [r for r in rows if r["group"] == group and r["flops"] > 0]
         if not mine:
             continue
@@ -203,7 +203,10 @@ def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list
 
 def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
     p = cli.parser(prog, __doc__.split("\n")[0])
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma-separated: " + ", ".join(MODELS) + ", or any Keras model file or factory "
+                        "(tfbench.models.load)")
+    cli.add_model_source(p)
     p.add_argument("--image-size", type=cli.positive_int, default=224, help="input size of VGG19 and ResNet-50")
     cli.add_batch_size(p, 8)
     p.add_argument("--lenet-batch", type=cli.positive_int, default=64, help="LeNet-5 batch size")
@@ -224,9 +227,14 @@ def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None, prog: str = "roofline") -> argparse.Namespace:
     ns = cli.parse(build_parser(prog), argv)
     ns.models = [m.strip() for m in ns.models.split(",") if m.strip()]
-    bad = [m for m in ns.models if m not in MODELS]
+    from pathlib import Path
+
+    from tfbench.models.load import looks_like_factory
+
+    bad = [m for m in ns.models if m not in MODELS and not Path(m).exists() and not looks_like_factory(m)]
     if bad or not ns.models:
-        raise UserError(f"--models: unknown {bad or ns.models}; choose from {', '.join(MODELS)}")
+        raise UserError(f"--models: unknown {bad or ns.models}; choose from {', '.join(MODELS)}, or give a .keras/.h5 "
+                        "file, a SavedModel folder or package.module:factory")
     if ns.image_size % 32:
         raise UserError(f"--image-size must be a multiple of 32 (VGG19's five pools), got {ns.image_size}")
     if ns.full:
@@ -242,6 +250,19 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     probe = PeakProbe(ns.matmul_size, ns.add_elements)
     points: list[Point] = []
     for name in ns.models:
+        if name not in MODELS:  # the user's model, through the one loader
+            from tfbench.models import load
+
+            loaded = load.load(name, input_shape=load.parse_input_shape(ns.input_shape) if ns.input_shape else None,
+                               allow_code=ns.allow_code)
+            if loaded.keras_model is None:
+                raise UserError(f"{name}: the roofline places Keras layers and this {loaded.source} has none; "
+                                f"python -m tfbench.inspect {name} places the whole model")
+            print(f"timing the layers of {loaded.name} (input {'x'.join(map(str, loaded.input_shape))}, batch "
+                  f"{ns.batch_size}) and the peaks, round robin ...", flush=True)
+            points += layer_points(loaded.name, loaded.keras_model, ns.batch_size, warmup=ns.warmup,
+                                   repeats=ns.repeats, probe=probe)
+            continue
         size = 32 if name == "lenet5" else ns.image_size
         batch = ns.lenet_batch if name == "lenet5" else ns.batch_size
         print(f"timing the layers of {name} ({size}x{size}, batch {batch}) and the peaks, round robin ...", flush=True)
