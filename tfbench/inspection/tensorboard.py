@@ -44,7 +44,8 @@ def write(report: InspectReport, logdir: Path) -> Path:
         import matplotlib.image
 
         image = (matplotlib.image.imread(png)[..., :3] * 255).round().astype("uint8")
-        summaries.write_images(run, {"inspect/roofline": image})
+        # a tag of its own: a tag shared with the Text card inspect/roofline would show only the card
+        summaries.write_images(run, {"inspect/roofline_plot": image})
         report.roofline["png"] = str(png)
     if report.grappler is not None and report.grappler.graphs is not None:
         grappler.write_runs(run, report.grappler.graphs, report.grappler.passes, GRAPH_RUNS)
