@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["vgg_graph", "lenet", "imagenet", "images", "mnist", "grads", "graphs", "fusion", "mixed_precision",
             "sparsity", "complexity", "ops", "distributed", "bench", "ops.bench", "basics", "classic",
             "imagenet convert", "imagenet eval", "graphs show", "distributed train", "distributed consume",
-            "ops demo", "grads check"]
+            "ops demo", "grads check", "inspect"]
 BENCH_NAMES = list(BENCHMARKS)
 
 

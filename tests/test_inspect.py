@@ -237,3 +237,16 @@ def test_the_other_commands_take_a_model_file(files, tmp_path, capsys):
                                                      "--warmup", "0", "--model", str(files["keras"]),
                                                      "--logdir", str(tmp_path)], "fusion"))
     assert any("small" in (t.extra.get("shape") or "") for t in rows), [t.extra for t in rows]
+
+
+def test_a_model_in_memory_and_the_lazy_export():
+    import subprocess as sp
+
+    model = small_convnet()
+    report = tfbench.inspect_model(model, quick=True)
+    assert report.params == model.count_params() and report.source == "keras" and report.model == "small"
+    assert "small" in repr(report) and "MACs" in repr(report)
+    fresh = sp.run([sys.executable, "-c", "import sys, tfbench; print('tensorflow' in sys.modules); "
+                    "print(callable(tfbench.inspect_model))"], capture_output=True, text=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert fresh.stdout.split() == ["False", "True"], fresh.stderr[-2000:]
