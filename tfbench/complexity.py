@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(problem)
         result = analyse(ns.model, ns.image_size, profile=not ns.no_profile)
     else:
+        if ns.image_size is not None:
+            raise UserError(f"--image-size applies to the zoo's models; {ns.model} takes --input-shape "
+                            "(only when it leaves a dimension free)")
         result = analyse_file(ns.model, input_shape=ns.input_shape, allow_code=ns.allow_code,
                               profile=not ns.no_profile)
         ns.model = result.model

@@ -104,9 +104,8 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
                 progress):
         from tfbench.inspection.roofline import model_roofline
 
-        flops = batch * 2 * (report.macs if report.macs is not None else report.profiler["total_flops"] // 2)
-        if report.counts is not None:
-            flops = batch * (report.mults + report.adds)
+        # counted multiplications + additions; a model without Keras layers: the profiler's FLOPs
+        flops = batch * (report.mults + report.adds if report.counts is not None else report.profiler["total_flops"])
         moved = 4 * (batch * (_elements(loaded.input_shape) + outputs) + report.params)
         report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2))
     return _write(report, logdir, loaded, progress)

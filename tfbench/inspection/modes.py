@@ -56,10 +56,14 @@ def bfloat16_model(model: Any) -> Any:
     """The same Keras layers and weights under the ``mixed_bfloat16`` policy (float32 weights, bfloat16 math)."""
     import keras
 
+    from tfbench.models.precision import keras_policy
+
+    policy = keras_policy("bfloat16")
+
     def clone(layer: Any) -> Any:
         config = layer.get_config()
         if "dtype" in config and type(layer).__name__ != "InputLayer":
-            config["dtype"] = "mixed_bfloat16"
+            config["dtype"] = policy
         return layer.__class__.from_config(config)
 
     twin = keras.models.clone_model(model, clone_function=clone)
