@@ -250,3 +250,33 @@ def test_a_model_in_memory_and_the_lazy_export():
                     "print(callable(tfbench.inspect_model))"], capture_output=True, text=True, timeout=300,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
     assert fresh.stdout.split() == ["False", "True"], fresh.stderr[-2000:]
+
+
+class Scale(L.Layer):
+    """A layer with a weight and arithmetic but no counting rule: the report must name it."""
+
+    def build(self, shape):
+        self.gain = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gain
+
+
+def test_sequence_layers_are_counted_and_an_unknown_layer_is_named():
+    keras.utils.set_random_seed(2)
+    i = keras.Input((12, 4), name="series")
+    x = L.Conv1D(6, 3, name="conv1d")(i)  # 10 x 6 outputs, 3 x 4 products each
+    x = L.AveragePooling1D(2, name="avg1d")(x)
+    x = L.GroupNormalization(groups=2, name="groupnorm")(x)
+    x = Scale(name="scale")(x)
+    x = L.EinsumDense("btc,cd->btd", output_shape=(5, 3), name="einsum")(x)
+    model = keras.Model(i, L.GlobalMaxPooling1D(name="gmp")(x))
+    report = tfbench.inspect_model(model, quick=True)
+    layers = {c.name: c for c in report.counts.layers}
+    assert layers["conv1d"].macs == 10 * 6 * 3 * 4
+    assert layers["avg1d"].adds == 5 * 6 * (2 - 1) and layers["avg1d"].mults == 5 * 6
+    assert layers["groupnorm"].mults == 3 * 5 * 6
+    assert layers["einsum"].macs == 5 * 3 * 6
+    assert report.uncounted == ["scale (Scale)"] and not layers["scale"].counted
+    assert report.params == model.count_params()
+    assert "UNCOUNTED" in report.sections()["summary"] and "scale (Scale)" in str(report)

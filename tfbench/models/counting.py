@@ -177,8 +177,15 @@ def count_layer(layer) -> LayerCount:
     from keras import layers as L
 
     inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    output = layer.output[0] if isinstance(layer.output, (list, tuple)) else layer.output
+    if any(d is None for t in (inputs[0], output) for d in t.shape[1:]):
+        from tfbench.errors import UserError
+
+        raise UserError(f"layer {layer.name} ({type(layer).__name__}) has a free dimension in its shapes "
+                        f"{tuple(inputs[0].shape)} -> {tuple(output.shape)}; counting needs every shape fixed "
+                        "(give the model a fixed input shape, --input-shape)")
     in_shape = _shape(inputs[0])
-    out_shape = _shape(layer.output[0] if isinstance(layer.output, (list, tuple)) else layer.output)
+    out_shape = _shape(output)
     out = _elements(out_shape)
     params = sum(_elements(w.shape) for w in layer.trainable_weights)
     frozen = sum(_elements(w.shape) for w in layer.non_trainable_weights)
