@@ -8,6 +8,7 @@ device and executed.  This module shows all three stages of one call:
     python -m tfbench.graphs show vgg19 --image-size 224 --disable remapping
     python -m tfbench.graphs show resnet_block --ablate     # what each pass changes, one off at a time
     python -m tfbench.graphs vlog lenet5                    # grappler's own log, per pass (the "pruning logs")
+    python -m tfbench.graphs show my_model.keras            # any model file, SavedModel or factory (models.load)
 
 ``show`` writes each graph as its own TensorBoard run under
 ``logs/graphs/<timestamp>/<model>/{pre,post,partition}`` (TensorBoard's trace view shows only

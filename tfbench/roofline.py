@@ -6,7 +6,8 @@
   bandwidth from a large elementwise add (``c = a + b``: two arrays read, one written), timed
   in the same rounds as every group below (:class:`PeakProbe`); the roof drawn is the best of them;
 - **layers**: every layer of VGG19, ResNet-50 and LeNet-5 (Keras models from
-  :func:`tfbench.models.get`), each timed alone in a ``tf.function`` on a random input of its
+  :func:`tfbench.models.get`; ``--models`` also takes a ``.keras``/``.h5`` file or a factory,
+  through :mod:`tfbench.models.load`), each timed alone in a ``tf.function`` on a random input of its
   input shape, all layers of a model round robin.  FLOPs are ``tfbench.complexity``'s
   multiplications + additions (:mod:`tfbench.models.counting`), bytes are the float32 bytes a
   layer must move at least once: its inputs, its output and its weights.  Arithmetic intensity
