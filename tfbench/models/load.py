@@ -95,8 +95,15 @@ def load(ref: str, *, input_shape: Sequence[int] | None = None, allow_code: bool
     if is_registry_name(ref):
         from tfbench.models import registry
 
+        if input_shape is not None:  # a zoo model is built at the size asked for, under its own size rule
+            rule = registry.SIZE_RULES[ref]
+            shape = tuple(int(d) for d in input_shape)
+            if len(shape) != 3 or shape[0] != shape[1] or shape[2] != rule.channels:
+                raise UserError(f"{ref} takes square {rule.channels}-channel images: --input-shape N,N,"
+                                f"{rule.channels}, got {','.join(map(str, shape))}")
+            input_size = shape[0]
         model = registry.get(ref, input_size=input_size, seed=seed)
-        return _from_keras(model, ref, "registry", input_shape, ref)
+        return _from_keras(model, ref, "registry", None, ref)
     if looks_like_factory(ref):
         return _from_factory(ref, input_shape, allow_code)
     path = Path(ref)
