@@ -49,8 +49,11 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     ``batch`` is the batch of the memory measurement, the timings and the roofline; ``quick``
     gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.errors.UserError`.
     """
+    from tfbench.errors import UserError
     from tfbench.models import load as loader
 
+    if batch < 1 or repeats < 1:
+        raise UserError(f"batch and repeats must be at least 1, got batch={batch}, repeats={repeats}")
     with _stage("loading the model", progress):
         if isinstance(model_or_path, (str, Path)):
             loaded = loader.load(str(model_or_path), input_shape=input_shape, allow_code=allow_code, seed=seed)
@@ -83,7 +86,7 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
         report.memory.note = "forward/backward pass size counts only the model's output (no layers to sum)"
     if quick:
         report.notes.append("quick: counts and the memory estimate only")
-        return _write(report, logdir, loaded, progress)
+        return _write(report, logdir, progress)
     from tfbench import bench
 
     report.machine = bench.machine_info()
@@ -108,10 +111,10 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
         flops = batch * (report.mults + report.adds if report.counts is not None else report.profiler["total_flops"])
         moved = 4 * (batch * (_elements(loaded.input_shape) + outputs) + report.params)
         report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2))
-    return _write(report, logdir, loaded, progress)
+    return _write(report, logdir, progress)
 
 
-def _write(report: InspectReport, logdir: str | Path | None, loaded: Any, progress: bool) -> InspectReport:
+def _write(report: InspectReport, logdir: str | Path | None, progress: bool) -> InspectReport:
     """The TensorBoard run and the JSON, when ``logdir`` is given."""
     if logdir is None:
         return report
