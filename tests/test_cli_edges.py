@@ -19,12 +19,13 @@ import pytest
 import tfbench
 from tfbench.__main__ import EXPERIMENTS
 from tfbench.bench import BENCHMARKS
+from tfbench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["vgg_graph", "lenet", "imagenet", "images", "mnist", "grads", "graphs", "fusion", "mixed_precision",
             "sparsity", "complexity", "ops", "distributed", "bench", "ops.bench", "basics", "classic",
             "imagenet convert", "imagenet eval", "graphs show", "distributed train", "distributed consume",
-            "ops demo", "grads check"]
+            "ops demo", "grads check", "inspect"]
 BENCH_NAMES = list(BENCHMARKS)
 
 
@@ -122,7 +123,7 @@ def test_model_choices_come_from_the_registry():
     for names in (lenet.MODELS, mixed_precision.MODELS, sparsity.KERAS_MODELS, distributed_cli.MODELS):
         assert set(names) <= set(registry.NAMES), names
     assert set(lenet.MODELS) <= set(registry.MODULE_NAMES)  # --impl module needs them as tf.Modules too
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="no_such_model: no such file"):  # not a name, not a file either
         complexity.main(["no_such_model"])
 
 

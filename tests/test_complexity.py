@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tfbench import complexity, models
+from tfbench.errors import UserError
 from tfbench.models import zoo
 
 
@@ -90,7 +91,7 @@ def test_cli_table(capsys):
 
 
 def test_bad_model_is_a_user_error():
-    with pytest.raises(SystemExit):  # argparse: the registry's names are the choices
+    with pytest.raises(UserError, match="googlenet: no such file"):  # neither a registry name nor a file
         complexity.main(["googlenet"])
     proc = subprocess.run([sys.executable, "-m", "tfbench.complexity", "lenet5", "--image-size", "64"],
                           capture_output=True, text=True, timeout=300)

@@ -188,3 +188,38 @@ def test_profile_tab_opens_offline_with_the_trace(url, browser):
     page.wait_for_timeout(3000)
     shoot(page, "profile_trace_viewer")
     assert any(b"tf.function" in body and b"eager" in body for body in traces), [len(b) for b in traces]
+
+
+@pytest.fixture(scope="module")
+def inspect_url(tmp_path_factory) -> Iterator[str]:
+    """``python -m tfbench.inspect`` on a small saved Keras model, in its own logdir and TensorBoard."""
+    root = tmp_path_factory.mktemp("inspect")
+    script = ("import keras\nkeras.utils.set_random_seed(0)\ni = keras.Input((16, 16, 3))\n"
+              "x = keras.layers.Conv2D(8, 3, activation='relu')(i)\nx = keras.layers.GlobalAveragePooling2D()(x)\n"
+              f"keras.Model(i, keras.layers.Dense(4)(x), name='tiny').save({str(root / 'tiny.keras')!r})\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = subprocess.run([sys.executable, "-m", "tfbench.inspect", str(root / "tiny.keras"), "--repeats", "1",
+                             "--no-ablate", "--no-progress", "--logdir", str(root / "logs")],
+                            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with tensorboard(root / "logs") as address:
+        yield address
+
+
+def test_inspect_run_has_its_text_cards_and_roofline_image(inspect_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{inspect_url}/#text")
+    page.get_by_text("conv/dense MACs").first.wait_for(timeout=90_000)
+    assert page.get_by_text("inspect/summary").count() >= 1
+    assert page.locator("table", has_text="GlobalAveragePooling2D").count() >= 1  # the per-layer card
+    shoot(page, "inspect_text")
+    page.goto(f"{inspect_url}/#images")
+    page.get_by_text("inspect/roofline_plot").first.wait_for(timeout=90_000)
+    image = page.locator("img").first
+    image.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 30
+    while image.evaluate("img => img.naturalWidth") == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert image.evaluate("img => img.naturalWidth") > 500  # the roofline PNG (1000 px wide), not a broken icon
+    shoot(page, "inspect_roofline")

@@ -19,3 +19,12 @@ if _sys.argv[:1] == ["-m"]:  # python -m tfbench.<command>: a Ctrl-C while its i
     from tfbench.errors import exit_on_interrupt_while_starting as _quiet_start
 
     _quiet_start()
+
+
+def __getattr__(name: str):
+    """``tfbench.inspect_model`` loads the inspection stack only when first used (``import tfbench`` stays instant)."""
+    if name == "inspect_model":
+        from tfbench.inspection.api import inspect_model
+
+        return inspect_model
+    raise AttributeError(f"module 'tfbench' has no attribute {name!r}")

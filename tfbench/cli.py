@@ -130,6 +130,18 @@ def add_image_size(p: argparse.ArgumentParser, default: int | None, model: str =
                    help=f"{help} ({model}: {SIZE_RULES[model].describe()})", **({"dest": dest} if dest else {}))
 
 
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """``--input-shape`` and ``--allow-code``: what :func:`tfbench.models.load.load` needs besides MODEL."""
+    p.add_argument("--input-shape", default=None,
+                   help="input shape without the batch dimension, like 224,224,3 (when a model file leaves it free)")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let MODEL be package.module:factory (imports and runs that Python code)")
+
+
+MODEL_HELP = ("a model name, a .keras or .h5 file, a SavedModel folder, or package.module:factory "
+              "(with --allow-code)")
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress``: no progress bars (logs and CI)."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

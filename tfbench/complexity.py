@@ -1,7 +1,8 @@
 """Counting a network: neurons, trainable parameters, multiplications and additions (exercises 3.1, 3.2).
 
 ``python -m tfbench.complexity MODEL [--image-size 224] [--json]`` builds MODEL (``tfbench.models.zoo``:
-alexnet, alexnet_grouped, vgg19, resnet18, resnet50, resnet152, inception_v1, lenet5, mlp)
+alexnet, alexnet_grouped, vgg19, resnet18, resnet50, resnet152, inception_v1, inception_v1_bn, lenet5, mlp),
+or opens it (a ``.keras``/``.h5`` file, a SavedModel or ``module:factory``: :mod:`tfbench.models.load`),
 with Keras and prints a per-layer table like torchinfo's, computed from the built layers'
 shapes, never from a hand-typed table.  Then it traces the model's ``tf.function`` and asks
 TensorFlow's own profiler (``tf.compat.v1.profiler``) for the float-operation count of that
@@ -46,27 +47,9 @@ __all__ = ["Complexity", "LayerCount", "analyse", "count_layer", "count_model", 
 
 def profiler_flops(model) -> dict[str, Any]:
     """TensorFlow's profiler count of the traced inference graph: total and per op type (2 FLOPs per MAC)."""
-    import tensorflow as tf
+    from tfbench.models.counting import profiler_flops as count
 
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
-
-    def infer(x):
-        return model(x, training=False)
-
-    concrete = tf.function(infer, autograph=False).get_concrete_function(spec)
-    options = tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    info = tf.compat.v1.profiler.profile(graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(),
-                                         cmd="op", options=options)
-    by_op: dict[str, int] = {}
-    stack = list(info.children)  # the "op" view nests each op type under the previous one
-    while stack:
-        node = stack.pop()
-        if node.float_ops:
-            by_op[node.name] = by_op.get(node.name, 0) + int(node.float_ops)
-        stack.extend(node.children)
-    return {"total_flops": int(info.total_float_ops), "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-            "conv_matmul_flops": sum(v for k, v in by_op.items() if k.startswith(("Conv2D", "MatMul")))}
+    return count(lambda x: model(x, training=False), tuple(model.input_shape[1:]))
 
 
 def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -> Complexity:
@@ -77,6 +60,24 @@ def analyse(name: str, input_size: int | None = None, *, profile: bool = True) -
     result = count_model(model, name)
     if profile:
         result.profiler = profiler_flops(model)
+    return result
+
+
+def analyse_file(ref: str, *, input_shape: str | None = None, allow_code: bool = False,
+                 profile: bool = True) -> Complexity:
+    """Count a model file, SavedModel or factory (:func:`tfbench.models.load.load`); it must be a Keras model."""
+    from tfbench.models import load
+    from tfbench.models.counting import profiler_flops as count_flops
+
+    shape = load.parse_input_shape(input_shape) if input_shape else None
+    loaded = load.load(ref, input_shape=shape, allow_code=allow_code)
+    if loaded.keras_model is None:
+        raise UserError(f"{ref}: complexity counts Keras layers and this {loaded.source} has none; "
+                        f"python -m tfbench.inspect {ref} gives the profiler's count")
+    result = count_model(loaded.keras_model, loaded.keras_model.name)
+    result.model = loaded.name
+    if profile:
+        result.profiler = count_flops(loaded.call, loaded.input_shape, loaded.input_dtype)
     return result
 
 
@@ -132,20 +133,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tfbench.models import registry
 
     parser = cli.parser("complexity", __doc__.split("\n")[0])
-    parser.add_argument("model", choices=registry.NAMES, help="which model")
+    parser.add_argument("model", help=cli.MODEL_HELP + "; names: " + ", ".join(registry.NAMES))
     parser.add_argument("--image-size", type=cli.positive_int, default=None,
                         help="square input size (default: the model's own, 224 for the ImageNet models)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--no-profile", action="store_true", help="skip the TensorFlow profiler cross-check")
     parser.add_argument("--logdir", default=None,
                         help="also write the table as a TensorBoard Text card under LOGDIR/complexity/<timestamp>/")
+    cli.add_model_source(parser)
     cli.add_verbose(parser)
     ns = cli.parse(parser, argv)
-    if ns.image_size is not None:  # the model's own rule, from the registry (VGG19: a multiple of 32, ...)
-        problem = registry.input_size_error(ns.model, ns.image_size)
-        if problem:
-            raise UserError(problem)
-    result = analyse(ns.model, ns.image_size, profile=not ns.no_profile)
+    if ns.model in registry.NAMES:
+        if ns.image_size is not None:  # the model's own rule, from the registry (VGG19: a multiple of 32, ...)
+            problem = registry.input_size_error(ns.model, ns.image_size)
+            if problem:
+                raise UserError(problem)
+        result = analyse(ns.model, ns.image_size, profile=not ns.no_profile)
+    else:
+        if ns.image_size is not None:
+            raise UserError(f"--image-size applies to the zoo's models; {ns.model} takes --input-shape "
+                            "(only when it leaves a dimension free)")
+        result = analyse_file(ns.model, input_shape=ns.input_shape, allow_code=ns.allow_code,
+                              profile=not ns.no_profile)
+        ns.model = result.model
     table = format_table(result)
     print(json.dumps(result.to_json(), indent=2) if ns.json else table)
     if ns.logdir:

@@ -257,8 +257,10 @@ def _train_pair(experiment: str, label: str, make: Callable[[], tf.Module], x: t
 
 def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
              chain_shapes: Sequence[tuple[int, ...]], *, vgg_size: int,
-             vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int) -> list[bench.Timing]:
-    """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5."""
+             vgg_batch: int, lenet_batch: int, models: bool, warmup: int, repeats: int,
+             user_models: Sequence[Any] = (), user_batch: int = 1) -> list[bench.Timing]:
+    """XLA vs default on conv blocks (with Keras BN too), the elementwise chain, VGG19 and LeNet-5,
+    and the forward pass of each of ``user_models`` (:class:`tfbench.models.load.LoadedModel`)."""
     import tensorflow as tf
 
     from tfbench.models import blocks, lenet5, vgg19
@@ -278,6 +280,10 @@ def exp3_xla(conv_shapes: Sequence[ConvShape], bn_shapes: Sequence[ConvShape],
         x = tf.random.stateless_normal(dims, seed=[0, 1])
         rows += compare("3 XLA 10 elementwise ops", "x".join(map(str, dims)), _xla_pair("chain", chain.__call__),
                         [x], warmup=warmup, repeats=repeats)
+    for loaded in user_models:
+        x = tf.cast(tf.random.stateless_normal((user_batch, *loaded.input_shape), seed=[0, 5]), loaded.input_dtype)
+        rows += compare("3 XLA forward", f"{loaded.name} b{user_batch}", _xla_pair(loaded.name, loaded.call), [x],
+                        warmup=warmup, repeats=repeats, show_graph=False)
     if not models:
         return rows
     rng = np.random.default_rng(0)
@@ -364,6 +370,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     cli.add_image_size(p, 32, model="vgg19", dest="vgg_size", help="VGG19 input size for exp. 3")
     p.add_argument("--vgg-batch", type=cli.positive_int, default=8, help="VGG19 batch for exp. 3")
     p.add_argument("--lenet-batch", type=cli.positive_int, default=256, help="LeNet-5 batch for exp. 3")
+    p.add_argument("--model", action="append", default=[],
+                   help="exp. 3 also on this model's forward pass (repeatable): " + cli.MODEL_HELP)
+    p.add_argument("--model-batch", type=cli.positive_int, default=1, help="batch of the --model forward passes")
+    cli.add_model_source(p)
     cli.add_logdir(p, help="where reports go")
     cli.add_verbose(p)
     return p
@@ -393,6 +403,12 @@ def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
     if problem:
         raise UserError(problem)
     chosen = _parse_experiments(ns.experiments)
+    user_models = []
+    if getattr(ns, "model", None):
+        from tfbench.models import load
+
+        shape = load.parse_input_shape(ns.input_shape) if ns.input_shape else None
+        user_models = [load.load(ref, input_shape=shape, allow_code=ns.allow_code) for ref in ns.model]
     conv = QUICK_CONV if ns.quick else CONV_SHAPES
     w, r = ns.warmup, ns.repeats
     jobs: dict[int, Callable[[], list[bench.Timing]]] = {
@@ -402,7 +418,8 @@ def run_experiments(ns: argparse.Namespace) -> list[bench.Timing]:
                             QUICK_CONV[:1] if ns.quick else BN_SHAPES[:1], QUICK_CHAIN if ns.quick else CHAIN_SHAPES,
                             vgg_size=ns.vgg_size,
                             vgg_batch=ns.vgg_batch, lenet_batch=ns.lenet_batch, models=not ns.quick,
-                            warmup=w, repeats=r),
+                            warmup=w, repeats=r, user_models=user_models,
+                            user_batch=getattr(ns, "model_batch", 1)),
         4: lambda: exp4_dense_bias_relu(QUICK_DENSE if ns.quick else DENSE_SHAPES, w, r),
     }
     rows: list[bench.Timing] = []

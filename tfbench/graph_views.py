@@ -193,7 +193,10 @@ class GrapplerChanges:
         lines = [markdown_table(["op", "before grappler", "after grappler", "change"], self.rows() + [total]), ""]
         for label, n in sorted(self.fused.items()):
             lines.append(f"- {n} node(s) `{label}`: {len(label.split('+'))} ops fused into one kernel")
-        lines.append(f"- {self.removed} node(s) fewer in all (fused, pruned or folded away)")
+        if self.removed >= 0:
+            lines.append(f"- {self.removed} node(s) fewer in all (fused, pruned or folded away)")
+        else:
+            lines.append(f"- {-self.removed} node(s) more in all (function calls inlined)")
         return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ device and executed.  This module shows all three stages of one call:
     python -m tfbench.graphs show vgg19 --image-size 224 --disable remapping
     python -m tfbench.graphs show resnet_block --ablate     # what each pass changes, one off at a time
     python -m tfbench.graphs vlog lenet5                    # grappler's own log, per pass (the "pruning logs")
+    python -m tfbench.graphs show my_model.keras            # any model file, SavedModel or factory (models.load)
 
 ``show`` writes each graph as its own TensorBoard run under
 ``logs/graphs/<timestamp>/<model>/{pre,post,partition}`` (TensorBoard's trace view shows only
@@ -71,9 +72,17 @@ class Workload:
 
 
 def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras: bool = False,
-                   seed: int = 0) -> Workload:
-    """Build one of :data:`MODELS` with seeded weights and a seeded input."""
+                   seed: int = 0, input_shape: str | None = None, allow_code: bool = False) -> Workload:
+    """Build one of :data:`MODELS` with seeded weights and a seeded input, or load a model file or factory."""
     import tensorflow as tf
+
+    if model not in MODELS:
+        from tfbench.models import load
+
+        loaded = load.load(model, input_shape=load.parse_input_shape(input_shape) if input_shape else None,
+                           allow_code=allow_code, seed=seed)
+        x = tf.cast(tf.random.stateless_normal([batch, *loaded.input_shape], seed=[seed, 1]), loaded.input_dtype)
+        return Workload(loaded.name, loaded.call, x, f"{loaded.source} {'x'.join(map(str, loaded.input_shape))}")
 
     from tfbench.models import blocks
 
@@ -102,7 +111,7 @@ def build_workload(model: str, *, size: int | None = None, batch: int = 1, keras
         return Workload(model, net, net.shape.input(seed), net.shape.label)
     if model == "elementwise_chain":
         return Workload(model, blocks.ElementwiseChain(), rng_input([batch, size, size, 64]), f"{size}x{size}x64")
-    raise UserError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    raise UserError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")  # pragma: no cover
 
 
 MODELS: dict[str, str] = {
@@ -133,20 +142,7 @@ def write_graphs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str,
     The ``post`` run also gets a Text card: the op counts before/after grappler (and, with
     ``ablation``, what each pass changes); fused nodes are named after what they fused.
     """
-    from tfbench import graph_views
-    from tfbench.summaries import markdown_table, write_graph, write_text
-
-    written = []
-    for label, graph_def in graphs.readable().items():
-        write_graph(run / label, graph_def)
-        written.append(run / label)
-    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
-             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
-    if ablation:
-        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
-                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
-    write_text(run / "post", texts)
-    return written
+    return grappler.write_runs(run, graphs, ablation)
 
 
 # ---------------------------------------------------------------- the VLOG capture
@@ -234,17 +230,25 @@ def format_vlog_summary(summary: VlogSummary) -> str:
 
 def capture_vlog(model: str, *, size: int | None = None, batch: int = 1, keras: bool = False,
                  vmodule: str = DEFAULT_VMODULE, max_vlog_level: int | None = None,
-                 disable: Sequence[str] = (), timeout: float = 600) -> str:
+                 disable: Sequence[str] = (), timeout: float = 600, input_shape: str | None = None,
+                 allow_code: bool = False) -> str:
     """Run ``model`` once in a fresh Python with grappler's VLOG switched on; return its stderr."""
+    if model not in MODELS and Path(model).exists():
+        model = str(Path(model).resolve())  # the subprocess runs in the checkout
     cmd = [sys.executable, "-m", "tfbench.graphs", "run", model, "--batch", str(batch)]
+    if input_shape:
+        cmd += ["--input-shape", input_shape]
+    if allow_code:
+        cmd.append("--allow-code")
     if size:
         cmd += ["--image-size", str(size)]
     if keras:
         cmd.append("--keras")
     if disable:
         cmd += ["--disable", ",".join(disable)]
-    proc = subprocess.run(cmd, env=vlog_env(vmodule, max_vlog_level), capture_output=True, text=True,
-                          timeout=timeout, cwd=_PACKAGE_PARENT)
+    env = vlog_env(vmodule, max_vlog_level)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), os.getcwd()) if p)  # factories
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=_PACKAGE_PARENT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with code {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc.stderr
@@ -253,7 +257,9 @@ def capture_vlog(model: str, *, size: int | None = None, batch: int = 1, keras: 
 # ---------------------------------------------------------------- CLI
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices=list(MODELS), help="what to look at")
+    p.add_argument("model", help="what to look at: one of the models below, or " + cli.MODEL_HELP.replace(
+        "a model name, ", ""))
+    cli.add_model_source(p)
     p.add_argument("--image-size", dest="size", type=cli.positive_int, default=None,
                    help="input height/width (default: vgg19 224, a multiple of 32; lenet5 32, its only size; "
                         "blocks 14)")
@@ -298,15 +304,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _vlog(ns)
     import tensorflow as tf
 
-    workload = build_workload(ns.model, size=ns.size, batch=ns.batch, keras=ns.keras)
+    workload = build_workload(ns.model, size=ns.size, batch=ns.batch, keras=ns.keras, input_shape=ns.input_shape,
+                              allow_code=ns.allow_code)
     if ns.command == "run":
         with grappler_options(**disabled_options(ns.disable)):
             tf.function(workload.call)(workload.inputs).numpy()
         return 0
     graphs = capture(workload, ns.disable)
-    label = ns.model + ("-keras" if ns.keras else "") + "".join(f"-no_{n}" for n in ns.disable)
+    label = workload.name + ("-keras" if ns.keras else "") + "".join(f"-no_{n}" for n in ns.disable)
     run = paths.run_dir(ns.logdir, "graphs") / label
-    print(f"{ns.model} ({workload.note}), batch {ns.batch}; disabled: {', '.join(ns.disable) or 'nothing'}; "
+    print(f"{workload.name} ({workload.note}), batch {ns.batch}; disabled: {', '.join(ns.disable) or 'nothing'}; "
           f"oneDNN kernels: {'on' if onednn_enabled() else 'off'}")
     print(format_count_table(count_table(graphs)))
     ablation = []
@@ -323,13 +330,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _vlog(ns: argparse.Namespace) -> int:
     text = capture_vlog(ns.model, size=ns.size, batch=ns.batch, keras=ns.keras, vmodule=ns.vmodule,
-                        max_vlog_level=ns.max_vlog_level, disable=ns.disable)
+                        max_vlog_level=ns.max_vlog_level, disable=ns.disable, input_shape=ns.input_shape,
+                        allow_code=ns.allow_code)
     run = paths.run_dir(ns.logdir, "graphs")
-    log_path = run / f"{ns.model}-vlog.txt"
+    label = ns.model if ns.model in MODELS else Path(ns.model).stem.replace(":", "_")
+    log_path = run / f"{label}-vlog.txt"
     with atomic_output(log_path) as tmp:
         tmp.write_text(text)
     summary = format_vlog_summary(parse_vlog(text))
-    with atomic_output(run / f"{ns.model}-vlog-summary.txt") as tmp:
+    with atomic_output(run / f"{label}-vlog-summary.txt") as tmp:
         tmp.write_text(summary + "\n")
     print(f"TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE={ns.vmodule}"
           + (f" TF_CPP_MAX_VLOG_LEVEL={ns.max_vlog_level}" if ns.max_vlog_level is not None else ""))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 # TensorFlow loads inside the functions: commands import this module before parsing their arguments.
 from tfbench.errors import UserError
@@ -153,3 +154,28 @@ def ablate(call: Callable[[Any], Any], inputs: Any, names: Sequence[str] | None 
         rows.append({"pass_off": name, "nodes": sum(post.values()), "nodes_all_on": sum(base.values()),
                      "difference_vs_all_on": count_diff(base, post)})
     return rows
+
+
+def write_runs(run: Path, graphs: FunctionGraphs, ablation: Sequence[dict[str, Any]] = (),
+               names: Mapping[str, str] | None = None) -> list[Path]:
+    """Write the graph before grappler, after it and each partition as its own TensorBoard run under ``run``.
+
+    Run folders are ``pre``, ``post``, ``partition`` unless ``names`` renames them (``{"pre": "graph",
+    "post": "optimized"}``).  The post-grappler run also gets a Text card: the op counts before/after
+    grappler (and, with ``ablation``, what each pass changes); fused nodes are named after what they fused.
+    """
+    from tfbench import graph_views
+    from tfbench.summaries import markdown_table, write_graph, write_text
+
+    names = dict(names or {})
+    written = []
+    for label, graph_def in graphs.readable().items():
+        write_graph(run / names.get(label, label), graph_def)
+        written.append(run / names.get(label, label))
+    texts = {"grappler/op_counts": "op counts before and after grappler (fused nodes are named after what they "
+             "fused)\n\n" + graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization).markdown()}
+    if ablation:
+        texts["grappler/passes"] = ("the post-grappler graph with one pass off, compared with all passes on\n\n"
+                                    + markdown_table(list(ablation[0]), [list(r.values()) for r in ablation]))
+    write_text(run / names.get("post", "post"), texts)
+    return written

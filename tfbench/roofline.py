@@ -6,7 +6,8 @@
   bandwidth from a large elementwise add (``c = a + b``: two arrays read, one written), timed
   in the same rounds as every group below (:class:`PeakProbe`); the roof drawn is the best of them;
 - **layers**: every layer of VGG19, ResNet-50 and LeNet-5 (Keras models from
-  :func:`tfbench.models.get`), each timed alone in a ``tf.function`` on a random input of its
+  :func:`tfbench.models.get`; ``--models`` also takes a ``.keras``/``.h5`` file or a factory,
+  through :mod:`tfbench.models.load`), each timed alone in a ``tf.function`` on a random input of its
   input shape, all layers of a model round robin.  FLOPs are ``tfbench.complexity``'s
   multiplications + additions (:mod:`tfbench.models.counting`), bytes are the float32 bytes a
   layer must move at least once: its inputs, its output and its weights.  Arithmetic intensity
@@ -34,192 +35,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfbench import cli
 from tfbench.errors import UserError, run_cli
+from tfbench.inspection.roofline import (  # noqa: F401 - the library half, re-exported for existing callers
+    BYTES_F32,
+    COLOURS,
+    PeakProbe,
+    Point,
+    _elements,
+    _reduce_first,
+    layer_points,
+    layer_workloads,
+    measure_peaks,
+    plot,
+)
 
 MODELS = ("vgg19", "resnet50", "lenet5")
-BYTES_F32 = 4
-
-
-@dataclass
-class Point:
-    """One thing on the roofline: FLOPs, bytes moved, measured time, and what that makes."""
-
-    group: str  # "vgg19", "resnet50", "lenet5", "fusion", "model"
-    name: str
-    kind: str
-    flops: int
-    bytes: int
-    median_ms: float
-    p10_ms: float = 0.0
-    p90_ms: float = 0.0
-    load_scale: float = 1.0  # best peak / the peak measured in this point's own rounds (1: the least loaded rounds)
-
-    @property
-    def intensity(self) -> float:
-        """Arithmetic intensity, FLOPs per byte."""
-        return self.flops / self.bytes if self.bytes else 0.0
-
-    @property
-    def gflops(self) -> float:
-        """Achieved GFLOP/s."""
-        return self.flops / (self.median_ms * 1e6) if self.median_ms else 0.0
-
-    @property
-    def gbytes_per_s(self) -> float:
-        """Achieved GB/s (of the minimum bytes)."""
-        return self.bytes / (self.median_ms * 1e6) if self.median_ms else 0.0
-
-    def row(self, peak_gflops: float, bandwidth: float) -> dict[str, Any]:
-        """The JSON/table row, with the roofline bound at this intensity and the fraction reached.
-
-        ``peak_gflops`` and ``bandwidth`` should be the ones measured in this point's own rounds,
-        so ``of_bound`` compares numbers taken under the same load.
-        """
-        bound = min(peak_gflops, self.intensity * bandwidth)
-        return {**asdict(self), "intensity": self.intensity, "gflops": self.gflops, "gb_per_s": self.gbytes_per_s,
-                "gflops_load_adjusted": self.gflops * self.load_scale,
-                "bound_gflops": bound, "of_bound": self.gflops / bound if bound else 0.0,
-                "memory_bound": self.intensity < peak_gflops / bandwidth}
-
-
-# ---------------------------------------------------------------------------------------------- peaks
-
-
-class PeakProbe:
-    """The ceilings as three timed cases (float32 and bfloat16 N x N matmul, a large float32 add).
-
-    Every timing group of the run (each model's layers, the fusion blocks, the forward passes)
-    runs these cases in its own rounds, so a group's fraction of the peak compares numbers taken
-    under the same load; the roofline drawn is the best of all of them, the closest to what the
-    machine can do.
-    """
-
-    PREFIX = "peak: "
-
-    def __init__(self, matmul_size: int, add_elements: int):
-        import tensorflow as tf
-
-        n = self.matmul_size = matmul_size
-        self.add_elements = add_elements
-        a32 = tf.random.stateless_normal((n, n), seed=[0, 1])
-        b32 = tf.random.stateless_normal((n, n), seed=[0, 2])
-        a16, b16 = tf.cast(a32, tf.bfloat16), tf.cast(b32, tf.bfloat16)
-        x = tf.random.stateless_normal((add_elements,), seed=[0, 3])
-        y = tf.random.stateless_normal((add_elements,), seed=[0, 4])
-        matmul = tf.function(lambda p, q: tf.reshape(tf.matmul(p, q), [-1])[0])
-        add = tf.function(lambda p, q: tf.reshape(p + q, [-1])[0])
-        self._cases = {f"{self.PREFIX}matmul float32": lambda: matmul(a32, b32),
-                       f"{self.PREFIX}matmul bfloat16": lambda: matmul(a16, b16),
-                       f"{self.PREFIX}add float32": lambda: add(x, y)}
-        self.samples: list[dict[str, Any]] = []
-
-    def cases(self) -> dict[str, Callable[[], Any]]:
-        """The three cases, to time in the same rounds as a group's own cases."""
-        return dict(self._cases)
-
-    def take(self, timings: dict[str, Any], group: str) -> dict[str, float]:
-        """Remove the probe's timings from ``timings``; record and return the rates they give."""
-        flops, moved = 2 * self.matmul_size ** 3, 3 * BYTES_F32 * self.add_elements
-        rates = {"group": group,
-                 "float32_gflops": flops / (timings.pop(f"{self.PREFIX}matmul float32").median_ms * 1e6),
-                 "bfloat16_gflops": flops / (timings.pop(f"{self.PREFIX}matmul bfloat16").median_ms * 1e6),
-                 "bandwidth_gb_per_s": moved / (timings.pop(f"{self.PREFIX}add float32").median_ms * 1e6)}
-        self.samples.append(rates)
-        return rates
-
-    def peaks(self) -> dict[str, Any]:
-        """The best of each ceiling over every group, and every group's own measurement."""
-        best = {key: max(s[key] for s in self.samples)
-                for key in ("float32_gflops", "bfloat16_gflops", "bandwidth_gb_per_s")}
-        return {"matmul_size": self.matmul_size, "add_elements": self.add_elements, **best,
-                "per_group": list(self.samples)}
-
-
-def measure_peaks(*, matmul_size: int, add_elements: int, warmup: int, repeats: int) -> dict[str, Any]:
-    """float32 and bfloat16 matmul GFLOP/s and elementwise-add GB/s, timed round robin (one group on its own)."""
-    from tfbench import bench
-
-    probe = PeakProbe(matmul_size, add_elements)
-    timings = {t.case: t for t in bench.compare(probe.cases(), warmup=warmup, repeats=repeats)}
-    probe.take(timings, "peaks")
-    return probe.peaks()
-
-
-# --------------------------------------------------------------------------------------------- layers
-
-
-def _reduce_first(y: Any) -> Any:
-    """One element of the output: the whole layer still runs, but nothing big is copied back to NumPy."""
-    import tensorflow as tf
-
-    return tf.reshape(y, [-1])[0]
-
-
-def layer_workloads(model: Any, batch: int, seed: int = 0) -> list[tuple[Any, Any, Callable[[], Any], list[Any]]]:
-    """``(layer, count, call, inputs)`` for every layer of a Keras functional model (input layers skipped).
-
-    ``count`` is the layer's :class:`tfbench.models.counting.LayerCount` (per example); ``call``
-    runs the layer alone in a ``tf.function`` on seeded random inputs of its input shapes.
-    """
-    import tensorflow as tf
-
-    from tfbench.models.counting import count_layer
-
-    out = []
-    for i, layer in enumerate(model.layers):
-        if type(layer).__name__ == "InputLayer":
-            continue
-        tensors = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-        inputs = [tf.random.stateless_normal((batch, *t.shape[1:]), seed=[seed, i * 7 + j])
-                  for j, t in enumerate(tensors)]
-        single = not isinstance(layer.input, (list, tuple))
-        fn = tf.function(lambda *xs, layer=layer, single=single: _reduce_first(
-            layer(xs[0] if single else list(xs), training=False)))
-        out.append((layer, count_layer(layer), lambda fn=fn, inputs=inputs: fn(*inputs), inputs))
-    return out
-
-
-def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int,
-                 probe: PeakProbe | None = None) -> list[Point]:
-    """Every layer of ``model`` timed alone, all layers round robin; FLOPs from the counts, bytes from shapes."""
-    import tensorflow as tf
-
-    from tfbench import bench
-
-    level = tf.get_logger().level
-    tf.get_logger().setLevel("ERROR")  # one small tf.function per layer is the point, not a retracing bug
-    try:
-        work = layer_workloads(model, batch)
-        cases = {layer.name: call for layer, _, call, _ in work}
-        cases.update(probe.cases() if probe else {})
-        timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
-    finally:
-        tf.get_logger().setLevel(level)
-    if probe:
-        probe.take(timings, name)
-    points = []
-    for layer, count, _, inputs in work:
-        weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _elements(w.shape))
-                      for w in layer.weights)
-        in_elements = sum(int(x.shape.num_elements()) for x in inputs)
-        out_elements = batch * _elements(count.output_shape)
-        t = timings[layer.name]
-        points.append(Point(name, layer.name, count.kind, batch * (count.mults + count.adds),
-                            BYTES_F32 * (in_elements + out_elements + weights), t.median_ms, t.p10_ms, t.p90_ms))
-    return points
-
-
-def _elements(shape: Sequence[int]) -> int:
-    total = 1
-    for d in shape:
-        total *= int(d)
-    return total
-
 
 # --------------------------------------------------------------------------------------------- fusion
 
@@ -320,57 +153,6 @@ def model_points(size: int, batch: int, *, warmup: int, repeats: int, probe: Pea
 # ------------------------------------------------------------------------------------------- output
 
 
-COLOURS = {"vgg19": "tab:blue", "resnet50": "tab:green", "lenet5": "tab:purple", "fusion": "tab:red",
-           "model": "black"}
-
-
-def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str) -> Path:
-    """Draw the roofline (float32 and bfloat16 ceilings, bandwidth slope) and the points; write a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    bw, f32, b16 = peaks["bandwidth_gb_per_s"], peaks["float32_gflops"], peaks["bfloat16_gflops"]
-    placed = [p for p in points if p.flops > 0 and p.median_ms > 0]
-    lo = min([p.intensity for p in placed] + [0.05]) / 2
-    hi = max([p.intensity for p in placed] + [4 * b16 / bw]) * 2
-    ai = np.logspace(np.log10(lo), np.log10(hi), 200)
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=100)
-    ax.loglog(ai, np.minimum(f32, ai * bw), "k-", lw=2, label=f"float32 roof: {f32:.0f} GFLOP/s, {bw:.1f} GB/s")
-    ax.loglog(ai, np.minimum(b16, ai * bw), "k--", lw=1.2, label=f"bfloat16 matmul roof: {b16:.0f} GFLOP/s")
-    ax.axvline(f32 / bw, color="grey", lw=0.8, ls=":")
-    ax.text(f32 / bw, f32 * 1.15, f" ridge {f32 / bw:.1f} FLOP/byte", fontsize=8, color="grey")
-    for group in COLOURS:
-        mine = [p for p in placed if p.group == group]
-        if not mine:
-            continue
-        if group == "fusion":
-            for before, after in zip(mine[0::2], mine[1::2]):
-                ax.annotate("", (after.intensity, after.gflops * after.load_scale),
-                            (before.intensity, before.gflops * before.load_scale),
-                            arrowprops={"arrowstyle": "->", "color": COLOURS[group]})
-        ax.scatter([p.intensity for p in mine], [p.gflops * p.load_scale for p in mine],
-                   s=28 if group != "model" else 60,
-                   c=COLOURS[group], marker="*" if group == "model" else "o", alpha=0.8, label=group)
-    for i, p in enumerate(q for q in placed if q.group in ("fusion", "model")):
-        ax.annotate(p.name, (p.intensity, p.gflops * p.load_scale), fontsize=6.5, xytext=(5, -9 + 9 * (i % 3)),
-                    textcoords="offset points")
-    ax.set_xlabel("arithmetic intensity (FLOP / byte, float32 bytes moved at least once)")
-    ax.set_ylabel("achieved GFLOP/s x (best peak / peak in its own rounds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", lw=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
 def markdown(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> str:
     """The table as markdown (TensorBoard's Text dashboard and docs)."""
     from tfbench.summaries import markdown_table
@@ -389,7 +171,7 @@ def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list
     """What the roofline says: the ridge, which layers are memory-bound, the VGG19 forward vs the peak."""
     ridge = peaks["float32_gflops"] / peaks["bandwidth_gb_per_s"]
     lines = [f"ridge point: {ridge:.1f} FLOP/byte (float32 matmul peak / add bandwidth)"]
-    for group in MODELS:
+    for group in dict.fromkeys(r["group"] for r in rows if r["group"] not in ("fusion", "model")):
         mine = [r for r in rows if r["group"] == group and r["flops"] > 0]
         if not mine:
             continue
@@ -422,7 +204,10 @@ def summary_lines(rows: Sequence[dict[str, Any]], peaks: dict[str, Any]) -> list
 
 def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
     p = cli.parser(prog, __doc__.split("\n")[0])
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma-separated: " + ", ".join(MODELS) + ", or any Keras model file or factory "
+                        "(tfbench.models.load)")
+    cli.add_model_source(p)
     p.add_argument("--image-size", type=cli.positive_int, default=224, help="input size of VGG19 and ResNet-50")
     cli.add_batch_size(p, 8)
     p.add_argument("--lenet-batch", type=cli.positive_int, default=64, help="LeNet-5 batch size")
@@ -443,9 +228,14 @@ def build_parser(prog: str = "roofline") -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None, prog: str = "roofline") -> argparse.Namespace:
     ns = cli.parse(build_parser(prog), argv)
     ns.models = [m.strip() for m in ns.models.split(",") if m.strip()]
-    bad = [m for m in ns.models if m not in MODELS]
+    from pathlib import Path
+
+    from tfbench.models.load import looks_like_factory
+
+    bad = [m for m in ns.models if m not in MODELS and not Path(m).exists() and not looks_like_factory(m)]
     if bad or not ns.models:
-        raise UserError(f"--models: unknown {bad or ns.models}; choose from {', '.join(MODELS)}")
+        raise UserError(f"--models: unknown {bad or ns.models}; choose from {', '.join(MODELS)}, or give a .keras/.h5 "
+                        "file, a SavedModel folder or package.module:factory")
     if ns.image_size % 32:
         raise UserError(f"--image-size must be a multiple of 32 (VGG19's five pools), got {ns.image_size}")
     if ns.full:
@@ -461,6 +251,19 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     probe = PeakProbe(ns.matmul_size, ns.add_elements)
     points: list[Point] = []
     for name in ns.models:
+        if name not in MODELS:  # the user's model, through the one loader
+            from tfbench.models import load
+
+            loaded = load.load(name, input_shape=load.parse_input_shape(ns.input_shape) if ns.input_shape else None,
+                               allow_code=ns.allow_code)
+            if loaded.keras_model is None:
+                raise UserError(f"{name}: the roofline places Keras layers and this {loaded.source} has none; "
+                                f"python -m tfbench.inspect {name} places the whole model")
+            print(f"timing the layers of {loaded.name} (input {'x'.join(map(str, loaded.input_shape))}, batch "
+                  f"{ns.batch_size}) and the peaks, round robin ...", flush=True)
+            points += layer_points(loaded.name, loaded.keras_model, ns.batch_size, warmup=ns.warmup,
+                                   repeats=ns.repeats, probe=probe)
+            continue
         size = 32 if name == "lenet5" else ns.image_size
         batch = ns.lenet_batch if name == "lenet5" else ns.batch_size
         print(f"timing the layers of {name} ({size}x{size}, batch {batch}) and the peaks, round robin ...", flush=True)

@@ -57,6 +57,7 @@ SIZE_RULES: dict[str, SizeRule] = {
     "resnet50": SizeRule(224, 32),
     "resnet152": SizeRule(224, 32),
     "inception_v1": SizeRule(224, 32),
+    "inception_v1_bn": SizeRule(224, 32),
     "lenet5": SizeRule(32, 32, fixed=True, channels=1),
     "mlp": SizeRule(28, 28, fixed=True, channels=1),
 }

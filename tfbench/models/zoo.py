@@ -19,6 +19,8 @@ resnet18/50/152    torchvision's ResNets: conv without bias + BatchNorm,       1
                                                                               60,192,808 @224
 inception_v1       GoogLeNet as in the paper's Table 1 (conv biases, 5x5       6,998,552 @224
                    branches, no auxiliary classifiers)
+inception_v1_bn    the course answer's variant: BatchNorm after every          7,039,122 @224
+                   inception conv, fc 1024 + fc 2 (2 classes)                 (trainable)
 lenet5             ``tfbench.models.lenet5`` on 32x32x1                              61,706
 mlp                ``tfbench.models.mlp`` (784-512-256-10)                           535,818
 =================  =========================================================  ==============
@@ -228,6 +230,52 @@ def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *,
     return keras.Model(inputs, x, name="inception_v1")
 
 
+def _inception_bn(x, widths: tuple[int, int, int, int, int, int], name: str):
+    """An inception module with BatchNorm after every conv (conv with bias -> BatchNorm -> ReLU)."""
+    n1, r3, n3, r5, n5, proj = widths
+
+    def conv(t: Any, filters: int, kernel: int, suffix: str) -> Any:
+        t = layers.Conv2D(filters, kernel, padding="same", name=f"{name}_{suffix}")(t)
+        t = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_{suffix}_bn")(t)
+        return layers.ReLU(name=f"{name}_{suffix}_relu")(t)
+
+    b1 = conv(x, n1, 1, "1x1")
+    b2 = conv(conv(x, r3, 1, "3x3_reduce"), n3, 3, "3x3")
+    b3 = conv(conv(x, r5, 1, "5x5_reduce"), n5, 5, "5x5")
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    b4 = conv(b4, proj, 1, "pool_proj")
+    return layers.Concatenate(name=f"{name}_output")([b1, b2, b3, b4])
+
+
+def build_inception_v1_bn(input_size: int = 224, num_classes: int = 2, *, seed: int = 0) -> keras.Model:
+    """The course answer's GoogLeNet: BatchNorm after every inception conv, a 1024-unit hidden fc, 2 classes.
+
+    The stem is the paper's (conv 7x7/2, max pool, conv 1x1, conv 3x3, max pool, no BatchNorm);
+    the head is global average pooling, dropout 0.4, fc 1024 + ReLU, fc ``num_classes``.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, activation="relu", name="conv1_7x7")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.Conv2D(64, 1, activation="relu", name="conv2_3x3_reduce")(x)
+    x = layers.Conv2D(192, 3, padding="same", activation="relu", name="conv2_3x3")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+    pools = 3
+    for item in INCEPTION_V1_CFG:
+        if item == "M":
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
+            pools += 1
+        else:
+            name, widths = item
+            x = _inception_bn(x, widths, f"inception_{name}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(0.4, name="dropout")(x)
+    x = layers.Dense(1024, activation="relu", name="fc1")(x)
+    x = layers.Dense(num_classes, name="fc2")(x)
+    return keras.Model(inputs, x, name="inception_v1_bn")
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """A model builder and the published numbers to compare with (input size rules: ``registry.SIZE_RULES``)."""
@@ -252,8 +300,12 @@ MODELS: dict[str, ZooEntry] = {
                          "torchvision ResNet50_Weights.V1 (25,557,032 params, 4.09 GFLOPS=MACs)"),
     "resnet152": ZooEntry(lambda **k: build_resnet(152, **k), 224, 60_192_808, 11.51e9,
                           "torchvision ResNet152_Weights.V1 (60,192,808 params, 11.51 GFLOPS=MACs)"),
-    "inception_v1": ZooEntry(build_inception_v1, 224, None, 1.5e9,
-                             "Szegedy et al. 2014: about 1.5 G multiply-adds (no auxiliary heads)"),
+    "inception_v1": ZooEntry(build_inception_v1, 224, 6_998_552, 1.5e9,
+                             "Szegedy et al. 2014: about 1.5 G multiply-adds; 6,998,552 params is the BVLC Caffe "
+                             "GoogLeNet deploy net (Table 1 with conv biases, no auxiliary heads)"),
+    "inception_v1_bn": ZooEntry(build_inception_v1_bn, 224, 7_039_122, None,
+                                "the course answer's GoogLeNet (torchsummary: 7,039,122 trainable params): "
+                                "BatchNorm after every inception conv, fc 1024, 2 classes"),
     "lenet5": ZooEntry(None, 32, 61_706, None, "LeCun et al. 1998 with a full C3"),
     "mlp": ZooEntry(None, 28, 535_818, None, "exercise 3.10's 784-512-256-10"),
 }

@@ -1,0 +1,125 @@
+"""``tfbench.inspect_model(model_or_path)``: every instrument of the workbench on one model, as one report.
+
+The stages, each a library module of this package: counts (:mod:`tfbench.models.counting`, the
+profiler's cross-check), memory (:mod:`.memory`), eager / ``tf.function`` / XLA / bfloat16
+(:mod:`.modes`), grappler (:mod:`.rewrites`), roofline (:mod:`.roofline`).  ``quick=True`` stops
+after the counts and the memory estimate (seconds).  With ``logdir`` the report is also written:
+a TensorBoard run ``<logdir>/inspect/<model>/<time>/`` (Text cards, the roofline image, and the
+``graph``, ``optimized`` and ``partition`` runs of grappler's graphs) and the JSON
+``<logdir>/bench/inspect-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from tfbench.inspection.report import InspectReport
+
+
+@contextlib.contextmanager
+def _stage(name: str, progress: bool) -> Iterator[None]:
+    """Say what runs; when it took over a second, say how long."""
+    start = time.perf_counter()
+    if progress:
+        print(f"inspect: {name} ...", file=sys.stderr, flush=True)
+    yield
+    took = time.perf_counter() - start
+    if progress and took > 1.0:
+        print(f"inspect: {name} done in {took:.1f} s", file=sys.stderr, flush=True)
+
+
+def _elements(shape: Sequence[int]) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
+
+
+def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = None, batch: int = 1,
+                  quick: bool = False, allow_code: bool = False, repeats: int = 5, ablate: bool = True,
+                  logdir: str | Path | None = None, progress: bool = False, seed: int = 0,
+                  name: str | None = None) -> InspectReport:
+    """Inspect a Keras model, a registry name, a ``.keras``/``.h5`` file, a SavedModel folder or a factory.
+
+    ``input_shape`` (no batch dimension) is needed only when the model leaves a dimension free;
+    ``batch`` is the batch of the memory measurement, the timings and the roofline; ``quick``
+    gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.errors.UserError`.
+    """
+    from tfbench.errors import UserError
+    from tfbench.models import load as loader
+
+    if batch < 1 or repeats < 1:
+        raise UserError(f"batch and repeats must be at least 1, got batch={batch}, repeats={repeats}")
+    with _stage("loading the model", progress):
+        if isinstance(model_or_path, (str, Path)):
+            loaded = loader.load(str(model_or_path), input_shape=input_shape, allow_code=allow_code, seed=seed)
+        else:
+            loaded = loader.from_object(model_or_path, input_shape=input_shape, name=name)
+    import tensorflow as tf
+
+    from tfbench.models.counting import count_model, profiler_flops
+
+    name = name or loaded.name
+    trainable, frozen = loaded.variables()
+    n_train = sum(int(v.shape.num_elements()) for v in trainable)
+    n_frozen = sum(int(v.shape.num_elements()) for v in frozen)
+    keras_model = loaded.keras_model
+    report = InspectReport(name, loaded.source, loaded.input_shape, batch, None, n_train + n_frozen, n_train,
+                           n_frozen)
+    with _stage("counting", progress):
+        if keras_model is not None:
+            # the zoo's published numbers are looked up by the Keras model's own name (a saved zoo model keeps it)
+            report.counts = count_model(keras_model, keras_model.name)
+            report.counts.model = name
+        if not quick:
+            report.profiler = profiler_flops(loaded.call, loaded.input_shape, loaded.input_dtype)
+    from tfbench.inspection import memory
+
+    outputs = (sum(_elements(c.output_shape) for c in report.counts.layers) if report.counts is not None
+               else _elements(loaded.call(tf.zeros((1, *loaded.input_shape), loaded.input_dtype)).shape[1:]))
+    report.memory = memory.estimate(loaded.input_shape, outputs, report.params, batch)
+    if report.counts is None:
+        report.memory.note = "forward/backward pass size counts only the model's output (no layers to sum)"
+    if quick:
+        report.notes.append("quick: counts and the memory estimate only")
+        return _write(report, logdir, progress)
+    from tfbench import bench
+
+    report.machine = bench.machine_info()
+    x = tf.random.stateless_uniform((batch, *loaded.input_shape), seed=[seed, 17], dtype=tf.float32)
+    x = tf.cast(x, loaded.input_dtype)
+    with _stage(f"memory of one forward and one training step at batch {batch}", progress):
+        memory.measure(report.memory, loaded.call, trainable, x)
+    with _stage("eager / tf.function / XLA / bfloat16", progress):
+        from tfbench.inspection.modes import run_modes
+
+        report.modes = run_modes(loaded.call, x, keras_model=keras_model, repeats=repeats,
+                                 cpu_flags=report.machine["cpu_flags"])
+    with _stage("grappler: graphs before/after" + (" and each pass off alone" if ablate else ""), progress):
+        from tfbench.inspection.rewrites import grappler_report
+
+        report.grappler = grappler_report(loaded.call, x, ablate=ablate)
+    with _stage("roofline: peaks and " + ("every layer timed alone" if keras_model is not None else "the model"),
+                progress):
+        from tfbench.inspection.roofline import model_roofline
+
+        # counted multiplications + additions; a model without Keras layers: the profiler's FLOPs
+        flops = batch * (report.mults + report.adds if report.counts is not None else report.profiler["total_flops"])
+        moved = 4 * (batch * (_elements(loaded.input_shape) + outputs) + report.params)
+        report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2))
+    return _write(report, logdir, progress)
+
+
+def _write(report: InspectReport, logdir: str | Path | None, progress: bool) -> InspectReport:
+    """The TensorBoard run and the JSON, when ``logdir`` is given."""
+    if logdir is None:
+        return report
+    with _stage("writing TensorBoard run and JSON", progress):
+        from tfbench.inspection import tensorboard
+
+        tensorboard.write(report, Path(logdir))
+    return report
