@@ -41,6 +41,7 @@ from typing import Any, Sequence
 from tfbench import cli
 from tfbench.errors import UserError, run_cli
 from tfbench.models.counting import Complexity, LayerCount, count_layer, count_model
+from tfbench.tables import si
 
 __all__ = ["Complexity", "LayerCount", "analyse", "count_layer", "count_model", "format_table", "profiler_flops"]
 
@@ -81,14 +82,6 @@ def analyse_file(ref: str, *, input_shape: str | None = None, allow_code: bool =
     return result
 
 
-def _si(n: float) -> str:
-    """1.23 G / 416.5 k style, for totals that span LeNet to VGG."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.4g} {unit}"
-    return f"{n:g}"
-
-
 def _fmt(n: float) -> str:
     return f"{n:,}" if isinstance(n, int) else f"{n:,.3g}"
 
@@ -113,8 +106,8 @@ def format_table(result: Complexity) -> str:
     out.append(f"trainable parameters: {t['params']:,}" + (
         f"   (published {result.published_params:,})" if result.published_params else ""))
     out.append(f"neurons (conv+fc outputs): {t['neurons']:,}   pooling outputs: {t['pool_neurons']:,}")
-    out.append(f"multiply-accumulates (conv+fc): {t['macs']:,} = {_si(t['macs'])}" + (
-        f"   (published about {_si(result.published_macs)})" if result.published_macs else ""))
+    out.append(f"multiply-accumulates (conv+fc): {t['macs']:,} = {si(t['macs'])}" + (
+        f"   (published about {si(result.published_macs)})" if result.published_macs else ""))
     out.append(f"all multiplications: {t['mults']:,}   all additions: {t['adds']:,}")
     if result.source:
         out.append(f"published numbers: {result.source}")

@@ -2,7 +2,7 @@
 
 Library side of ``python -m tfbench.inspect`` and of ``tfbench.inspect_model`` (for notebooks).
 One module per section: :mod:`.memory`, :mod:`.modes`, :mod:`.rewrites`, :mod:`.roofline`;
-:mod:`.report` and :mod:`.render` hold the result and its text; :mod:`.api` runs the stages and
+:mod:`.report` holds the result and its text; :mod:`.api` runs the stages and
 :mod:`.tensorboard` writes them.  Loading what the user brings is :mod:`tfbench.models.load`.
 """
 
