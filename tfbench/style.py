@@ -122,9 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check every input file before any work, and run the subcommand."""
     args = cli.parse(build_parser(), argv)
+    from tfbench.data import images  # no TensorFlow yet: a bad photo is refused at once
+
     for flag in ("content", "style", "weights", "image"):
         if getattr(args, flag, None) is not None:
             cli.check_input_file(getattr(args, flag), f"--{flag}")
+            if flag != "weights":
+                images.load_pil(getattr(args, flag))
     if getattr(args, "net", None) is not None and not args.net.exists():
         raise UserError(f"--net {args.net}: no such file or folder")
     return args.run(args)
