@@ -25,6 +25,7 @@ EXPERIMENTS: dict[str, str] = {
     "complexity": "neurons, parameters, multiplications, additions per layer (3.1, 3.2)",
     "roofline": "this CPU's matmul peaks and bandwidth, every layer and fusion block on a roofline (6.10, 5.11)",
     "distributed": "tf.distribute data parallelism and tf.data service (5.3)",
+    "style": "style transfer, the course lab: optimise the pixels (3.9) or train a transform net with PowerDifference",
 }
 
 

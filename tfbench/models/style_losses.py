@@ -106,11 +106,18 @@ class FeatureExtractor(tf.Module):
             raise ValueError(f"VGG19 has no layer(s) {unknown}; its convolutions are {sorted(known)}")
 
     def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """``{layer: features}`` for the wanted layers; VGG19 stops after the deepest of them."""
+        """``{layer: features}`` for the wanted layers of pixels in ``[0, 1]``."""
+        return self.features(self.normalise(images))
+
+    def normalise(self, images: tf.Tensor) -> tf.Tensor:
+        """RGB ``[0, 1]`` pixels -> the weights' input: 0..255 scale, channel order, mean, std."""
         x = tf.convert_to_tensor(images, tf.float32) * 255.0
         if self.channel_order == "BGR":
             x = x[..., ::-1]
-        x = (x - self.mean) / self.std
+        return (x - self.mean) / self.std
+
+    def features(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Run VGG19 on normalised input, stopping after the deepest wanted layer."""
         found: dict[str, tf.Tensor] = {}
         for name, output in self.vgg.layers(x):
             if name in self.wanted:
