@@ -241,3 +241,31 @@ def test_bad_input_is_one_error_line(tmp_path, case) -> None:
     else:
         proc, expected = run_style(*args, "--steps", "0"), ("--steps", "at least 1")
     assert_one_line_error(proc, *expected)
+
+
+def test_realtime_trains_saves_and_stylises_a_photo_with_the_saved_net(tmp_path) -> None:
+    small = ["--image-size", str(SIZE), "--batch-size", "1", "--width", "4", "--residual-blocks", "1",
+             "--infer-size", str(SIZE), "--no-progress"]
+    proc = run_style("realtime", "--steps", "2", "--repeats", "1", *small, "--logdir", str(tmp_path / "train"))
+    assert proc.returncode == 0, proc.stderr
+    assert "PowerDifference C++ op" in proc.stdout and "NumPy via tf.numpy_function" in proc.stdout
+    (run,) = (tmp_path / "train" / "style").iterdir()
+    assert (run / "saved_model" / "saved_model.pb").exists() and (run / "checkpoints" / "checkpoint").exists()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes((run / "stylised.png").read_bytes())
+    proc = run_style("realtime", "--net", str(run / "transform_net.keras"), "--image", str(photo), *small,
+                     "--logdir", str(tmp_path / "use"))
+    assert proc.returncode == 0, proc.stderr
+    (used,) = (tmp_path / "use" / "style").iterdir()
+    assert images.load_pil(used / "stylised.png").pixels.shape == (SIZE, SIZE, 3)
+
+
+def test_style_benchmark_writes_its_report(tmp_path) -> None:
+    from tfbench import style_bench
+
+    report = style_bench.run_benchmark(["--image-size", str(SIZE), "--infer-size", str(SIZE), "--batch-size", "1",
+                                        "--repeats", "1", "--no-xla", "--logdir", str(tmp_path)])
+    cases = {row["case"] for row in report["rows"]}
+    assert {"step ours float32 eager", "step ours float32 function", "step keras.applications float32 function",
+            "transform net tf", "transform net cpp", "transform net numpy"} <= cases
+    assert "ours / keras.applications, function" in report["ratios"] and Path(report["path"]).exists()

@@ -35,6 +35,7 @@ from tfbench.errors import UserError, run_cli
 #: ``tfbench.models.style_losses.LossWeights()``'s values, here so that ``--help`` needs no TensorFlow (a test checks).
 DEFAULT_WEIGHTS = {"content": 1.0, "style": 100.0, "tv": 10.0}
 
+CONV_LAYERS = tuple(f"conv{b}_{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for c in range(1, n + 1))
 DEFAULT_CONTENT = "chelsea"
 DEFAULT_STYLE = "immunohistochemistry"  # a stained tissue slide: brush-like blobs of two colours
 TRAINING_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left")
@@ -61,7 +62,8 @@ def non_negative_float(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else cli.positive_float(text)
 
 
-def add_common(p: argparse.ArgumentParser, size: int, steps: int) -> None:
+def add_common(p: argparse.ArgumentParser, size: int, steps: int, style_weight: float = DEFAULT_WEIGHTS["style"]
+               ) -> None:
     """Options both subcommands share: weights, image size, steps, loss weights, logdir, seed."""
     p.add_argument("--style", type=Path, help="style image (default: scikit-image's 'immunohistochemistry' slide)")
     p.add_argument("--weights", type=Path, help="VGG19 weights: .npz, Keras .h5 (no-top too), vgg19.npy or "
@@ -73,7 +75,7 @@ def add_common(p: argparse.ArgumentParser, size: int, steps: int) -> None:
     p.add_argument("--steps", type=cli.positive_int, default=steps, help="optimisation steps")
     p.add_argument("--content-weight", type=cli.positive_float, default=DEFAULT_WEIGHTS["content"],
                    help="weight of the content loss")
-    p.add_argument("--style-weight", type=cli.positive_float, default=DEFAULT_WEIGHTS["style"],
+    p.add_argument("--style-weight", type=cli.positive_float, default=style_weight,
                    help="weight of the style loss")
     p.add_argument("--tv-weight", type=non_negative_float, default=DEFAULT_WEIGHTS["tv"],
                    help="weight of the total-variation loss (0: none)")
@@ -103,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_optimise)
     p = sub.add_parser("realtime", help="train a transform net (Johnson) and compare its instance norms",
                        formatter_class=cli.HelpFormatter)
-    add_common(p, size=64, steps=200)
+    add_common(p, size=64, steps=200, style_weight=10.0)  # the net must learn to keep the content first
     cli.add_batch_size(p, 4, help="training photos per step")
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--content-layer", choices=CONV_LAYERS, default="conv2_2",
+                   help="VGG19 layer of the content loss (Johnson et al. use relu2_2; optimise uses conv4_2)")
     p.add_argument("--width", type=cli.positive_int, default=16, help="channels after the first convolution")
     p.add_argument("--residual-blocks", type=cli.positive_int, default=3, help="residual blocks")
     p.add_argument("--checkpoints", type=Path, help="checkpoint folder; a run pointed at one resumes from it "
@@ -167,7 +171,9 @@ def load_vgg(args: argparse.Namespace) -> tuple[Any, Any]:
           f"{tuple(round(m, 3) for m in spec.mean)}")
     if weights.is_random:
         print(f"note: {RANDOM_NOTE}")
-    return weights, sl.FeatureExtractor(vgg, channel_order=spec.channel_order, mean=spec.mean, std=spec.std)
+    layer = getattr(args, "content_layer", sl.CONTENT_LAYER)
+    return weights, sl.FeatureExtractor(vgg, channel_order=spec.channel_order, mean=spec.mean, std=spec.std,
+                                        content_layer=layer)
 
 
 def loss_weights(args: argparse.Namespace) -> Any:

@@ -100,10 +100,12 @@ class FeatureExtractor(tf.Module):
         self.content_layer = content_layer
         self.style_layers = tuple(style_layers)
         self.wanted = {content_layer, *self.style_layers}
-        known = {spec.name for spec in vgg.specs if spec.kind == "conv"}
+        order = [spec.name for spec in vgg.specs if spec.kind == "conv"]
+        known = set(order)
         unknown = sorted(self.wanted - known)
         if unknown:
             raise ValueError(f"VGG19 has no layer(s) {unknown}; its convolutions are {sorted(known)}")
+        self.last = max(self.wanted, key=order.index)  # VGG19 stops there
 
     def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """``{layer: features}`` for the wanted layers of pixels in ``[0, 1]``."""
@@ -119,7 +121,7 @@ class FeatureExtractor(tf.Module):
     def features(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         """Run VGG19 on normalised input, stopping after the deepest wanted layer."""
         found: dict[str, tf.Tensor] = {}
-        for name, output in self.vgg.layers(x):
+        for name, output in self.vgg.layers(x, last=self.last):
             if name in self.wanted:
                 found[name] = output
                 if len(found) == len(self.wanted):

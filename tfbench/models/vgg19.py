@@ -160,13 +160,13 @@ class VGG19Module(ExplicitModule):
                     self.kernels[spec.name] = tf.Variable(kernel, dtype=tf.float32, name="weights")
                     self.biases[spec.name] = tf.Variable(bias, dtype=tf.float32, name="biases")
 
-    def layers(self, images: tf.Tensor) -> Iterator[tuple[str, tf.Tensor]]:
+    def layers(self, images: tf.Tensor, last: str | None = None) -> Iterator[tuple[str, tf.Tensor]]:
         """Run the network step by step, yielding ``(layer name, output)`` after every layer.
 
         Ops are named by block (``block1/conv1_1/Conv2D`` ... ``block5/pool5``,
         ``classifier/fc6/MatMul``), so TensorBoard draws five blocks and a classifier.  A block's
         outputs are yielded after its name scope is closed, so callers never add ops inside it.
-        Outputs are in the compute dtype.
+        Outputs are in the compute dtype.  With ``last`` (a conv layer) nothing after it is computed.
         """
         dtype = self.compute_dtype
         x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
@@ -180,9 +180,14 @@ class VGG19Module(ExplicitModule):
                         x = tf.nn.conv2d(x, tf.cast(self.kernels[spec.name], dtype), strides=1, padding="SAME")
                         x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(self.biases[spec.name], dtype)))
                     outputs.append((spec.name, x))
-                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
-                outputs.append((f"pool{block}", x))
+                    if spec.name == last:
+                        break
+                if spec.name != last:
+                    x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
+                    outputs.append((f"pool{block}", x))
             yield from outputs
+            if spec.name == last:
+                return
         if not self.include_top:
             return
         outputs = []
