@@ -373,9 +373,10 @@ def _realtime(args: argparse.Namespace) -> int:
     rows = st.compare_norms(net, test, repeats=args.repeats)
     print(format_table(rows))
     outputs = st.stylise(net, test)
-    summaries.write_images(run_dir / "realtime", {"photo | stylised": np.concatenate(
-        [np.concatenate([st.to_uint8(p), st.to_uint8(o)], axis=1) for p, o in zip(test, outputs)], axis=0),
-        "style": st.to_uint8(style)}, step=args.steps)
+    grid = np.concatenate([np.concatenate([st.to_uint8(p), st.to_uint8(o)], axis=1) for p, o in zip(test, outputs)])
+    summaries.write_images(run_dir / "realtime", {"photo | stylised": grid, "style": st.to_uint8(style)},
+                           step=args.steps)
+    save_png(grid, run_dir / "photos_stylised.png")
     png = save_png(st.to_uint8(outputs[:1]), run_dir / "stylised.png")
     fns = st.norm_functions(net)
     for norm in ("cpp", "numpy"):

@@ -124,17 +124,21 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
                      "part": "transform net", "batch": args.batch_size, "image_size": args.infer_size})
 
     by_case = {r["case"]: r["median_ms"] for r in rows}
+    p10 = {r["case"]: r["p10_ms"] for r in rows}
     ratios = {}
     for mode in modes[1:]:
         ours, peer = by_case[f"step ours float32 {mode}"], by_case[f"step keras.applications float32 {mode}"]
         ratios[f"ours / keras.applications, {mode}"] = ours / peer
+        # the fast tail is what load from other processes disturbs least
+        ratios[f"ours / keras.applications, {mode}, p10"] = (p10[f"step ours float32 {mode}"]
+                                                             / p10[f"step keras.applications float32 {mode}"])
         if bf16:
             ratios[f"float32 / bfloat16, {mode}"] = ours / by_case[f"step ours bfloat16 {mode}"]
     ratios["eager / function"] = by_case["step ours float32 eager"] / by_case["step ours float32 function"]
     for norm in ("cpp", "numpy"):
         ratios[f"transform net {norm} / tf"] = by_case[f"transform net {norm}"] / by_case["transform net tf"]
     goal = {"goal": "ours within 1.1x of keras.applications (ratio <= 1.1)",
-            "met": all(v <= 1.1 for k, v in ratios.items() if k.startswith("ours / keras"))}
+            "met": all(v <= 1.1 for k, v in ratios.items() if k.startswith("ours / keras") and "p10" not in k)}
     return bench.report("style", rows, ratios, logdir=args.logdir,
                         extra={"skipped": skipped, "goal": goal, "weights": weights.source,
                                "note": "measured side by side in one process; on a shared machine the spread "
