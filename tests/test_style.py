@@ -243,6 +243,17 @@ def test_bad_input_is_one_error_line(tmp_path, case) -> None:
     assert_one_line_error(proc, *expected)
 
 
+def power_difference_nodes(run: Path, tag: str) -> int:
+    """PowerDifference nodes in the traced graph of a TensorBoard run, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    acc.Reload()
+    metadata = tf.compat.v1.RunMetadata.FromString(acc.Tensors(tag)[0].tensor_proto.string_val[0])
+    return max(sum(node.op == "PowerDifference" for node in g.pre_optimization_graph.node)
+               for g in metadata.function_graphs)
+
+
 def test_realtime_trains_saves_and_stylises_a_photo_with_the_saved_net(tmp_path) -> None:
     small = ["--image-size", str(SIZE), "--batch-size", "1", "--width", "4", "--residual-blocks", "1",
              "--infer-size", str(SIZE), "--no-progress"]
@@ -251,6 +262,7 @@ def test_realtime_trains_saves_and_stylises_a_photo_with_the_saved_net(tmp_path)
     assert "PowerDifference C++ op" in proc.stdout and "NumPy via tf.numpy_function" in proc.stdout
     (run,) = (tmp_path / "train" / "style").iterdir()
     assert (run / "saved_model" / "saved_model.pb").exists() and (run / "checkpoints" / "checkpoint").exists()
+    assert power_difference_nodes(run / "graph_cpp", "transform_cpp") == 7  # 3 down + 2 in the block + 2 up
     photo = tmp_path / "photo.png"
     photo.write_bytes((run / "stylised.png").read_bytes())
     proc = run_style("realtime", "--net", str(run / "transform_net.keras"), "--image", str(photo), *small,
