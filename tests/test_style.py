@@ -223,7 +223,7 @@ def test_optimise_runs_through_a_keras_vgg19_weight_file(tmp_path) -> None:
     assert images.load_pil(run / "content_style_result.png").pixels.shape == (SIZE, 3 * SIZE, 3)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "layers", "small", "steps"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "layers", "small", "steps", "net"])
 def test_bad_input_is_one_error_line(tmp_path, case) -> None:
     args = ["optimise", "--image-size", str(SIZE), "--steps", "1", "--compare-steps", "0", "--no-progress",
             "--logdir", str(tmp_path / "logs")]
@@ -236,6 +236,12 @@ def test_bad_input_is_one_error_line(tmp_path, case) -> None:
         conv1 = weight_files.random(0, include_top=False).layers["conv1_1"]
         path = weight_files.save(tmp_path / "partial.npz", {"conv1_1": conv1})
         proc, expected = run_style(*args, "--weights", str(path)), ("partial.npz", "conv1_2 is missing")
+    elif case == "net":
+        photo = tmp_path / "photo.png"
+        images.save_jpeg(np.zeros((8, 8, 3), np.uint8), photo)
+        proc = run_style("realtime", "--net", str(photo), "--logdir", str(tmp_path / "logs"))
+        expected = ("--net", "not a saved transform net")
+        assert not (tmp_path / "logs").exists()  # no empty run folder left behind
     elif case == "small":
         proc, expected = run_style(*args, "--image-size", "8"), ("--image-size", "conv5_1")
     else:

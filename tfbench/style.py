@@ -309,7 +309,9 @@ def load_net(path: Path) -> Any:
             return lambda x, training=False: loaded.serve(x)
         return keras.saving.load_model(path)
     except (OSError, ValueError, TypeError) as err:
-        raise UserError(f"--net {path}: not a saved transform net ({type(err).__name__}: {err})") from None
+        first = str(err).split(". ")[0]
+        raise UserError(f"--net {path}: not a saved transform net (.keras file or SavedModel folder): "
+                        f"{first}") from None
 
 
 def _realtime(args: argparse.Namespace) -> int:
@@ -321,11 +323,11 @@ def _realtime(args: argparse.Namespace) -> int:
     from tfbench.data import images
     from tfbench.models import transform_net as tn
 
-    run_dir = paths.run_dir(args.logdir, "style")
     photo, photo_source = load_picture(args.image, DEFAULT_CONTENT, args.infer_size)
     if args.net is not None:
         net = load_net(args.net)
         out = st.to_uint8(st.stylise(net, photo))
+        run_dir = paths.run_dir(args.logdir, "style")
         png = save_png(out, run_dir / "stylised.png")
         summaries.write_images(run_dir / "realtime", {"photo | stylised": np.concatenate(
             [st.to_uint8(photo), out], axis=1)})
@@ -334,6 +336,7 @@ def _realtime(args: argparse.Namespace) -> int:
 
     style, style_source = load_picture(args.style, DEFAULT_STYLE, args.image_size)
     weights, extractor = load_vgg(args)
+    run_dir = paths.run_dir(args.logdir, "style")
     photos = [images.skimage_photo(name) for name in TRAINING_PHOTOS]
     print(f"style: {style_source}; training on {len(photos)} embedded photos ({', '.join(TRAINING_PHOTOS)}), "
           f"random crops of {args.image_size}x{args.image_size}, flips; batch {args.batch_size}")
