@@ -239,6 +239,9 @@ def _optimise(args: argparse.Namespace) -> int:
                   "total_loss": r["total_loss"], "max_abs_diff": r["max_abs_diff"]} for r in rows]
         print(format_table(table))
         modes_table = summaries.markdown_table(list(table[0]), [[_fmt(v) for v in r.values()] for r in table])
+        summaries.write_hparams_runs(run_dir / "hparams", table, ["mode"],
+                                     {"median_ms": "ms per step", "first_call_s": "first call (s)",
+                                      "total_loss": "total loss", "max_abs_diff": "max |diff| vs eager"})
 
     writer = tf.summary.create_file_writer(str(run_dir / "optimise"))
     bar = progress(args.steps, f"{args.method} ({args.mode})", args.no_progress)
@@ -285,7 +288,7 @@ def _optimise(args: argparse.Namespace) -> int:
     step_graph = st.make_value_and_grad(extractor, target, lw, "function")
     summaries.write_trace(run_dir / "step_graph", step_graph, tf.constant(start), name="style_step")
     print(f"picture: {png} (with content and style: {run_dir / 'content_style_result.png'})")
-    print(f"TensorBoard logs: {run_dir} (Images, Scalars, Text: optimise; Graphs: step_graph)")
+    print(f"TensorBoard logs: {run_dir} (Images, Scalars, Text: optimise; Graphs: step_graph; HParams: the modes)")
     return 0
 
 
@@ -387,8 +390,11 @@ def _realtime(args: argparse.Namespace) -> int:
     summaries.write_text(run_dir / "realtime", {
         "1_weights": weights_card(weights, f"Style: {style_source}; {training.steps_run} steps run now."),
         "2_instance_norms": summaries.markdown_table(list(rows[0]), [[_fmt(v) for v in r.values()] for r in rows])})
+    summaries.write_hparams_runs(run_dir / "hparams", rows, ["norm"],
+                                 {"images_per_s": "images/s", "median_ms": "ms per batch",
+                                  "max_abs_diff_vs_tf": "max |diff| vs tf"})
     print(f"picture: {png}\nTensorBoard logs: {run_dir} (Images, Scalars, Text: realtime; Graphs: graph_cpp shows "
-          "the PowerDifference nodes, graph_numpy the PyFunc)")
+          "the PowerDifference nodes, graph_numpy the PyFunc; HParams: the norms)")
     return 0
 
 
