@@ -35,6 +35,7 @@ EXPERIMENTS: dict[str, str] = {
     "roofline": "this CPU's matmul peaks and bandwidth, every layer and fusion block on a roofline (6.10, 5.11)",
     "inspect": "your own model (.keras, .h5, SavedModel, factory): counts, memory, eager/XLA, grappler, roofline",
     "distributed": "tf.distribute data parallelism and tf.data service (5.3)",
+    "style": "style transfer, the course lab: optimise the pixels (3.9) or train a transform net with PowerDifference",
 }
 
 USAGE = "usage: tfbench [--help] [--version] <experiment> [args...]   (= python -m tfbench.<experiment> [args...])"

@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
     "distributed": ("tfbench.distributed.cli", "one device vs mirrored vs multi-worker training"),
     "roofline": ("tfbench.roofline", "matmul peaks, bandwidth, layers and fusion blocks on a roofline (ex. 6.10)"),
+    "style": ("tfbench.style_bench", "style transfer: Gatys step vs keras.applications VGG19, transform net's norms"),
 }
 
 

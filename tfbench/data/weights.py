@@ -62,17 +62,18 @@ class VGGWeights:
         return self.source.startswith("random")
 
 
-def random(seed: int = 0) -> VGGWeights:
-    """Seeded random VGG19 weights, declared with Keras' caffe preprocessing."""
-    return VGGWeights(vgg19.random_weights(seed), CAFFE, f"random (seed {seed})")
+def random(seed: int = 0, *, include_top: bool = True) -> VGGWeights:
+    """Seeded random VGG19 weights (only the convolutions without the top), declared with Keras' caffe preprocessing."""
+    return VGGWeights(vgg19.random_weights(seed, include_top=include_top), CAFFE, f"random (seed {seed})")
 
 
 def load(path: str | Path, *, allow_pickle: bool = False, num_classes: int = vgg19.NUM_CLASSES,
-         input_size: int = vgg19.INPUT_SIZE) -> VGGWeights:
+         input_size: int = vgg19.INPUT_SIZE, include_top: bool = True) -> VGGWeights:
     """Open ``path`` once, read every VGG19 layer, check all shapes; raise UserError on any problem.
 
     ``num_classes`` and ``input_size`` say which VGG19 the shapes are checked against
     (fc6's kernel is ``(input_size/32)^2 * 512`` rows; fc8 has ``num_classes`` columns).
+    ``include_top=False`` needs and returns only the 16 convolutions (so no-top files load too).
     """
     path = Path(path)
     reader = _READERS.get(path.suffix.lower())
@@ -90,10 +91,14 @@ def load(path: str | Path, *, allow_pickle: bool = False, num_classes: int = vgg
             raise UserError(f"{path}: {err}") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, _MatReadError) as err:
             raise UserError(f"{path}: not a readable {FORMATS[path.suffix.lower()]} weight file ({err})") from err
+    specs = vgg19.layer_specs(num_classes, input_size, include_top=include_top)
     try:
-        vgg19.check_weights(layers, vgg19.layer_specs(num_classes, input_size), source=str(path))
+        vgg19.check_weights(layers, specs, source=str(path))
     except ValueError as err:
-        raise UserError(str(err)) from None
+        hint = " (a no-top file has no fc layers)" if include_top and "layer fc" in str(err) else ""
+        raise UserError(f"{err}{hint}") from None
+    if not include_top:
+        layers = {s.name: layers[s.name] for s in specs}
     return VGGWeights(layers, spec, f"{path} ({FORMATS[path.suffix.lower()]})")
 
 
@@ -231,10 +236,10 @@ def _read_keras_h5(f: BinaryIO, allow_pickle: bool, expected: dict[str, tuple[in
     layers: WeightDict = {}
     for spec in vgg19.layer_specs():
         found = by_keras_name.get(spec.keras_name)
-        if found is None:
-            raise UserError(f"layer {spec.keras_name} ({spec.name}) is missing; found {sorted(by_keras_name)}"
-                            + (" (a no-top file has no fc layers)" if spec.kind == "fc" else ""))
-        layers[spec.name] = (found[0], found[1])
+        if found is None and spec.kind == "conv":
+            raise UserError(f"layer {spec.keras_name} ({spec.name}) is missing; found {sorted(by_keras_name)}")
+        if found is not None:  # fc layers: load() says whether they are needed
+            layers[spec.name] = (found[0], found[1])
     return layers, CAFFE
 
 
@@ -253,6 +258,8 @@ def _keras3_positional_names(found: dict[str, list[np.ndarray]]) -> dict[str, li
     for kind, prefix in (("conv", "conv2d"), ("fc", "dense")):
         names = [s.keras_name for s in specs if s.kind == kind]
         keys = in_order(prefix)
+        if kind == "fc" and not keys:  # a no-top file
+            continue
         if len(keys) != len(names):
             raise UserError(f"expected {len(names)} {prefix} layers in this Keras 3 file, found {len(keys)}: {keys}")
         renamed.update(zip(names, (found[k] for k in keys)))

@@ -79,8 +79,10 @@ def check_name(name: str, choices: Sequence[str] = NAMES) -> None:
 
 def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_classes: int | None = None,
         seed: int = 0, activation: str | None = None, hidden: Sequence[int] | None = None,
-        weights: Any = None, compute_dtype: str | None = None) -> Any:
+        weights: Any = None, compute_dtype: str | None = None, include_top: bool = True) -> Any:
     """Build model ``name`` with seeded (or given) weights; every bad argument is a UserError.
+
+    ``include_top=False`` (VGG19's ``tf.Module`` only) keeps the convolutions: a feature extractor.
 
     ``input_size`` defaults to the model's native size; ``num_classes`` to its own (1000 for
     ImageNet models, 10 for the digit models); ``activation`` and ``hidden`` apply to LeNet-5
@@ -97,8 +99,11 @@ def get(name: str, *, impl: str = "keras", input_size: int | None = None, num_cl
         if impl == "keras":
             return _keras_mixed(name, compute_dtype, input_size=input_size, num_classes=num_classes, seed=seed,
                                 activation=activation, hidden=hidden, weights=weights)
+    if not include_top and (name, impl) != ("vgg19", "module"):
+        raise UserError(f"include_top=False is built for vgg19 with impl='module' only, not {name} impl={impl!r}")
     return _build(name, impl=impl, input_size=input_size, num_classes=num_classes, seed=seed,
-                  activation=activation, hidden=hidden, weights=weights, compute_dtype=compute_dtype or "float32")
+                  activation=activation, hidden=hidden, weights=weights, compute_dtype=compute_dtype or "float32",
+                  include_top=include_top)
 
 
 def _keras_mixed(name: str, compute_dtype: str, **kwargs: Any) -> Any:
@@ -118,7 +123,8 @@ def _keras_mixed(name: str, compute_dtype: str, **kwargs: Any) -> Any:
 
 
 def _build(name: str, *, impl: str, input_size: int | None, num_classes: int | None, seed: int,
-           activation: str | None, hidden: Sequence[int] | None, weights: Any, compute_dtype: str = "float32") -> Any:
+           activation: str | None, hidden: Sequence[int] | None, weights: Any, compute_dtype: str = "float32",
+           include_top: bool = True) -> Any:
     check_name(name)
     if impl not in IMPLS:
         raise UserError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
@@ -134,7 +140,7 @@ def _build(name: str, *, impl: str, input_size: int | None, num_classes: int | N
         classes = vgg19.NUM_CLASSES if num_classes is None else num_classes
         if impl == "module":
             return vgg19.VGG19Module(weights, seed=seed, num_classes=classes, input_size=size,
-                                     compute_dtype=compute_dtype)
+                                     compute_dtype=compute_dtype, include_top=include_top)
         return vgg19.build_keras_vgg19(weights, seed=seed, num_classes=classes, input_size=size)
     if name == "lenet5":
         from tfbench.models import lenet5

@@ -53,8 +53,9 @@ class LayerSpec:
         return int(np.prod(self.kernel_shape)) + int(np.prod(self.bias_shape))
 
 
-def layer_specs(num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) -> list[LayerSpec]:
-    """The 19 weight layers in order, with their shapes for this class count and input size."""
+def layer_specs(num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, *,
+                include_top: bool = True) -> list[LayerSpec]:
+    """The 19 weight layers in order (the 16 convolutions without the top), with their shapes."""
     if input_size % 32 or input_size < 32:
         raise ValueError(f"VGG19 needs an input size divisible by 32 (five 2x2 pools), got {input_size}")
     specs, channels, block, conv = [], 3, 1, 1
@@ -65,6 +66,8 @@ def layer_specs(num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) ->
         specs.append(LayerSpec(f"conv{block}_{conv}", f"block{block}_conv{conv}", "conv",
                                (3, 3, channels, int(item)), (int(item),)))
         channels, conv = int(item), conv + 1
+    if not include_top:
+        return specs
     features = (input_size // 32) ** 2 * channels
     dims = [features, *FC_UNITS, num_classes]
     for i, keras_name in enumerate(("fc1", "fc2", "predictions")):
@@ -95,11 +98,15 @@ def conv_blocks() -> list[list[int]]:
     return blocks[:-1]
 
 
-def random_weights(seed: int = 0, num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE) -> WeightDict:
-    """Seeded Glorot-uniform kernels and zero biases (Keras' defaults), as float32 NumPy arrays."""
+def random_weights(seed: int = 0, num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, *,
+                   include_top: bool = True) -> WeightDict:
+    """Seeded Glorot-uniform kernels and zero biases (Keras' defaults), as float32 NumPy arrays.
+
+    The convolutions come first, so they are the same with and without the top.
+    """
     rng = np.random.default_rng(seed)
     weights: WeightDict = {}
-    for spec in layer_specs(num_classes, input_size):
+    for spec in layer_specs(num_classes, input_size, include_top=include_top):
         receptive = int(np.prod(spec.kernel_shape[:-2])) if spec.kind == "conv" else 1
         fan_in, fan_out = spec.kernel_shape[-2] * receptive, spec.kernel_shape[-1] * receptive
         limit = np.float32(np.sqrt(6.0 / (fan_in + fan_out)))
@@ -136,6 +143,8 @@ class VGG19Module(ExplicitModule):
 
     Input: float32 NHWC images already normalised the way the weights expect
     (see ``tfbench.data.weights`` for each file format's channel order and mean).
+    ``include_top=False`` keeps only the 16 convolutions (the feature extractor of style transfer
+    and of Keras' ``include_top=False``): :meth:`layers` then stops after ``pool5``.
     ``compute_dtype`` ("float32", "bfloat16" or "float16") is the dtype of the arithmetic:
     the variables stay float32 and the logits come back float32, as under Keras' ``mixed_*``
     policies (see :mod:`tfbench.models.precision`).
@@ -143,12 +152,14 @@ class VGG19Module(ExplicitModule):
 
     def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,
                  num_classes: int = NUM_CLASSES, input_size: int = INPUT_SIZE, name: str = "vgg19",
-                 compute_dtype: str | tf.DType = "float32"):
+                 compute_dtype: str | tf.DType = "float32", include_top: bool = True):
         super().__init__(name=name)
         self.compute_dtype = _compute_dtype(compute_dtype)
-        self.specs = layer_specs(num_classes, input_size)
+        self.specs = layer_specs(num_classes, input_size, include_top=include_top)
         self.input_size = input_size
-        weights = weights if weights is not None else random_weights(seed, num_classes, input_size)
+        self.include_top = include_top
+        if weights is None:
+            weights = random_weights(seed, num_classes, input_size, include_top=include_top)
         check_weights(weights, self.specs)
         self.kernels: dict[str, tf.Variable] = {}
         self.biases: dict[str, tf.Variable] = {}
@@ -159,13 +170,13 @@ class VGG19Module(ExplicitModule):
                     self.kernels[spec.name] = tf.Variable(kernel, dtype=tf.float32, name="weights")
                     self.biases[spec.name] = tf.Variable(bias, dtype=tf.float32, name="biases")
 
-    def layers(self, images: tf.Tensor) -> Iterator[tuple[str, tf.Tensor]]:
+    def layers(self, images: tf.Tensor, last: str | None = None) -> Iterator[tuple[str, tf.Tensor]]:
         """Run the network step by step, yielding ``(layer name, output)`` after every layer.
 
         Ops are named by block (``block1/conv1_1/Conv2D`` ... ``block5/pool5``,
         ``classifier/fc6/MatMul``), so TensorBoard draws five blocks and a classifier.  A block's
         outputs are yielded after its name scope is closed, so callers never add ops inside it.
-        Outputs are in the compute dtype.
+        Outputs are in the compute dtype.  With ``last`` (a conv layer) nothing after it is computed.
         """
         dtype = self.compute_dtype
         x = tf.cast(tf.convert_to_tensor(images, tf.float32), dtype)
@@ -179,9 +190,16 @@ class VGG19Module(ExplicitModule):
                         x = tf.nn.conv2d(x, tf.cast(self.kernels[spec.name], dtype), strides=1, padding="SAME")
                         x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(self.biases[spec.name], dtype)))
                     outputs.append((spec.name, x))
-                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
-                outputs.append((f"pool{block}", x))
+                    if spec.name == last:
+                        break
+                if spec.name != last:
+                    x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID", name=f"pool{block}")
+                    outputs.append((f"pool{block}", x))
             yield from outputs
+            if spec.name == last:
+                return
+        if not self.include_top:
+            return
         outputs = []
         with tf.name_scope("classifier"):
             x = tf.reshape(x, [-1, self.specs[-3].kernel_shape[0]], name="flatten")

@@ -24,11 +24,36 @@ from tfbench.ops.power_difference import power_difference
 EPSILON = 1e-3  # Keras GroupNormalization's default, so the two agree
 
 
+def numpy_power_difference(x: tf.Tensor, y: tf.Tensor, pow: float) -> tf.Tensor:
+    """PowerDifference computed by NumPy inside the graph (``tf.numpy_function``): the lab's third variant.
+
+    A ``PyFunc`` node calls back into Python on every run; it has no gradient (inference only).
+    """
+    x = tf.convert_to_tensor(x)
+    y = tf.convert_to_tensor(y, dtype=x.dtype)
+    exponent = np.asarray(pow, x.dtype.as_numpy_dtype)
+
+    def compute(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.power(a - b, exponent).astype(a.dtype, copy=False)
+
+    z = tf.numpy_function(compute, [x, y], x.dtype, stateful=False, name="NumpyPowerDifference")
+    z.set_shape(tf.broadcast_static_shape(x.shape, y.shape))
+    return z
+
+
 def instance_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *, epsilon: float = EPSILON,
                   backend: str | None = None) -> tf.Tensor:
-    """Normalise each image and channel of NHWC ``x`` over H and W; variance via PowerDifference."""
+    """Normalise each image and channel of NHWC ``x`` over H and W; variance via PowerDifference.
+
+    ``backend``: the op's ``"cpp"``, ``"fallback"`` or ``"auto"`` (see :mod:`tfbench.ops.backend`),
+    or ``"numpy"`` for :func:`numpy_power_difference`.
+    """
     mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    variance = tf.reduce_mean(power_difference(x, mean, 2.0, backend=backend), axis=[1, 2], keepdims=True)
+    if backend == "numpy":
+        squares = numpy_power_difference(x, mean, 2.0)
+    else:
+        squares = power_difference(x, mean, 2.0, backend=backend)
+    variance = tf.reduce_mean(squares, axis=[1, 2], keepdims=True)
     return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
 
 
