@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(report)
-        print(f"\nreport: {report.json_path}\nTensorBoard: tensorboard --logdir {report.run_dir}")
+        print(f"\nreport: {report.json_path}\nTensorBoard: {cli.tensorboard_command(report.run_dir)}")
     return 0
 
 

@@ -288,7 +288,8 @@ def _optimise(args: argparse.Namespace) -> int:
     step_graph = st.make_value_and_grad(extractor, target, lw, "function")
     summaries.write_trace(run_dir / "step_graph", step_graph, tf.constant(start), name="style_step")
     print(f"picture: {png} (with content and style: {run_dir / 'content_style_result.png'})")
-    print(f"TensorBoard logs: {run_dir} (Images, Scalars, Text: optimise; Graphs: step_graph; HParams: the modes)")
+    print(f"TensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: optimise; Graphs: step_graph; "
+          "HParams: the modes)")
     return 0
 
 
@@ -393,7 +394,8 @@ def _realtime(args: argparse.Namespace) -> int:
     summaries.write_hparams_runs(run_dir / "hparams", rows, ["norm"],
                                  {"images_per_s": "images/s", "median_ms": "ms per batch",
                                   "max_abs_diff_vs_tf": "max |diff| vs tf"})
-    print(f"picture: {png}\nTensorBoard logs: {run_dir} (Images, Scalars, Text: realtime; Graphs: graph_cpp shows "
+    print(f"picture: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: realtime; "
+          "Graphs: graph_cpp shows "
           "the PowerDifference nodes, graph_numpy the PyFunc; HParams: the norms)")
     return 0
 
