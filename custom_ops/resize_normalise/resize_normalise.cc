@@ -69,7 +69,8 @@ absl::Status ResizeNormaliseShape(InferenceContext* c) {
 
 REGISTER_OP("ResizeNormalise")
     .Input("images: uint8")
-    .Output("output: float")
+    .Output("output: out_type")
+    .Attr("out_type: {float, uint8} = DT_FLOAT")
     .Attr("out_height: int >= 1")
     .Attr("out_width: int >= 1")
     .Attr("mean: list(float)")
@@ -163,6 +164,18 @@ void VerticalRoundNormalise(const float* __restrict top, const float* __restrict
   }
 }
 
+// One output row as uint8 pixels: the same vertical interpolation and rounding, no mean/std
+// (out_type=uint8: the model's first convolution does the normalisation, see
+// tfbench/data/fold_normalise.py).  The rounded value is an integer in 0..255 (see above).
+void VerticalRound(const float* __restrict top, const float* __restrict bottom, float lerp, int64_t n,
+                   uint8_t* __restrict dst) {
+  const float kRound = 12582912.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float value = top[i] + (bottom[i] - top[i]) * lerp;
+    dst[i] = static_cast<uint8_t>(static_cast<int32_t>((value + kRound) - kRound));
+  }
+}
+
 class ResizeNormaliseOp : public OpKernel {
  public:
   explicit ResizeNormaliseOp(OpKernelConstruction* context) : OpKernel(context) {
@@ -171,6 +184,7 @@ class ResizeNormaliseOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("mean", &mean_));
     OP_REQUIRES_OK(context, context->GetAttr("std", &std_));
     OP_REQUIRES_OK(context, context->GetAttr("reverse_channels", &reverse_));
+    OP_REQUIRES_OK(context, context->GetAttr("out_type", &out_type_));
     OP_REQUIRES(context, mean_.size() == 3 && std_.size() == 3,
                 absl::InvalidArgumentError(absl::StrCat("ResizeNormalise: mean and std need 3 values each, got ",
                                                         mean_.size(), " and ", std_.size())));
@@ -194,7 +208,9 @@ class ResizeNormaliseOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({out_height_, out_width_, 3}), &output));
 
     const uint8_t* in = images.flat<uint8_t>().data();
-    float* out = output->flat<float>().data();
+    const bool pixels_out = out_type_ == DT_UINT8;
+    float* out = pixels_out ? nullptr : output->flat<float>().data();
+    uint8_t* out_pixels = pixels_out ? output->flat<uint8_t>().data() : nullptr;
     const std::vector<Tap> ys = Taps(out_height_, in_height);
     const std::vector<Tap> xs = Taps(out_width_, in_width);
     const int64_t row_values = out_width_ * 3;
@@ -239,8 +255,12 @@ class ResizeNormaliseOp : public OpKernel {
       const float* top = row_for(ys[y].lower, ys[y].upper);
       const float* bottom = row_for(ys[y].upper, ys[y].lower);
       const float lerp = ys[y].lerp;
-      VerticalRoundNormalise(top, bottom, lerp, mean_row.data(), std_row.data(), row_values,
-                             out + y * row_values);
+      if (pixels_out) {
+        VerticalRound(top, bottom, lerp, row_values, out_pixels + y * row_values);
+      } else {
+        VerticalRoundNormalise(top, bottom, lerp, mean_row.data(), std_row.data(), row_values,
+                               out + y * row_values);
+      }
     }
   }
 
@@ -250,6 +270,7 @@ class ResizeNormaliseOp : public OpKernel {
   std::vector<float> mean_;
   std::vector<float> std_;
   bool reverse_;
+  DataType out_type_;
 };
 
 }  // namespace
