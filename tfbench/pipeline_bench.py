@@ -204,6 +204,44 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def first_conv_cases(float_ds: Any, uint8_ds: Any, spec: pp.InputSpec, images: int, *,
+                     seed: int) -> list[tuple[str, str, Any, int]]:
+    """Two benchmark cases: each pipeline feeding VGG19's first convolution (3x3x3x64, "same", seeded weights).
+
+    float32: the normalised batches into the convolution as it is; uint8: the pixel batches into
+    the same convolution with the normalisation folded in (:mod:`tfbench.data.fold_normalise`).
+    """
+    import tensorflow as tf
+
+    from tfbench.data import fold_normalise
+
+    rng = np.random.default_rng(seed)
+    kernel = rng.normal(0.0, 0.05, (3, 3, 3, 64)).astype(np.float32)  # block1_conv1's shape
+    bias = rng.normal(0.0, 0.05, 64).astype(np.float32)
+
+    @tf.function
+    def conv(x):
+        return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), bias))[0, 0, 0, 0]
+
+    folded = fold_normalise.folded_conv2d(kernel, bias, spec, padding="same")
+
+    @tf.function
+    def folded_conv(pixels):
+        return tf.nn.relu(folded(pixels))[0, 0, 0, 0]
+
+    def run(ds, fn) -> int:
+        done = 0
+        for batch, _ in ds:
+            fn(batch).numpy()
+            done += int(batch.shape[0])
+        return done
+
+    return [("e_float32_first_conv", "b + VGG19's first convolution (float32 normalised batches)",
+             lambda: run(float_ds, conv), images),
+            ("e_uint8_folded_first_conv", "b_uint8 + the first convolution with the normalisation folded in",
+             lambda: run(uint8_ds, folded_conv), images)]
+
+
 def write_profile(run_dir: Path, datasets: dict[str, Any]) -> Path:
     """One pass of each dataset under the TensorFlow profiler, each in a step named after it; the run's folder.
 
@@ -242,6 +280,10 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="normalisation of (b) and (c): Keras' torch mode (mean/std, as the peers) or caffe")
     cli.add_repeats(parser, 5, help="timed passes per case, taken round robin (after one warm-up pass each)")
     parser.add_argument("--workdir", help="where to build the datasets (default: a temporary folder)")
+    parser.add_argument("--first-conv", action=argparse.BooleanOptionalAction, default=True,
+                        help="rows e_*: the pipeline plus VGG19's first convolution (seeded weights), float32 batches "
+                             "against uint8 batches with the normalisation folded into the convolution")
+    cli.add_seed(parser)
     parser.add_argument("--profile", action="store_true",
                         help="also trace one pass of (b), of its stages and of the Keras loader with the TensorFlow "
                              "profiler: a run under LOGDIR/pipeline/ for TensorBoard's Profile tab")
@@ -352,6 +394,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
                               pipeline(resizer="tf", xla_normalise=False)),
         "b_autotune_model": ("as b, with tf.data's autotuning model on", pipeline(autotune=True)),
         "b_cv2_resize": ("as b_tensorflow_ops, OpenCV resize through tf.numpy_function", pipeline(resizer="cv2")),
+        "b_uint8": ("as b, uint8 batches (fused resize + round, no normalisation: for a model that folds it in)",
+                    pipeline(normalise=False)),
         "b_private_threadpool": (f"as b, on a private tf.data thread pool of {cores} threads",
                                  pipeline().with_options(private_pool)),
         "p_keras_directory": ("peer: keras.utils.image_dataset_from_directory over the JPEGs (squash resize), "
@@ -375,6 +419,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
     pipeline_2n = pipeline(dirs[sizes[1]][1])
 
     cases = [(name, what, (lambda ds=ds: count(ds)), n) for name, (what, ds) in datasets.items()]
+    if "b_uint8" in datasets and ns.first_conv:
+        cases += first_conv_cases(datasets["b_pipeline"][1], datasets["b_uint8"][1], spec, n, seed=ns.seed)
     cases += [("c_naive_loop", f"one Python thread: cv2 decode + NumPy {ns.recipe} + normalise", naive, n),
               ("b_pipeline_2x_images", "as b, on a dataset twice as large", lambda: count(pipeline_2n), sizes[1])]
     # Round robin (bench.compare): every repeat times each case once, so load from other jobs hits all alike.
@@ -434,6 +480,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name in datasets:
         if name.startswith(("b_", "p_")) and name != "b_pipeline":
             ratios[f"{name}_over_b"] = rate[name] / rate["b_pipeline"]
+    if "e_uint8_folded_first_conv" in rate:
+        ratios["e_uint8_folded_over_e_float32"] = rate["e_uint8_folded_first_conv"] / rate["e_float32_first_conv"]
     extra = {
         "cores": cores,
         "targets": {"b_over_keras_peer >= 1.5": ratios["b_over_keras_peer"] >= 1.5,
