@@ -78,6 +78,21 @@ REGISTER_OP("ResizeNormalise")
     .Attr("reverse_channels: bool = false")
     .SetShapeFn(ResizeNormaliseShape);
 
+// The same op on a box of the images: the pipeline decodes the crop window with a margin
+// (decode_and_crop_jpeg) and hands the decoded pixels over with the window's box
+// [top, left, height, width] inside them, so the window is never copied out by a Slice.
+REGISTER_OP("CropResizeNormalise")
+    .Input("images: uint8")
+    .Input("box: int32")
+    .Output("output: out_type")
+    .Attr("out_type: {float, uint8} = DT_FLOAT")
+    .Attr("out_height: int >= 1")
+    .Attr("out_width: int >= 1")
+    .Attr("mean: list(float)")
+    .Attr("std: list(float)")
+    .Attr("reverse_channels: bool = false")
+    .SetShapeFn(ResizeNormaliseShape);
+
 namespace {
 
 // One output coordinate's two source indices and the weight of the upper one.
@@ -178,7 +193,7 @@ void VerticalRound(const float* __restrict top, const float* __restrict bottom, 
 
 class ResizeNormaliseOp : public OpKernel {
  public:
-  explicit ResizeNormaliseOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit ResizeNormaliseOp(OpKernelConstruction* context, bool boxed = false) : OpKernel(context), boxed_(boxed) {
     OP_REQUIRES_OK(context, context->GetAttr("out_height", &out_height_));
     OP_REQUIRES_OK(context, context->GetAttr("out_width", &out_width_));
     OP_REQUIRES_OK(context, context->GetAttr("mean", &mean_));
@@ -200,7 +215,20 @@ class ResizeNormaliseOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "ResizeNormalise: images must be [height, width, 3] uint8, got shape ",
                     images.shape().DebugString())));
-    const int64_t in_height = images.dim_size(0), in_width = images.dim_size(1);
+    int64_t top = 0, left = 0, in_height = images.dim_size(0), in_width = images.dim_size(1);
+    const int64_t full_height = images.dim_size(0), full_width = images.dim_size(1);
+    if (boxed_) {
+      const Tensor& box = context->input(1);
+      OP_REQUIRES(context, box.dims() == 1 && box.dim_size(0) == 4,
+                  absl::InvalidArgumentError(absl::StrCat("CropResizeNormalise: box must be [top, left, height, "
+                                                          "width], got shape ", box.shape().DebugString())));
+      const auto b = box.flat<int32_t>();
+      top = b(0), left = b(1), in_height = b(2), in_width = b(3);
+      OP_REQUIRES(context, top >= 0 && left >= 0 && top + in_height <= full_height && left + in_width <= full_width,
+                  absl::InvalidArgumentError(absl::StrCat("CropResizeNormalise: box [", top, ", ", left, ", ",
+                                                          in_height, ", ", in_width, "] is not inside the images ",
+                                                          images.shape().DebugString())));
+    }
     OP_REQUIRES(context, in_height > 0 && in_width > 0,
                 absl::InvalidArgumentError(absl::StrCat("ResizeNormalise: empty image, shape ",
                                                         images.shape().DebugString())));
@@ -222,9 +250,14 @@ class ResizeNormaliseOp : public OpKernel {
       taps.right[x] = static_cast<int32_t>(xs[x].upper * 3);
       taps.lerp[x] = xs[x].lerp;
     }
-    const int64_t row_bytes = in_width * 3;
+    // Rows of the box are full_width pixels apart; a 4-byte load may read past the box's right
+    // edge (its spare lane is overwritten) but never past the end of the tensor.
+    const int64_t stride = full_width * 3;
+    const int64_t total_bytes = full_height * stride;
+    const uint8_t* origin = in + top * stride + left * 3;
     auto horizontal = [&](int64_t r, float* dst) {
-      Horizontal(in + r * row_bytes, row_bytes, taps, out_width_, reverse_, dst);
+      const int64_t start = (top + r) * stride + left * 3;
+      Horizontal(origin + r * stride, total_bytes - start, taps, out_width_, reverse_, dst);
     };
 
     // Two row buffers, keyed by the source row they hold: consecutive output rows share source
@@ -271,10 +304,17 @@ class ResizeNormaliseOp : public OpKernel {
   std::vector<float> std_;
   bool reverse_;
   DataType out_type_;
+  bool boxed_;
+};
+
+class CropResizeNormaliseOp : public ResizeNormaliseOp {
+ public:
+  explicit CropResizeNormaliseOp(OpKernelConstruction* context) : ResizeNormaliseOp(context, true) {}
 };
 
 }  // namespace
 
 REGISTER_KERNEL_BUILDER(Name("ResizeNormalise").Device(DEVICE_CPU), ResizeNormaliseOp);
+REGISTER_KERNEL_BUILDER(Name("CropResizeNormalise").Device(DEVICE_CPU), CropResizeNormaliseOp);
 
 }  // namespace tensorflow

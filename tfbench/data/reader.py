@@ -52,7 +52,10 @@ class Parser:
 
 def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None,
                   normalise: bool = True) -> Callable[[Any], Any]:
-    """Decode the crop window, then resize, round and normalise in one C++ op (:mod:`tfbench.data.resize_normalise`).
+    """Decode the crop window, then resize, round and normalise it in place in one C++ op.
+
+    The op (:mod:`tfbench.data.resize_normalise`) reads the window inside the decoded pixels and
+    their margin, so the window is never copied out.
 
     ``normalise=False``: the op stops at the rounded ``uint8`` pixels, in ``spec``'s channel order.
     """
@@ -60,8 +63,13 @@ def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None,
     from tfbench.data import resize_normalise
 
     def parse(jpeg: Any) -> Any:
-        window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=fast is not False)
-        return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB", normalise=normalise)
+        if fast is False:
+            window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=False)
+            return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB", normalise=normalise)
+        # the window with its decode margin, read in place by the op (no Slice copies it out)
+        decoded, box = pp.tf_decode_window_box(jpeg, recipe, size=spec.size)
+        return resize_normalise.resize_normalise(decoded, spec.size, spec, channel_order="RGB", normalise=normalise,
+                                                 box=box)
 
     return parse
 
