@@ -13,7 +13,7 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   the same pipeline with one thing changed each: TensorFlow's own ops instead of the fused op
   (``tf.image.resize``, uint8, batch, XLA-compiled normalisation), the other decode path,
   Eigen's normalisation instead of XLA's, tf.data's autotuning model on, OpenCV's resizer
-  through ``tf.numpy_function``, and the other recipes;
+  through ``tf.numpy_function``, ``uint8`` batches, and the other recipes;
 - (c) **a naive loop**: one Python thread, ``cv2`` decode + NumPy recipe + normalise per image;
 - (p) **peers**, on the same images in the same rounds: ``keras.utils.image_dataset_from_directory``
   over the JPEG files (full decode, squash resize to 224x224, then mean/std), and tensorflow/models'
@@ -22,8 +22,7 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   Decoder (``parse_single_example``), its eval Parser (``extract_jpeg_shape``,
   ``center_crop_image_v2``: ``decode_and_crop_jpeg`` of a 0.875 square with TensorFlow's default
   DCT, ``tf.image.resize`` bilinear to 224x224, ``(x - MEAN_RGB) / STDDEV_RGB``), batch,
-  prefetch, tf.data's default options.
-
+  prefetch, tf.data's default options; and the same Keras loader without its mean/std map;
 - (r, k) **stages added one at a time**, for the reader (records, + parse, + window decode) and
   for the Keras loader (``read_file``, + ``decode_image``; + resize is the loader as it comes,
   row ``p_keras_no_normalise``); (e) the pipeline plus VGG19's first convolution, float32 batches
