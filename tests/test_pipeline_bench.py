@@ -10,15 +10,17 @@ from tfbench import bench, pipeline_bench
 
 def test_pipeline_benchmark_writes_json(tmp_path):
     data = pipeline_bench.run_benchmark(["--images", "6", "--batch-size", "4", "--repeats", "1",
-                                         "--logdir", str(tmp_path), "--workdir", str(tmp_path / "work")])
+                                         "--logdir", str(tmp_path), "--workdir", str(tmp_path / "work"), "--profile"])
     report = json.loads(Path(data["path"]).read_text())
     assert Path(data["path"]).parent == tmp_path / "bench"
     cases = [row["case"] for row in report["rows"]]
     assert cases == ["a_decode_only", "a1_window_decode_only", "a2_decode_and_resize", "b_pipeline",
                      "b_tensorflow_ops", "b_other_decode_path", "b_eigen_normalise", "b_autotune_model", "b_cv2_resize",
-                     "b_private_threadpool",
-                     "p_keras_directory", "p_tf_models_eval", "b_recipe_A-aspect", "b_recipe_A-window-v2",
-                     "b_recipe_B", "c_naive_loop", "b_pipeline_2x_images"]
+                     "b_uint8", "b_private_threadpool",
+                     "p_keras_directory", "p_keras_no_normalise", "p_tf_models_eval", "b_recipe_A-aspect",
+                     "b_recipe_A-window-v2", "b_recipe_B", "r1_records", "r2_parse", "r3_window_decode",
+                     "k1_read_files", "k2_decode", "e_float32_first_conv", "e_uint8_folded_first_conv",
+                     "c_naive_loop", "b_pipeline_2x_images"]
     assert report["recipe"] == "A-window"  # tensorflow/models' eval crop, the default
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and row["images_per_s_per_core"] * report["cores"] == row["images_per_s"]
@@ -30,6 +32,12 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     assert abs(report["ratios"]["b_over_keras_peer"] - rates["b_pipeline"] / rates["p_keras_directory"]) < 1e-9
     assert abs(report["ratios"]["b_over_tf_models_peer"] - rates["b_pipeline"] / rates["p_tf_models_eval"]) < 1e-9
     assert report["targets"]["b_over_tf_models_peer >= 1.5"] == (report["ratios"]["b_over_tf_models_peer"] >= 1.5)
+    assert report["targets"]["b_over_keras_no_normalise >= 1.1"] == (
+        report["ratios"]["b_over_keras_no_normalise"] >= 1.1)
+    for row in report["rows"]:  # CPU time per image, median between its p10 and p90
+        assert row["cpu_us_per_image_p10"] <= row["cpu_us_per_image"] <= row["cpu_us_per_image_p90"]
+    profile = Path(report["profile"])  # --profile: a run for TensorBoard's Profile tab
+    assert profile.parent.parent == tmp_path / "pipeline" and list(profile.glob("plugins/profile/*/*.xplane.pb"))
     assert set(report["peak_rss_mib"]) >= {"6", "12"} and report["peak_rss_mib"]["6"] > 50
     assert {"bench", "device", "cpu", "tf_version", "python"} <= set(report)
     assert (tmp_path / "work" / "tfrecords-12" / "manifest.json").exists()

@@ -38,6 +38,29 @@ def test_fused_op_equals_the_tensorflow_ops_it_replaces(inputs, mode):
                 np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6, err_msg=f"{pixels.shape} {order}")
 
 
+@pytest.mark.parametrize("normalise", [True, False])
+def test_fused_op_on_a_box_equals_it_on_the_sliced_pixels(inputs, normalise):
+    """CropResizeNormalise reads the box in place: the same numbers as slicing first, to the last bit."""
+    for pixels in inputs:
+        h, w = pixels.shape[:2]
+        boxes = [(0, 0, h, w), (h // 4, w // 3, max(1, h // 2), max(1, w // 2)), (h - 1, w - 1, 1, 1), (0, 1, h, w - 1)]
+        for top, left, bh, bw in boxes:
+            if bw < 1:
+                continue
+            got = rn.resize_normalise(pixels, 224, pp.TORCH, channel_order="RGB", backend="cpp", normalise=normalise,
+                                      box=[top, left, bh, bw]).numpy()
+            window = np.ascontiguousarray(pixels[top:top + bh, left:left + bw])
+            expected = rn.resize_normalise(window, 224, pp.TORCH, channel_order="RGB", backend="cpp",
+                                           normalise=normalise).numpy()
+            np.testing.assert_array_equal(got, expected, err_msg=f"{pixels.shape} box {(top, left, bh, bw)}")
+            fallback = rn.resize_normalise(pixels, 224, pp.TORCH, channel_order="RGB", backend="fallback",
+                                           normalise=normalise, box=[top, left, bh, bw]).numpy()
+            np.testing.assert_allclose(got, fallback, rtol=1e-6, atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"box \[0, 0, 6, 5\] is not inside"):
+        rn.resize_normalise(np.zeros((5, 5, 3), np.uint8), 4, pp.TORCH, channel_order="RGB", backend="cpp",
+                            box=[0, 0, 6, 5])
+
+
 def test_fused_op_in_a_graph_has_a_static_shape(inputs):
     fn = tf.function(lambda x: rn.resize_normalise(x, 224, pp.CAFFE, channel_order="RGB", backend="cpp"))
     graph = fn.get_concrete_function(tf.TensorSpec([None, None, 3], tf.uint8))

@@ -69,7 +69,23 @@ absl::Status ResizeNormaliseShape(InferenceContext* c) {
 
 REGISTER_OP("ResizeNormalise")
     .Input("images: uint8")
-    .Output("output: float")
+    .Output("output: out_type")
+    .Attr("out_type: {float, uint8} = DT_FLOAT")
+    .Attr("out_height: int >= 1")
+    .Attr("out_width: int >= 1")
+    .Attr("mean: list(float)")
+    .Attr("std: list(float)")
+    .Attr("reverse_channels: bool = false")
+    .SetShapeFn(ResizeNormaliseShape);
+
+// The same op on a box of the images: the pipeline decodes the crop window with a margin
+// (decode_and_crop_jpeg) and hands the decoded pixels over with the window's box
+// [top, left, height, width] inside them, so the window is never copied out by a Slice.
+REGISTER_OP("CropResizeNormalise")
+    .Input("images: uint8")
+    .Input("box: int32")
+    .Output("output: out_type")
+    .Attr("out_type: {float, uint8} = DT_FLOAT")
     .Attr("out_height: int >= 1")
     .Attr("out_width: int >= 1")
     .Attr("mean: list(float)")
@@ -163,14 +179,27 @@ void VerticalRoundNormalise(const float* __restrict top, const float* __restrict
   }
 }
 
+// One output row as uint8 pixels: the same vertical interpolation and rounding, no mean/std
+// (out_type=uint8: the model's first convolution does the normalisation, see
+// tfbench/data/fold_normalise.py).  The rounded value is an integer in 0..255 (see above).
+void VerticalRound(const float* __restrict top, const float* __restrict bottom, float lerp, int64_t n,
+                   uint8_t* __restrict dst) {
+  const float kRound = 12582912.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float value = top[i] + (bottom[i] - top[i]) * lerp;
+    dst[i] = static_cast<uint8_t>(static_cast<int32_t>((value + kRound) - kRound));
+  }
+}
+
 class ResizeNormaliseOp : public OpKernel {
  public:
-  explicit ResizeNormaliseOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit ResizeNormaliseOp(OpKernelConstruction* context, bool boxed = false) : OpKernel(context), boxed_(boxed) {
     OP_REQUIRES_OK(context, context->GetAttr("out_height", &out_height_));
     OP_REQUIRES_OK(context, context->GetAttr("out_width", &out_width_));
     OP_REQUIRES_OK(context, context->GetAttr("mean", &mean_));
     OP_REQUIRES_OK(context, context->GetAttr("std", &std_));
     OP_REQUIRES_OK(context, context->GetAttr("reverse_channels", &reverse_));
+    OP_REQUIRES_OK(context, context->GetAttr("out_type", &out_type_));
     OP_REQUIRES(context, mean_.size() == 3 && std_.size() == 3,
                 absl::InvalidArgumentError(absl::StrCat("ResizeNormalise: mean and std need 3 values each, got ",
                                                         mean_.size(), " and ", std_.size())));
@@ -186,7 +215,20 @@ class ResizeNormaliseOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "ResizeNormalise: images must be [height, width, 3] uint8, got shape ",
                     images.shape().DebugString())));
-    const int64_t in_height = images.dim_size(0), in_width = images.dim_size(1);
+    int64_t top = 0, left = 0, in_height = images.dim_size(0), in_width = images.dim_size(1);
+    const int64_t full_height = images.dim_size(0), full_width = images.dim_size(1);
+    if (boxed_) {
+      const Tensor& box = context->input(1);
+      OP_REQUIRES(context, box.dims() == 1 && box.dim_size(0) == 4,
+                  absl::InvalidArgumentError(absl::StrCat("CropResizeNormalise: box must be [top, left, height, "
+                                                          "width], got shape ", box.shape().DebugString())));
+      const auto b = box.flat<int32_t>();
+      top = b(0), left = b(1), in_height = b(2), in_width = b(3);
+      OP_REQUIRES(context, top >= 0 && left >= 0 && top + in_height <= full_height && left + in_width <= full_width,
+                  absl::InvalidArgumentError(absl::StrCat("CropResizeNormalise: box [", top, ", ", left, ", ",
+                                                          in_height, ", ", in_width, "] is not inside the images ",
+                                                          images.shape().DebugString())));
+    }
     OP_REQUIRES(context, in_height > 0 && in_width > 0,
                 absl::InvalidArgumentError(absl::StrCat("ResizeNormalise: empty image, shape ",
                                                         images.shape().DebugString())));
@@ -194,7 +236,9 @@ class ResizeNormaliseOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({out_height_, out_width_, 3}), &output));
 
     const uint8_t* in = images.flat<uint8_t>().data();
-    float* out = output->flat<float>().data();
+    const bool pixels_out = out_type_ == DT_UINT8;
+    float* out = pixels_out ? nullptr : output->flat<float>().data();
+    uint8_t* out_pixels = pixels_out ? output->flat<uint8_t>().data() : nullptr;
     const std::vector<Tap> ys = Taps(out_height_, in_height);
     const std::vector<Tap> xs = Taps(out_width_, in_width);
     const int64_t row_values = out_width_ * 3;
@@ -206,9 +250,14 @@ class ResizeNormaliseOp : public OpKernel {
       taps.right[x] = static_cast<int32_t>(xs[x].upper * 3);
       taps.lerp[x] = xs[x].lerp;
     }
-    const int64_t row_bytes = in_width * 3;
+    // Rows of the box are full_width pixels apart; a 4-byte load may read past the box's right
+    // edge (its spare lane is overwritten) but never past the end of the tensor.
+    const int64_t stride = full_width * 3;
+    const int64_t total_bytes = full_height * stride;
+    const uint8_t* origin = in + top * stride + left * 3;
     auto horizontal = [&](int64_t r, float* dst) {
-      Horizontal(in + r * row_bytes, row_bytes, taps, out_width_, reverse_, dst);
+      const int64_t start = (top + r) * stride + left * 3;
+      Horizontal(origin + r * stride, total_bytes - start, taps, out_width_, reverse_, dst);
     };
 
     // Two row buffers, keyed by the source row they hold: consecutive output rows share source
@@ -239,8 +288,12 @@ class ResizeNormaliseOp : public OpKernel {
       const float* top = row_for(ys[y].lower, ys[y].upper);
       const float* bottom = row_for(ys[y].upper, ys[y].lower);
       const float lerp = ys[y].lerp;
-      VerticalRoundNormalise(top, bottom, lerp, mean_row.data(), std_row.data(), row_values,
-                             out + y * row_values);
+      if (pixels_out) {
+        VerticalRound(top, bottom, lerp, row_values, out_pixels + y * row_values);
+      } else {
+        VerticalRoundNormalise(top, bottom, lerp, mean_row.data(), std_row.data(), row_values,
+                               out + y * row_values);
+      }
     }
   }
 
@@ -250,10 +303,18 @@ class ResizeNormaliseOp : public OpKernel {
   std::vector<float> mean_;
   std::vector<float> std_;
   bool reverse_;
+  DataType out_type_;
+  bool boxed_;
+};
+
+class CropResizeNormaliseOp : public ResizeNormaliseOp {
+ public:
+  explicit CropResizeNormaliseOp(OpKernelConstruction* context) : ResizeNormaliseOp(context, true) {}
 };
 
 }  // namespace
 
 REGISTER_KERNEL_BUILDER(Name("ResizeNormalise").Device(DEVICE_CPU), ResizeNormaliseOp);
+REGISTER_KERNEL_BUILDER(Name("CropResizeNormalise").Device(DEVICE_CPU), CropResizeNormaliseOp);
 
 }  // namespace tensorflow

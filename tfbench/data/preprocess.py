@@ -448,6 +448,22 @@ def tf_decode_window(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224, fa
     return tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
 
 
+def tf_decode_window_box(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224,
+                         dct_method: str | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`tf_decode_window` (``fast``) before its slice: the decoded pixels with their margin and the
+    window's ``[top, left, height, width]`` inside them, for an op that reads the window in place."""
+    import tensorflow as tf
+
+    dct_method = recipe_dct(recipe) if dct_method is None else dct_method
+    if recipe not in CROP_FIRST:
+        raise UserError(f"recipe {recipe!r} resizes before it crops; crop-first recipes: {', '.join(CROP_FIRST)}")
+    shape = tf.image.extract_jpeg_shape(jpeg_bytes)
+    height, width = shape[0], shape[1]
+    top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
+    decoded, (y0, x0, _, _) = _decode_with_margin(jpeg_bytes, height, width, recipe, size, dct_method)
+    return decoded, tf.stack([top - y0, left - x0, h, w])
+
+
 def tf_normalise(pixels: TensorLike, spec: InputSpec, *, channel_order: str) -> tf.Tensor:
     """In-graph :func:`normalise_array`: float network input from pixels in ``channel_order`` (required)."""
     import tensorflow as tf

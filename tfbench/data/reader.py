@@ -50,14 +50,26 @@ class Parser:
     make: Callable[..., Callable[[Any], Any]]  # make(recipe, spec, antialias, fast) -> fn(jpeg bytes) -> image
 
 
-def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None) -> Callable[[Any], Any]:
-    """Decode the crop window, then resize, round and normalise in one C++ op (:mod:`tfbench.data.resize_normalise`)."""
+def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None,
+                  normalise: bool = True) -> Callable[[Any], Any]:
+    """Decode the crop window, then resize, round and normalise it in place in one C++ op.
+
+    The op (:mod:`tfbench.data.resize_normalise`) reads the window inside the decoded pixels and
+    their margin, so the window is never copied out.
+
+    ``normalise=False``: the op stops at the rounded ``uint8`` pixels, in ``spec``'s channel order.
+    """
     from tfbench.data import preprocess as pp
     from tfbench.data import resize_normalise
 
     def parse(jpeg: Any) -> Any:
-        window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=fast is not False)
-        return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB")
+        if fast is False:
+            window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=False)
+            return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB", normalise=normalise)
+        # the window with its decode margin, read in place by the op (no Slice copies it out)
+        decoded, box = pp.tf_decode_window_box(jpeg, recipe, size=spec.size)
+        return resize_normalise.resize_normalise(decoded, spec.size, spec, channel_order="RGB", normalise=normalise,
+                                                 box=box)
 
     return parse
 
@@ -118,7 +130,7 @@ def choose_parser(resizer: str, recipe: str, antialias: bool) -> Parser:
 def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-aspect", spec: Any = None,
                  antialias: bool = False, fast: bool | None = None, resizer: str = "auto", verify: str = "size",
                  deterministic: bool = True, drop_remainder: bool = False, with_filenames: bool = False,
-                 xla_normalise: bool = True, autotune: bool = False) -> tf.data.Dataset:
+                 xla_normalise: bool = True, autotune: bool = False, normalise: bool = True) -> tf.data.Dataset:
     """``tf.data.Dataset`` of ``(images float32 NxSxSx3, labels int32)`` ready for a network expecting ``spec``.
 
     Labels are 0-based (Keras convention) whatever the shards store (the manifest says which).
@@ -135,6 +147,9 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     serialized); ``"auto"`` (default): ``"fused"`` for the crop-first recipes without antialiasing,
     else ``"tf"``.
     ``with_filenames`` adds a third element, the stored file names.
+    ``normalise=False``: ``uint8`` batches of the same pixels in ``spec``'s channel order, not
+    normalised, for a model whose first convolution folds the normalisation in
+    (:func:`tfbench.data.fold_normalise.fold_first_conv`): a quarter of the bytes to batch.
 
     With ``"tf"``, each image leaves the parallel map as uint8 (rounded, like the NumPy recipes'
     output) and the batch is normalised in one XLA-compiled loop (``xla_normalise``; see
@@ -152,7 +167,10 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     parser = choose_parser(resizer, recipe, antialias)
-    parse_image = parser.make(recipe, spec, antialias, fast)
+    if parser.normalises and not normalise:
+        parse_image = _fused_parser(recipe, spec, antialias, fast, normalise=False)
+    else:
+        parse_image = parser.make(recipe, spec, antialias, fast)
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic)
     keys = ("image/encoded", "image/class/label") + (("image/filename",) if with_filenames else ())
 
@@ -165,13 +183,18 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     ds = ds.map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
-    if not parser.normalises:
+    if not parser.normalises and not normalise and spec.channel_order != "RGB":
+        def reorder(images: Any, *labels_and_filenames: Any) -> tuple[Any, ...]:
+            return (tf.reverse(images, axis=[-1]), *labels_and_filenames)
+
+        ds = ds.map(reorder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    elif not parser.normalises and normalise:
         normalise_pixels = pp.tf_normaliser(spec, channel_order="RGB", xla=xla_normalise)
 
-        def normalise(images: Any, *labels_and_filenames: Any) -> tuple[Any, ...]:
+        def normalise_batch(images: Any, *labels_and_filenames: Any) -> tuple[Any, ...]:
             return (normalise_pixels(images), *labels_and_filenames)
 
-        ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(normalise_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
     options.autotune.enabled = autotune
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -46,12 +46,27 @@ def composite(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str)
 
 
 def resize_normalise(pixels: Any, size: int, spec: pp.InputSpec, *, channel_order: str,
-                     backend: str | None = None) -> tf.Tensor:
-    """``uint8 HxWx3`` pixels in ``channel_order`` -> the network input ``float32 size x size x 3`` for ``spec``."""
+                     backend: str | None = None, normalise: bool = True, box: Any = None) -> tf.Tensor:
+    """``uint8 HxWx3`` pixels in ``channel_order`` -> the network input ``float32 size x size x 3`` for ``spec``.
+
+    ``normalise=False``: the resized, rounded ``uint8`` pixels in ``spec``'s channel order, for a
+    model whose first convolution does the normalisation (:mod:`tfbench.data.fold_normalise`).
+    ``box``: ``[top, left, height, width]`` (int32) of the pixels to resize; the op reads them in
+    place (``CropResizeNormalise``), so the window is never sliced out into a tensor of its own.
+    """
     if channel_order not in ORDERS:
         raise UserError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+    reverse = channel_order != spec.channel_order
     if backend_rule.resolve(LIBRARY, backend, fallback=FALLBACK) == "fallback":
+        if box is not None:
+            box = tf.cast(box, tf.int32)
+            pixels = tf.slice(pixels, tf.stack([box[0], box[1], 0]), tf.stack([box[2], box[3], 3]))
+        if not normalise:
+            pixels = pp.tf_to_uint8(pp.tf_resize(pixels, size, size))
+            return tf.reverse(pixels, axis=[-1]) if reverse else pixels
         return composite(pixels, size, spec, channel_order=channel_order)
-    return load_library().resize_normalise(
-        pixels, out_height=size, out_width=size, mean=list(spec.mean), std=list(spec.std),
-        reverse_channels=channel_order != spec.channel_order)
+    attrs = dict(out_height=size, out_width=size, mean=list(spec.mean), std=list(spec.std),
+                 reverse_channels=reverse, out_type=tf.float32 if normalise else tf.uint8)
+    if box is not None:
+        return load_library().crop_resize_normalise(pixels, tf.cast(box, tf.int32), **attrs)
+    return load_library().resize_normalise(pixels, **attrs)
