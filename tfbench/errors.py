@@ -41,6 +41,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
             # must not interrupt the exit itself: that would end the process by SIGINT, not with 130.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             print("interrupted", file=sys.stderr)
+            if getattr(main, "__module__", None) == "__main__":  # run_cli ends the program: see _exit_now
+                _exit_now(130)
             sys.exit(130)
         if isinstance(err, Exception):
             from tfbench import faults
@@ -63,6 +65,25 @@ def _keyboard_interrupt(signum: int, frame: object) -> None:
     global _sigint_seen
     _sigint_seen = True
     raise KeyboardInterrupt
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the program with ``code`` now: exit handlers run, output is flushed, the interpreter's shutdown is skipped.
+
+    After a Ctrl-C, CPython ends a program by SIGINT itself (exit status -2, not 130) when the
+    KeyboardInterrupt once passed through code it ran from C, an import cut short say, even though
+    :func:`run_cli` handled it; ``os._exit`` keeps the promised 130.  The exit handlers (the stderr
+    filter's, the process pools') still run first.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _error_line(message: str) -> NoReturn:
