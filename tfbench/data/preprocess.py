@@ -435,17 +435,24 @@ def tf_decode_window(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224, fa
     """
     import tensorflow as tf
 
-    dct_method = recipe_dct(recipe) if dct_method is None else dct_method
+    if not fast:
+        dct_method, _, (top, left, h, w) = _crop_first_window(jpeg_bytes, recipe, size, dct_method)
+        pixels = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method=dct_method)
+        return tf.slice(pixels, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
+    decoded, box = tf_decode_window_box(jpeg_bytes, recipe, size=size, dct_method=dct_method)
+    return tf.slice(decoded, tf.stack([box[0], box[1], 0]), tf.stack([box[2], box[3], 3]))
+
+
+def _crop_first_window(jpeg_bytes: TensorLike, recipe: str, size: int, dct_method: str | None
+                       ) -> tuple[str, tf.Tensor, list[tf.Tensor]]:
+    """The recipe's DCT method, the image's shape and the crop window ``[top, left, height, width]`` in it."""
+    import tensorflow as tf
+
     if recipe not in CROP_FIRST:
         raise UserError(f"recipe {recipe!r} resizes before it crops; crop-first recipes: {', '.join(CROP_FIRST)}")
     shape = tf.image.extract_jpeg_shape(jpeg_bytes)
-    height, width = shape[0], shape[1]
-    top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
-    if not fast:
-        pixels = tf.io.decode_jpeg(jpeg_bytes, channels=3, dct_method=dct_method)
-        return tf.slice(pixels, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
-    decoded, (y0, x0, _, _) = _decode_with_margin(jpeg_bytes, height, width, recipe, size, dct_method)
-    return tf.slice(decoded, tf.stack([top - y0, left - x0, 0]), tf.stack([h, w, 3]))
+    window = tf.unstack(tf_crop_window(shape[0], shape[1], recipe, size=size))
+    return (recipe_dct(recipe) if dct_method is None else dct_method), shape, window
 
 
 def tf_decode_window_box(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224,
@@ -454,13 +461,8 @@ def tf_decode_window_box(jpeg_bytes: TensorLike, recipe: str, *, size: int = 224
     window's ``[top, left, height, width]`` inside them, for an op that reads the window in place."""
     import tensorflow as tf
 
-    dct_method = recipe_dct(recipe) if dct_method is None else dct_method
-    if recipe not in CROP_FIRST:
-        raise UserError(f"recipe {recipe!r} resizes before it crops; crop-first recipes: {', '.join(CROP_FIRST)}")
-    shape = tf.image.extract_jpeg_shape(jpeg_bytes)
-    height, width = shape[0], shape[1]
-    top, left, h, w = tf.unstack(tf_crop_window(height, width, recipe, size=size))
-    decoded, (y0, x0, _, _) = _decode_with_margin(jpeg_bytes, height, width, recipe, size, dct_method)
+    dct_method, shape, (top, left, h, w) = _crop_first_window(jpeg_bytes, recipe, size, dct_method)
+    decoded, (y0, x0, _, _) = _decode_with_margin(jpeg_bytes, shape[0], shape[1], recipe, size, dct_method)
     return decoded, tf.stack([top - y0, left - x0, h, w])
 
 

@@ -191,50 +191,16 @@ def build_resnet(depth: int, input_size: int = 224, num_classes: int = NUM_CLASS
     return keras.Model(inputs, x, name=f"resnet{depth}")
 
 
-def _inception(x, widths: tuple[int, int, int, int, int, int], name: str):
-    """One inception module: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated."""
+def _inception(x, widths: tuple[int, int, int, int, int, int], name: str, batch_norm: bool = False):
+    """One inception module: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated.
+
+    ``batch_norm``: every conv is conv (with bias) -> BatchNorm -> ReLU, as in the course's variant.
+    """
     n1, r3, n3, r5, n5, proj = widths
 
     def conv(t: Any, filters: int, kernel: int, suffix: str) -> Any:
-        return layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"{name}_{suffix}")(t)
-
-    b1 = conv(x, n1, 1, "1x1")
-    b2 = conv(conv(x, r3, 1, "3x3_reduce"), n3, 3, "3x3")
-    b3 = conv(conv(x, r5, 1, "5x5_reduce"), n5, 5, "5x5")
-    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
-    b4 = conv(b4, proj, 1, "pool_proj")
-    return layers.Concatenate(name=f"{name}_output")([b1, b2, b3, b4])
-
-
-def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
-    """GoogLeNet (Szegedy et al. 2014, Table 1) without its auxiliary classifiers and LRN."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, activation="relu", name="conv1_7x7")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    x = layers.Conv2D(64, 1, activation="relu", name="conv2_3x3_reduce")(x)
-    x = layers.Conv2D(192, 3, padding="same", activation="relu", name="conv2_3x3")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
-    pools = 3
-    for item in INCEPTION_V1_CFG:
-        if item == "M":
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
-            pools += 1
-        else:
-            name, widths = item
-            x = _inception(x, widths, f"inception_{name}")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(0.4, name="dropout")(x)
-    x = layers.Dense(num_classes, name="loss3_classifier")(x)
-    return keras.Model(inputs, x, name="inception_v1")
-
-
-def _inception_bn(x, widths: tuple[int, int, int, int, int, int], name: str):
-    """An inception module with BatchNorm after every conv (conv with bias -> BatchNorm -> ReLU)."""
-    n1, r3, n3, r5, n5, proj = widths
-
-    def conv(t: Any, filters: int, kernel: int, suffix: str) -> Any:
+        if not batch_norm:
+            return layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"{name}_{suffix}")(t)
         t = layers.Conv2D(filters, kernel, padding="same", name=f"{name}_{suffix}")(t)
         t = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_{suffix}_bn")(t)
         return layers.ReLU(name=f"{name}_{suffix}_relu")(t)
@@ -247,14 +213,9 @@ def _inception_bn(x, widths: tuple[int, int, int, int, int, int], name: str):
     return layers.Concatenate(name=f"{name}_output")([b1, b2, b3, b4])
 
 
-def build_inception_v1_bn(input_size: int = 224, num_classes: int = 2, *, seed: int = 0) -> keras.Model:
-    """The course answer's GoogLeNet: BatchNorm after every inception conv, a 1024-unit hidden fc, 2 classes.
-
-    The stem is the paper's (conv 7x7/2, max pool, conv 1x1, conv 3x3, max pool, no BatchNorm);
-    the head is global average pooling, dropout 0.4, fc 1024 + ReLU, fc ``num_classes``.
-    """
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+def _googlenet_body(inputs: Any, batch_norm: bool) -> Any:
+    """The paper's stem (conv 7x7/2, max pool, conv 1x1, conv 3x3, max pool, no BatchNorm) and the nine
+    inception modules with their pools, up to global average pooling and dropout 0.4."""
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, activation="relu", name="conv1_7x7")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
@@ -268,9 +229,29 @@ def build_inception_v1_bn(input_size: int = 224, num_classes: int = 2, *, seed: 
             pools += 1
         else:
             name, widths = item
-            x = _inception_bn(x, widths, f"inception_{name}")
+            x = _inception(x, widths, f"inception_{name}", batch_norm)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(0.4, name="dropout")(x)
+    return layers.Dropout(0.4, name="dropout")(x)
+
+
+def build_inception_v1(input_size: int = 224, num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
+    """GoogLeNet (Szegedy et al. 2014, Table 1) without its auxiliary classifiers and LRN."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = _googlenet_body(inputs, batch_norm=False)
+    x = layers.Dense(num_classes, name="loss3_classifier")(x)
+    return keras.Model(inputs, x, name="inception_v1")
+
+
+def build_inception_v1_bn(input_size: int = 224, num_classes: int = 2, *, seed: int = 0) -> keras.Model:
+    """The course answer's GoogLeNet: BatchNorm after every inception conv, a 1024-unit hidden fc, 2 classes.
+
+    The stem is the paper's, without BatchNorm; the head is global average pooling, dropout 0.4,
+    fc 1024 + ReLU, fc ``num_classes``.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = _googlenet_body(inputs, batch_norm=True)
     x = layers.Dense(1024, activation="relu", name="fc1")(x)
     x = layers.Dense(num_classes, name="fc2")(x)
     return keras.Model(inputs, x, name="inception_v1_bn")
