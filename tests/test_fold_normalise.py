@@ -65,8 +65,8 @@ def test_reader_uint8_batches_are_the_normalised_batches_pixels(tmp_path, resize
     from tfbench.data import imagenet_val, reader, resize_normalise
     from tfbench.pipeline_bench import make_val_folder
 
-    if resizer == "fused" and not resize_normalise.available():
-        pytest.skip("the fused op cannot be built here (no C++ compiler)")
+    if resizer == "fused":  # the project builds its C++ ops on every machine it supports: never a skip
+        assert resize_normalise.available(), "the fused ResizeNormalise op did not build"
     spec = pp.MODES[mode]
     src = make_val_folder(tmp_path / "val", 5)
     out = tmp_path / "records"
