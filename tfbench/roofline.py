@@ -34,6 +34,7 @@ more rounds.  Numbers from a shared machine are lower bounds of what it can do.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, Callable, Sequence
 
@@ -44,7 +45,6 @@ from tfbench.inspection.roofline import (  # noqa: F401 - the library half, re-e
     COLOURS,
     PeakProbe,
     Point,
-    _elements,
     _reduce_first,
     layer_points,
     layer_workloads,
@@ -97,7 +97,7 @@ def fusion_points(*, batch: int, warmup: int, repeats: int, small: bool = False,
     conv_k = conv.kernel ** 2 * conv.cin * conv.cout + conv.cout
     dense_in, dense_out = batch * dense.units_in, batch * dense.units_out
     dense_k = dense.units_in * dense.units_out + dense.units_out
-    n = _elements(chain_dims)
+    n = math.prod(map(int, chain_dims))
     specs = {  # name: (FLOPs, bytes); unfused: each of bias add and relu reads and writes the whole output again
         "conv+bias+relu unfused": (conv.flops + conv_out, BYTES_F32 * (conv_in + conv_k + 5 * conv_out)),
         "conv+bias+relu fused": (conv.flops + conv_out, BYTES_F32 * (conv_in + conv_k + conv_out)),
@@ -143,7 +143,7 @@ def model_points(size: int, batch: int, *, warmup: int, repeats: int, probe: Pea
     counts = counting.count_model(keras_model, "vgg19")
     flops = batch * (counts.total("mults") + counts.total("adds"))
     params = sum(int(w.shape.num_elements()) for w in module32.trainable_variables)
-    acts = batch * sum(_elements(layer.output_shape) for layer in counts.layers)
+    acts = batch * sum(math.prod(map(int, layer.output_shape)) for layer in counts.layers)
     moved = BYTES_F32 * (batch * size * size * 3 + acts + params)
     return [Point("model", name, "bfloat16" if "bfloat16" in name else "float32", flops,
                   moved // (2 if "bfloat16" in name else 1), t.median_ms, t.p10_ms, t.p90_ms)

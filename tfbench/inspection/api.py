@@ -12,6 +12,7 @@ a TensorBoard run ``<logdir>/inspect/<model>/<time>/`` (Text cards, the roofline
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,13 +31,6 @@ def _stage(name: str, progress: bool) -> Iterator[None]:
     took = time.perf_counter() - start
     if progress and took > 1.0:
         print(f"inspect: {name} done in {took:.1f} s", file=sys.stderr, flush=True)
-
-
-def _elements(shape: Sequence[int]) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
 
 
 def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = None, batch: int = 1,
@@ -79,8 +73,8 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
             report.profiler = profiler_flops(loaded.call, loaded.input_shape, loaded.input_dtype)
     from tfbench.inspection import memory
 
-    outputs = (sum(_elements(c.output_shape) for c in report.counts.layers) if report.counts is not None
-               else _elements(loaded.call(tf.zeros((1, *loaded.input_shape), loaded.input_dtype)).shape[1:]))
+    outputs = (sum(math.prod(map(int, c.output_shape)) for c in report.counts.layers) if report.counts is not None
+               else math.prod(map(int, loaded.call(tf.zeros((1, *loaded.input_shape), loaded.input_dtype)).shape[1:])))
     report.memory = memory.estimate(loaded.input_shape, outputs, report.params, batch)
     if report.counts is None:
         report.memory.note = "forward/backward pass size counts only the model's output (no layers to sum)"
@@ -109,7 +103,7 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
 
         # counted multiplications + additions; a model without Keras layers: the profiler's FLOPs
         flops = batch * (report.mults + report.adds if report.counts is not None else report.profiler["total_flops"])
-        moved = 4 * (batch * (_elements(loaded.input_shape) + outputs) + report.params)
+        moved = 4 * (batch * (math.prod(map(int, loaded.input_shape)) + outputs) + report.params)
         report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2))
     return _write(report, logdir, progress)
 

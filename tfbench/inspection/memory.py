@@ -15,6 +15,7 @@ what the allocator keeps cached and what TensorFlow builds on a first call.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -56,7 +57,7 @@ class MemoryReport:
 
 def estimate(input_shape: tuple[int, ...], output_elements: int, params: int, batch: int) -> MemoryReport:
     """torchsummary's estimate: ``output_elements`` is the sum over layers of one example's output elements."""
-    input_mb = batch * _prod(input_shape) * BYTES_F32 / MB
+    input_mb = batch * math.prod(map(int, input_shape)) * BYTES_F32 / MB
     forward_backward = 2.0 * batch * output_elements * BYTES_F32 / MB
     params_mb = params * BYTES_F32 / MB
     return MemoryReport(batch, input_mb, forward_backward, params_mb, input_mb + forward_backward + params_mb)
@@ -116,9 +117,3 @@ def measure(report: MemoryReport, call: Callable[[Any], Any], variables: list[An
     report.peak_rss_mb = high
     return report
 
-
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out

@@ -8,6 +8,7 @@ must move at least once (inputs, output, weights) and its measured time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -178,21 +179,14 @@ def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int
         probe.take(timings, name)
     points = []
     for layer, count, _, inputs in work:
-        weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _elements(w.shape))
+        weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else math.prod(map(int, w.shape)))
                       for w in layer.weights)
         in_elements = sum(int(x.shape.num_elements()) for x in inputs)
-        out_elements = batch * _elements(count.output_shape)
+        out_elements = batch * math.prod(map(int, count.output_shape))
         t = timings[layer.name]
         points.append(Point(name, layer.name, count.kind, batch * (count.mults + count.adds),
                             BYTES_F32 * (in_elements + out_elements + weights), t.median_ms, t.p10_ms, t.p90_ms))
     return points
-
-
-def _elements(shape: Sequence[int]) -> int:
-    total = 1
-    for d in shape:
-        total *= int(d)
-    return total
 
 
 COLOURS = {"vgg19": "tab:blue", "resnet50": "tab:green", "lenet5": "tab:purple", "fusion": "tab:red",
