@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tfbench.files import atomic_output
+
 BYTES_F32 = 4
 
 @dataclass
@@ -232,11 +234,9 @@ def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str)
     ax.grid(True, which="both", lw=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
