@@ -104,11 +104,41 @@ def test_the_fused_op_pipeline_equals_the_tensorflow_ops_pipeline(sample, recipe
     def first_batch(**kwargs):
         return next(iter(reader.make_dataset(out, batch_size=5, recipe=recipe, spec=pp.CAFFE, **kwargs)))[0].numpy()
 
-    fused = first_batch()  # resizer="auto": ResizeNormalise for the crop-first recipes
+    fused = first_batch()  # resizer="auto": one DecodeCropResizeNormalise per batch for the crop-first recipes
+    assert reader.choose_parser("auto", recipe, antialias=False).batched
     np.testing.assert_array_equal(fused, first_batch(resizer="tf"))
+    np.testing.assert_array_equal(fused, first_batch(resizer="fused-per-image"))
+    np.testing.assert_array_equal(fused, first_batch(resizer="fused-one-thread"))
     np.testing.assert_array_equal(fused, first_batch(resizer="fused", fast=False))  # full decode, same window
+    np.testing.assert_array_equal(fused, first_batch(resizer="fused-per-image", fast=False))
+    pixels = first_batch(normalise=False)  # uint8 batches: the same pixels before the mean is subtracted
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(fused, pp.tf_normalise(pixels, pp.CAFFE, channel_order="BGR").numpy())
     with pytest.raises(UserError, match="crop-first recipe"):
         reader.make_dataset(out, batch_size=5, recipe="A-aspect", resizer="fused")
+
+
+def test_the_batched_reader_keeps_every_image_label_and_name_in_file_order(sample):
+    """Records are batched before they are parsed: the last, smaller batch, drop_remainder and the file order."""
+    src, out, _ = sample
+    expected_names = sorted(p.name for p in src.iterdir())
+    for parallel_reads in (None, 2):
+        ds = reader.make_dataset(out, batch_size=2, recipe="A-window", spec=pp.TORCH, with_filenames=True,
+                                 parallel_reads=parallel_reads)
+        batches = list(ds)
+        assert [int(x.shape[0]) for x, _, _ in batches] == [2, 2, 1]
+        names = [n.decode() for _, _, batch in batches for n in batch.numpy()]
+        # shards are contiguous runs of the sorted files: read one after another, the records come in file order
+        assert names == expected_names if parallel_reads is None else sorted(names) == expected_names
+        per_image = reader.make_dataset(out, batch_size=2, recipe="A-window", spec=pp.TORCH, with_filenames=True,
+                                        resizer="fused-per-image", parallel_reads=parallel_reads)
+        for (x, y, n), (x2, y2, n2) in zip(batches, per_image):
+            np.testing.assert_array_equal(x.numpy(), x2.numpy())
+            np.testing.assert_array_equal(y.numpy(), y2.numpy())
+            np.testing.assert_array_equal(n.numpy(), n2.numpy())
+    dropped = reader.make_dataset(out, batch_size=2, recipe="A-window", drop_remainder=True)
+    assert [int(x.shape[0]) for x, _ in dropped] == [2, 2]
+    assert dropped.element_spec[0].shape.as_list() == [2, 224, 224, 3]
 
 
 def test_stored_features_follow_the_tensorflow_models_schema(sample):

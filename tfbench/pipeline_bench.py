@@ -7,10 +7,12 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   thrown away: the practical limit, since every other step needs the pixels; (a1) decoding only
   the recipe's crop window, which is what (b) decodes; and (a2) the same plus the resize, which
   separates the cost of resizing from the rest of the pipeline;
-- (b) **the full pipeline** (:func:`tfbench.data.reader.make_dataset`): read the shards, parse,
-  decode (only the crop window for the crop-first recipes), resize + round + normalise (the
-  fused C++ op :mod:`tfbench.data.resize_normalise`, where it builds), batch, prefetch.  Beside it,
-  the same pipeline with one thing changed each: TensorFlow's own ops instead of the fused op
+- (b) **the full pipeline** (:func:`tfbench.data.reader.make_dataset`): read the shards, batch the
+  records, then per batch parse and, in one C++ op (:mod:`tfbench.data.resize_normalise`, where it
+  builds), decode only each crop window, resize + round + normalise into the batch; prefetch.
+  Beside it, the same pipeline with one thing changed each: each batch decoded on one thread, one
+  map call per image and then a batch (the fused resize op after ``decode_and_crop_jpeg``), the shards read in parallel,
+  TensorFlow's own ops instead of the fused op
   (``tf.image.resize``, uint8, batch, XLA-compiled normalisation), the other decode path,
   Eigen's normalisation instead of XLA's, tf.data's autotuning model on, OpenCV's resizer
   through ``tf.numpy_function``, ``uint8`` batches, and the other recipes;
@@ -394,6 +396,10 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
                                  decode_resize),
         "b_pipeline": (f"TFRecord -> {ns.recipe} ({decode_path}, {steps}) -> {ns.batch_size}x224x224x3 float32",
                        pipeline()),
+        **({"b_one_thread_per_batch": ("as b, each batch decoded on one thread (tf.data's, no intra-op threads)",
+                                       pipeline(resizer="fused-one-thread"))} if fused else {}),
+        **({"b_per_image": ("as b, one map call per image (window decode, then the C++ resize + normalise), "
+                            "then a batch", pipeline(resizer="fused-per-image"))} if fused else {}),
         **({"b_tensorflow_ops": ("as b, with TensorFlow's ops instead of the fused op: tf.image.resize, uint8, "
                                  "batch, XLA normalise", pipeline(resizer="tf"))} if fused else {}),
         "b_other_decode_path": (f"as b, with {other_path}", pipeline(fast=ns.recipe not in pp.CROP_FIRST)),
@@ -403,6 +409,8 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
         "b_cv2_resize": ("as b_tensorflow_ops, OpenCV resize through tf.numpy_function", pipeline(resizer="cv2")),
         "b_uint8": ("as b, uint8 batches (fused resize + round, no normalisation: for a model that folds it in)",
                     pipeline(normalise=False)),
+        "b_parallel_reads": ("as b, up to 8 shards read in parallel and interleaved (parallel_reads=8)",
+                             pipeline(parallel_reads=8)),
         "b_private_threadpool": (f"as b, on a private tf.data thread pool of {cores} threads",
                                  pipeline().with_options(private_pool)),
         "p_keras_directory": ("peer: keras.utils.image_dataset_from_directory over the JPEGs (squash resize), "

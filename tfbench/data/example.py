@@ -101,6 +101,7 @@ def parse_example(serialized: Any, keys: Sequence[str] | None = None) -> dict[st
     """The decoder stage: serialized ``tf.train.Example`` -> dict of tensors (scalar features).
 
     ``keys``: parse only these (a reader that needs the pixels and the label skips the rest).
+    A vector of serialized examples (a batch) is parsed in one op, giving a vector per key.
     """
     import tensorflow as tf
 
@@ -114,6 +115,9 @@ def parse_example(serialized: Any, keys: Sequence[str] | None = None) -> dict[st
     }
     if keys is not None:
         spec = {key: spec[key] for key in keys}
+    serialized = tf.convert_to_tensor(serialized, tf.string)
+    if serialized.shape.rank == 1:
+        return tf.io.parse_example(serialized, spec)
     return tf.io.parse_single_example(serialized, spec)
 
 

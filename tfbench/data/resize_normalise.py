@@ -1,4 +1,5 @@
-"""ResizeNormalise: the input pipeline's resize, uint8 rounding and normalisation as one C++ op.
+"""ResizeNormalise: the input pipeline's resize, uint8 rounding and normalisation as one C++ op;
+DecodeCropResizeNormalise: the same after the JPEG decode, for a whole batch in one op.
 
 Operator fusion applied to the data side (``custom_ops/resize_normalise/resize_normalise.cc``).
 After decoding, the TFRecord pipeline spent its time in ``tf.image.resize``, a rounding step
@@ -6,6 +7,12 @@ and, per batch, a normalisation (cast, channel reversal, mean subtraction) whose
 wrote their whole result to memory.  The fused kernel computes the same numbers in one pass
 over each output row, while the decoded window is still in cache: bit-identical in caffe mode
 (VGG19's; tested), within one float32 ulp in tf and torch modes.
+
+``DecodeCropResizeNormalise`` goes one step further: it takes a batch of JPEG strings, decodes
+each image's crop window with TensorFlow's own JPEG code (``tensorflow::jpeg::Uncompress``, what
+``decode_and_crop_jpeg`` runs), and resizes and normalises it straight into the batch tensor: no
+map function per image, no tensor per image, no copy into a batch (``custom_ops/resize_normalise/
+decode_resize_normalise.cc``).  The TFRecord reader's default for the crop-first recipes.
 
 Why by hand: this is the point of the exercise (a fused operator, measured), and TensorFlow has
 no op that resizes and normalises in one pass.  Where the library cannot be built (no C++
@@ -70,3 +77,46 @@ def resize_normalise(pixels: Any, size: int, spec: pp.InputSpec, *, channel_orde
     if box is not None:
         return load_library().crop_resize_normalise(pixels, tf.cast(box, tf.int32), **attrs)
     return load_library().resize_normalise(pixels, **attrs)
+
+
+def _crop_attrs(recipe: str, size: int) -> dict[str, Any]:
+    """``DecodeCropResizeNormalise``'s window attrs for a crop-first recipe: the kind of window and its
+    fraction of the image as a ratio of integers, so the C++ computes what :func:`tfbench.data.preprocess.
+    tf_crop_window` does, integer for integer."""
+    if recipe == "A-window":
+        return dict(crop="central_square", crop_size=size, crop_of=pp.resize_size(size))
+    if recipe == "A-window-v2":
+        return dict(crop="central_square_v2", crop_size=size, crop_of=pp.resize_size(size))
+    if recipe == "B":
+        return dict(crop="central_fraction", crop_size=7, crop_of=8)  # pp.CROP_FRACTION, exactly
+    raise UserError(f"recipe {recipe!r} resizes before it crops; the batch decoder needs one of "
+                    f"{', '.join(pp.CROP_FIRST)}")
+
+
+def _margin(recipe: str, whole_image: bool) -> int:
+    """Pixels decoded around the window: none for the exact-window recipes, the whole image on request."""
+    if whole_image:
+        return 2**31 - 1
+    return 0 if recipe in pp.EXACT_WINDOW else pp.JPEG_MARGIN
+
+
+def decode_crop_resize_normalise(jpegs: Any, recipe: str, spec: pp.InputSpec, *, normalise: bool = True,
+                                 whole_image: bool = False, parallel: bool = True) -> tf.Tensor:
+    """A batch of JPEG strings ``[N]`` -> ``float32 [N, size, size, 3]`` network input, in one C++ op.
+
+    Per image: the recipe's crop window decoded with its margin, resized, rounded and normalised
+    in place into the batch (``DecodeCropResizeNormalise``): the pixels of
+    ``resize_normalise(*tf_decode_window_box(jpeg, recipe), ...)``, bit for bit, without a
+    tensor per image or a batch copy.  ``normalise=False``: ``uint8`` pixels in ``spec``'s order.
+    ``whole_image``: decode every image whole, not just its window (the same pixels; for comparison).
+    ``parallel``: share the batch's images out over TensorFlow's intra-op threads (else one thread).
+    Needs the C++ library (:func:`available`); the reader falls back to the per-image ops without it.
+    """
+    if recipe not in pp.CROP_FIRST:
+        _crop_attrs(recipe, spec.size)  # raises, naming the recipes
+    dct = pp.recipe_dct(recipe) or "INTEGER_FAST"  # "" is TensorFlow's default, INTEGER_FAST
+    return load_library().decode_crop_resize_normalise(
+        jpegs, **_crop_attrs(recipe, spec.size), margin=_margin(recipe, whole_image),
+        dct_method=dct, out_height=spec.size, out_width=spec.size, mean=list(spec.mean), std=list(spec.std),
+        reverse_channels=spec.channel_order != "RGB", out_type=tf.float32 if normalise else tf.uint8,
+        parallel=parallel)

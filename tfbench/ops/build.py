@@ -109,6 +109,15 @@ def _cpu_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= set(flags) else []
 
 
+def _kernel_library_flags(include: str, lib: str) -> list[str]:
+    """Flags to use TensorFlow's own kernel helpers, such as ``tensorflow::jpeg`` (the JPEG decoder of
+    ``tf.io.decode_jpeg``): the headers of the libjpeg-turbo it bundles, and ``libtensorflow_cc``, which
+    exports them.  Empty where the wheel has no such library; an op that needs it then fails to build."""
+    if not (Path(lib) / "libtensorflow_cc.so.2").exists():
+        return []
+    return [f"-I{Path(include) / 'external' / 'libjpeg_turbo'}", "-l:libtensorflow_cc.so.2"]
+
+
 def _compiler_version(compiler: str) -> str:
     try:
         out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30)
@@ -132,7 +141,8 @@ def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = N
         wanted = compiler or os.environ.get("CXX") or "g++, c++ or clang++"
         raise BuildError(f"no C++ compiler found ({wanted} is not on PATH): install g++ (Debian/Ubuntu: "
                          f"apt-get install g++) or set CXX to build custom_ops/{name}")
-    flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags())
+    flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+             *_kernel_library_flags(tf.sysconfig.get_include(), tf.sysconfig.get_lib()))
     key = cache_key((tf.__version__, tf.sysconfig.get_lib(), _compiler_version(found), *flags),
                     sorted([*sources, *folder.glob("*.h")]))
     root = Path(cache).expanduser() if cache is not None else paths.cache_root()
