@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image as PILImage
 
-from tfbench.data import images, imagenet_val
+from tfbench.data import imagenet_val, images
 from tfbench.data import preprocess as pp
 from tfbench.data import resize_normalise as rn
 from tfbench.errors import UserError

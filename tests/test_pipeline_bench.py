@@ -15,12 +15,12 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     assert Path(data["path"]).parent == tmp_path / "bench"
     cases = [row["case"] for row in report["rows"]]
     assert cases == ["a_decode_only", "a1_window_decode_only", "a2_decode_and_resize", "b_pipeline",
-                     "b_one_thread_per_batch", "b_per_image", "b_tensorflow_ops", "b_other_decode_path", "b_eigen_normalise", "b_autotune_model", "b_cv2_resize",
-                     "b_uint8", "b_parallel_reads", "b_private_threadpool",
-                     "p_keras_directory", "p_keras_no_normalise", "p_tf_models_eval", "b_recipe_A-aspect",
-                     "b_recipe_A-window-v2", "b_recipe_B", "r1_records", "r2_parse", "r3_window_decode",
-                     "k1_read_files", "k2_decode", "e_float32_first_conv", "e_uint8_folded_first_conv",
-                     "c_naive_loop", "b_pipeline_2x_images"]
+                     "b_one_thread_per_batch", "b_per_image", "b_tensorflow_ops", "b_other_decode_path",
+                     "b_eigen_normalise", "b_autotune_model", "b_cv2_resize", "b_uint8", "b_parallel_reads",
+                     "b_private_threadpool", "p_keras_directory", "p_keras_no_normalise", "p_tf_models_eval",
+                     "b_recipe_A-aspect", "b_recipe_A-window-v2", "b_recipe_B", "r1_records", "r2_parse",
+                     "r3_window_decode", "k1_read_files", "k2_decode", "e_float32_first_conv",
+                     "e_uint8_folded_first_conv", "c_naive_loop", "b_pipeline_2x_images"]
     assert report["recipe"] == "A-window"  # tensorflow/models' eval crop, the default
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and row["images_per_s_per_core"] * report["cores"] == row["images_per_s"]
