@@ -59,7 +59,9 @@ def records(tfrecord_dir: str | Path, *, verify: str = "size", deterministic: bo
 
 @dataclass(frozen=True)
 class Parser:
-    """The parser stage for one way of resizing: JPEG bytes -> one image, uint8 or already normalised."""
+    """The parser stage for one way of resizing: JPEG bytes -> one image (or a batch -> a batch), uint8 or
+    already normalised.  ``make``'s ``normalise=False`` asks a normalising parser for uint8 pixels instead;
+    the others give uint8 pixels either way and the batch is normalised after them."""
 
     name: str
     normalises: bool  # True: the output is the model's input; False: uint8 pixels, normalised per batch
@@ -212,7 +214,7 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     parser = choose_parser(resizer, recipe, antialias)
-    parse_images = parser.make(recipe, spec, antialias, fast, normalise=normalise or not parser.normalises)
+    parse_images = parser.make(recipe, spec, antialias, fast, normalise=normalise)
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic, parallel_reads=parallel_reads)
     keys = ("image/encoded", "image/class/label") + (("image/filename",) if with_filenames else ())
 
