@@ -80,9 +80,11 @@ def resize_normalise(pixels: Any, size: int, spec: pp.InputSpec, *, channel_orde
 
 
 def _crop_attrs(recipe: str, size: int) -> dict[str, Any]:
-    """``DecodeCropResizeNormalise``'s window attrs for a crop-first recipe: the kind of window and its
-    fraction of the image as a ratio of integers, so the C++ computes what :func:`tfbench.data.preprocess.
-    tf_crop_window` does, integer for integer."""
+    """``DecodeCropResizeNormalise``'s window attrs for a crop-first recipe.
+
+    The kind of window and its fraction of the image as a ratio of integers, so that the C++
+    computes what :func:`tfbench.data.preprocess.tf_crop_window` does, integer for integer.
+    """
     if recipe == "A-window":
         return dict(crop="central_square", crop_size=size, crop_of=pp.resize_size(size))
     if recipe == "A-window-v2":
@@ -112,8 +114,6 @@ def decode_crop_resize_normalise(jpegs: Any, recipe: str, spec: pp.InputSpec, *,
     ``parallel``: share the batch's images out over TensorFlow's intra-op threads (else one thread).
     Needs the C++ library (:func:`available`); the reader falls back to the per-image ops without it.
     """
-    if recipe not in pp.CROP_FIRST:
-        _crop_attrs(recipe, spec.size)  # raises, naming the recipes
     dct = pp.recipe_dct(recipe) or "INTEGER_FAST"  # "" is TensorFlow's default, INTEGER_FAST
     return load_library().decode_crop_resize_normalise(
         jpegs, **_crop_attrs(recipe, spec.size), margin=_margin(recipe, whole_image),
