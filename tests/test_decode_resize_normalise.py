@@ -105,6 +105,12 @@ def test_bad_images_are_named_by_their_place_in_the_batch(jpegs):
     for bad, message in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             rn.decode_crop_resize_normalise(tf.constant([good, bad]), "A-window", pp.TORCH)
+    # a header claiming 60000x60000 pixels is refused from the header, before any decoding
+    huge = bytearray(_jpeg(np.zeros((16, 16, 3), np.uint8)))
+    sof = huge.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    huge[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image 1 of 2 is 60000x60000 pixels, more than"):
+        rn.decode_crop_resize_normalise(tf.constant([good, bytes(huge)]), "A-window", pp.TORCH)
     # two bad images decoded on different threads: the first in batch order is reported
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image 1 of 4 \(3 bytes\)"):
         rn.decode_crop_resize_normalise(tf.constant([good, b"bad", good, b"worse"]), "A-window", pp.TORCH)

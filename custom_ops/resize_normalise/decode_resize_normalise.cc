@@ -176,6 +176,12 @@ class DecodeCropResizeNormaliseOp : public OpKernel {
       return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " (", jpeg.size(),
                                                      " bytes) is not a readable JPEG"));
     }
+    // TensorFlow's decoder refuses images of 2^29 bytes of pixels or more; say so, not "invalid".
+    if (static_cast<int64_t>(width) * height * 3 >= (int64_t{1} << 29)) {
+      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " is ", height, "x", width,
+                                                     " pixels, more than TensorFlow's JPEG decoder takes (under 2^29 "
+                                                     "bytes of pixels, about 179 million pixels)"));
+    }
     const Window window = CropWindow(crop_, crop_size_, crop_of_, height, width);
     if (window.height <= 0 || window.width <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " is ", height, "x",
