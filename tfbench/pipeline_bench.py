@@ -11,9 +11,9 @@ Course exercise 4.7, measured.  Three ways to turn ImageNet-style JPEGs into nor
   records, then per batch parse and, in one C++ op (:mod:`tfbench.data.resize_normalise`, where it
   builds), decode only each crop window, resize + round + normalise into the batch; prefetch.
   Beside it, the same pipeline with one thing changed each: each batch decoded on one thread, one
-  map call per image and then a batch (the fused resize op after ``decode_and_crop_jpeg``), the shards read in parallel,
-  TensorFlow's own ops instead of the fused op
-  (``tf.image.resize``, uint8, batch, XLA-compiled normalisation), the other decode path,
+  map call per image and then a batch (the fused resize op after ``decode_and_crop_jpeg``), the
+  shards read in parallel, TensorFlow's own ops instead of the fused op (``tf.image.resize``,
+  uint8, batch, XLA-compiled normalisation), the other decode path,
   Eigen's normalisation instead of XLA's, tf.data's autotuning model on, OpenCV's resizer
   through ``tf.numpy_function``, ``uint8`` batches, and the other recipes;
 - (c) **a naive loop**: one Python thread, ``cv2`` decode + NumPy recipe + normalise per image;
@@ -387,14 +387,15 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
     decode_path = "decode_and_crop_jpeg" if ns.recipe in pp.CROP_FIRST else "full decode_jpeg"
     other_path = "full decode_jpeg" if ns.recipe in pp.CROP_FIRST else "decode_and_crop_jpeg + crop_and_resize"
     fused = ns.recipe in pp.CROP_FIRST and resize_normalise.available()
-    steps = ("fused C++ ResizeNormalise" if fused else "tf.image.resize, uint8 -> batch -> XLA caffe normalise")
+    steps = ("records batched, then per batch parse_example + C++ DecodeCropResizeNormalise: window decode, "
+             "resize, normalise" if fused else f"{decode_path}, tf.image.resize, uint8 -> batch -> XLA normalise")
     datasets = {  # name: (what, dataset)
         "a_decode_only": ("tf.data parallel decode_jpeg of in-memory bytes", decode_only),
         **({"a1_window_decode_only": (f"as a, decoding only the {ns.recipe} window (decode_and_crop_jpeg)",
                                       window_only)} if ns.recipe in pp.CROP_FIRST else {}),
         "a2_decode_and_resize": (f"as a, plus the {ns.recipe} crop and resize ({decode_path}, tf.image.resize)",
                                  decode_resize),
-        "b_pipeline": (f"TFRecord -> {ns.recipe} ({decode_path}, {steps}) -> {ns.batch_size}x224x224x3 float32",
+        "b_pipeline": (f"TFRecord -> {ns.recipe} ({steps}) -> {ns.batch_size}x224x224x3 float32",
                        pipeline()),
         **({"b_one_thread_per_batch": ("as b, each batch decoded on one thread (tf.data's, no intra-op threads)",
                                        pipeline(resizer="fused-one-thread"))} if fused else {}),

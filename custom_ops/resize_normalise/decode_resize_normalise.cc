@@ -169,22 +169,23 @@ class DecodeCropResizeNormaliseOp : public OpKernel {
   // Decode, crop, resize and normalise image i of n into `out` (or `out_pixels`); an error names it.
   absl::Status DecodeOne(const tstring& jpeg, int64_t i, int64_t n, bool scalar, std::vector<uint8_t>& scratch,
                          float* out, uint8_t* out_pixels) const {
-    const std::string where = scalar ? std::string("the image") : absl::StrCat("image ", i, " of ", n);
+    // Which image, for an error message (built only when there is an error to report).
+    const auto where = [&]() { return scalar ? std::string("the image") : absl::StrCat("image ", i, " of ", n); };
     int width = 0, height = 0, components = 0;
     if (jpeg.size() >= (1u << 31) ||
         !jpeg::GetImageInfo(jpeg.data(), static_cast<int>(jpeg.size()), &width, &height, &components)) {
-      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " (", jpeg.size(),
+      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where(), " (", jpeg.size(),
                                                      " bytes) is not a readable JPEG"));
     }
     // TensorFlow's decoder refuses images of 2^29 bytes of pixels or more; say so, not "invalid".
     if (static_cast<int64_t>(width) * height * 3 >= (int64_t{1} << 29)) {
-      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " is ", height, "x", width,
+      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where(), " is ", height, "x", width,
                                                      " pixels, more than TensorFlow's JPEG decoder takes (under 2^29 "
                                                      "bytes of pixels, about 179 million pixels)"));
     }
     const Window window = CropWindow(crop_, crop_size_, crop_of_, height, width);
     if (window.height <= 0 || window.width <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " is ", height, "x",
+      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where(), " is ", height, "x",
                                                      width, " pixels, too small for a ", crop_, " crop of ",
                                                      crop_size_, "/", crop_of_));
     }
@@ -206,7 +207,7 @@ class DecodeCropResizeNormaliseOp : public OpKernel {
                                                return scratch.data();
                                              });
     if (pixels == nullptr || decoded_width != x1 - x0 || decoded_height != y1 - y0) {
-      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where, " (", height, "x", width,
+      return absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: ", where(), " (", height, "x", width,
                                                      ", ", jpeg.size(), " bytes): invalid or truncated JPEG data"));
     }
     tfbench::ResizeBox(pixels, decoded_height, decoded_width, window.top - y0, window.left - x0, window.height,
