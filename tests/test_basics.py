@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfbench import basics
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def test_hello():

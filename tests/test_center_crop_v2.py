@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfbench.benchmarks.pipeline import center_crop_image_v2
 from tfbench.data import images
 from tfbench.data import preprocess as pp
-from tfbench.pipeline_bench import center_crop_image_v2
 
 
 def models_eval_image(image_bytes, output_size=(224, 224)):

@@ -13,8 +13,9 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from tfbench import classic as command
 from tfbench.data import mnist
-from tfbench.errors import UserError
 from tfbench.models import classic
+from tfbench.plumbing.errors import UserError
+from tfbench.training import classic_mnist
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +163,12 @@ def test_command_tensorboard(report):
 
 
 def test_confusion_matrix_and_grid_pictures():
-    counts = command.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), num_classes=3)
+    counts = classic_mnist.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), num_classes=3)
     np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
-    image = command.confusion_image(counts, cell=4)
+    image = classic_mnist.confusion_image(counts, cell=4)
     assert image.shape == (12, 12, 3) and image[6, 6, 1] == 255 and image[2, 6, 0] > 200  # diagonal, an error
     queries = np.zeros((2, 28, 28), np.float32)
-    grid = command.neighbour_grid(queries, np.array([1, 2]), np.ones((2, 3, 28, 28), np.float32),
+    grid = classic_mnist.neighbour_grid(queries, np.array([1, 2]), np.ones((2, 3, 28, 28), np.float32),
                                   np.array([[1, 3, 3], [3, 2, 3]]))
     assert grid.shape == (64, 128, 3)
     assert tuple(grid[0, 0]) == (255, 0, 0) and tuple(grid[0, 32]) == (0, 204, 0) and tuple(grid[0, 64]) == (204, 0, 0)

@@ -19,7 +19,10 @@ import pytest
 import tfbench
 from tfbench.__main__ import EXPERIMENTS
 from tfbench.bench import BENCHMARKS
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
+from tfbench.training import lenet as lenet_lib
+from tfbench.training import mixed_precision as mp_lib
+from tfbench.training import sparsity as sparsity_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["vgg_graph", "lenet", "imagenet", "images", "mnist", "grads", "graphs", "fusion", "mixed_precision",
@@ -116,13 +119,13 @@ def test_every_command_is_listed_once_and_the_listings_agree():
 
 
 def test_model_choices_come_from_the_registry():
-    from tfbench import complexity, lenet, mixed_precision, sparsity
-    from tfbench.distributed import cli as distributed_cli
+    from tfbench import complexity
+    from tfbench import distributed as distributed_cli
     from tfbench.models import registry
 
-    for names in (lenet.MODELS, mixed_precision.MODELS, sparsity.KERAS_MODELS, distributed_cli.MODELS):
+    for names in (lenet_lib.MODELS, mp_lib.MODELS, sparsity_lib.KERAS_MODELS, distributed_cli.MODELS):
         assert set(names) <= set(registry.NAMES), names
-    assert set(lenet.MODELS) <= set(registry.MODULE_NAMES)  # --impl module needs them as tf.Modules too
+    assert set(lenet_lib.MODELS) <= set(registry.MODULE_NAMES)  # --impl module needs them as tf.Modules too
     with pytest.raises(UserError, match="no_such_model: no such file"):  # not a name, not a file either
         complexity.main(["no_such_model"])
 

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from tfbench import complexity, models
-from tfbench.errors import UserError
+from tfbench.inspection import complexity as complexity_lib
 from tfbench.models import zoo
+from tfbench.plumbing.errors import UserError
 
 
 def by_name(result):
@@ -50,13 +51,13 @@ def test_additions_without_bias_are_one_fewer_per_output():
                                         ("alexnet_grouped", 99), ("inception_v1", 64)])
 def test_profiler_counts_two_flops_per_mac(name, size):
     """TF's profiler of the frozen graph agrees with our conv+fc count exactly."""
-    result = complexity.analyse(name, size)
+    result = complexity_lib.analyse(name, size)
     assert result.profiler["conv_matmul_flops"] == 2 * result.total("macs")
     assert result.profiler["total_flops"] >= result.profiler["conv_matmul_flops"]
 
 
 def test_profiler_bias_adds_and_pooling_match_our_conventions():
-    result = complexity.analyse("lenet5")
+    result = complexity_lib.analyse("lenet5")
     by_op = result.profiler["by_op"]
     assert by_op["BiasAdd"] == result.total("neurons")  # one bias addition per neuron
     pools = [layer for layer in result.layers if layer.kind == "AveragePooling2D"]
@@ -65,13 +66,13 @@ def test_profiler_bias_adds_and_pooling_match_our_conventions():
 
 @pytest.mark.parametrize("name, macs", [("vgg19", 19.6e9), ("resnet152", 11.5e9)])
 def test_published_totals(name, macs):
-    result = complexity.analyse(name, profile=False)
+    result = complexity_lib.analyse(name, profile=False)
     assert result.total("params") == zoo.MODELS[name].params
     assert abs(result.total("macs") - macs) / macs < 0.005
 
 
 def test_input_size_changes_counts():
-    small = complexity.analyse("vgg19", 64, profile=False)
+    small = complexity_lib.analyse("vgg19", 64, profile=False)
     assert small.published_params is None  # published numbers are for 224 only
     assert by_name(small)["block1_conv1"].mults == 64 * 64 * 64 * 27
 

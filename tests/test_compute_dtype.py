@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.errors import UserError
 from tfbench.models import lenet5, mlp, registry, vgg19
+from tfbench.plumbing.errors import UserError
 
 #: largest |16-bit logits - float32 logits| / max |float32 logits| accepted (about 4 rounding steps)
 RELATIVE_TOLERANCE = {"bfloat16": 4 * 2.0**-8, "float16": 4 * 2.0**-11}

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from tfbench.data import imagenet_val, images
 from tfbench.data import preprocess as pp
 from tfbench.data import resize_normalise as rn
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def _jpeg(pixels: np.ndarray, **save) -> bytes:

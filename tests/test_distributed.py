@@ -21,15 +21,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import train
-from tfbench.distributed import cli as distributed
-from tfbench.distributed import cluster as distributed_cluster
-from tfbench.distributed import data as distributed_data
-from tfbench.distributed import estimate as distributed_estimate
-from tfbench.distributed import service as distributed_service
-from tfbench.distributed import training as distributed_training
-from tfbench.errors import UserError
+from tfbench import distributed
+from tfbench.inspection import complexity as complexity_lib
 from tfbench.models import lenet5, vgg19
+from tfbench.parallel import cluster as distributed_cluster
+from tfbench.parallel import data as distributed_data
+from tfbench.parallel import estimate as distributed_estimate
+from tfbench.parallel import service as distributed_service
+from tfbench.parallel import training as distributed_training
+from tfbench.plumbing.errors import UserError
+from tfbench.training import loops as train
 
 PY = [sys.executable, "-m", "tfbench.distributed"]
 WAIT = 240  # seconds: the hard limit of any single process wait
@@ -166,7 +167,7 @@ def test_array_sharding_every_example_once_per_epoch(pipelines, replicas_per_wor
     assert sorted(seen.tolist()) == list(range(n))  # every example exactly once
     if pipelines == 2:
         assert not set(np.concatenate(per_worker[0]).tolist()) & set(np.concatenate(per_worker[1]).tolist())
-    # step k of all replicas together = the single-device loop's batch k (same order as tfbench.train)
+    # step k of all replicas together = the single-device loop's batch k (same order as tfbench.training.loops)
     order = train.epoch_order(n, global_batch, seed, epoch).reshape(-1, global_batch)
     steps = len(per_worker[0]) // replicas_per_worker
     for k in range(steps):
@@ -365,9 +366,8 @@ def test_gradient_bytes_and_ring_estimate():
     assert conv_only.params == sum(s.params for s in vgg19.layer_specs() if s.kind == "conv")
     lenet = distributed_estimate.lenet5_cost()
     assert lenet.params == lenet5.TRAINABLE_PARAMS
-    from tfbench import complexity
 
-    assert lenet.macs == complexity.analyse("lenet5", profile=False).total("macs")
+    assert lenet.macs == complexity_lib.analyse("lenet5", profile=False).total("macs")
     # ring: 2(N-1)/N of the bytes over the link; 1 GB at 8 Gbit/s = 1 s
     assert distributed_estimate.ring_allreduce_seconds(1e9, 2, 8.0) == pytest.approx(1.0)
     assert distributed_estimate.ring_allreduce_seconds(1e9, 4, 8.0) == pytest.approx(1.5)
@@ -391,7 +391,7 @@ def test_benchmark_writes_json(tmp_path):
 
 
 def test_union_of_collective_intervals():
-    from tfbench.distributed import profile as distributed_profile
+    from tfbench.parallel import profile as distributed_profile
 
     assert distributed_profile._union_length([(20, 25), (0, 10), (5, 15), (6, 7)]) == 20
     assert distributed_profile._union_length([]) == 0

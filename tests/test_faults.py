@@ -2,7 +2,7 @@
 
 A full disk and a read-only folder are tried for real where this test may mount a small tmpfs (as root),
 and always through an injected fault (tests/fault_injection.py) so the test runs everywhere; the
-one-line text itself comes from tfbench.faults, checked here against the real exceptions (an OSError,
+one-line text itself comes from tfbench.plumbing.faults, checked here against the real exceptions (an OSError,
 TensorFlow's ResourceExhaustedError, NumPy's _ArrayMemoryError).
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbench import cli, errors, faults
 from tfbench.data import imagenet_val
+from tfbench.plumbing import cli, errors, faults
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECT = Path(__file__).resolve().parent / "fault_injection.py"
@@ -148,7 +148,7 @@ def test_permission_denied(sample: Path, tmp_path: Path):
 def test_describe_names_the_file_not_its_temporary_and_the_flag(tmp_path: Path):
     partial = tmp_path / "out" / ".validation-00001-of-00004.k2j3h4.partial"
     err = OSError(errno.ENOSPC, "No space left on device", str(partial))
-    line = faults.describe(err, ["convert", "--out", str(tmp_path / "out")])
+    line = faults.describe(err, {"--out": [str(tmp_path / "out")]})
     assert line.startswith(f"no space left on the device writing {tmp_path / 'out'}/validation-00001-of-00004: ")
     assert line.endswith("free some space or pass another folder with --out")
 
@@ -160,7 +160,7 @@ def test_describe_tensorflow_full_disk_and_the_space_needed(tmp_path: Path):
     with pytest.raises(tf.errors.ResourceExhaustedError) as caught:
         with faults.needs_space(tmp_path, 3 << 30):
             raise err
-    line = faults.describe(caught.value, ["--logdir", str(tmp_path)])
+    line = faults.describe(caught.value, {"--logdir": [str(tmp_path)]})
     assert f"writing {tmp_path}/x.tfrecord: " in line and "this needs about 3 GiB in all" in line
     assert line.endswith("pass another folder with --logdir")
 
@@ -168,7 +168,7 @@ def test_describe_tensorflow_full_disk_and_the_space_needed(tmp_path: Path):
 def test_describe_numpy_out_of_memory_names_the_flag():
     with pytest.raises(MemoryError) as caught:
         np.empty((10 ** 7, 224, 224, 3), np.float32)
-    line = faults.describe(caught.value, ["--batch-size", str(10 ** 7), "--seed", "3"])
+    line = faults.describe(caught.value, {"--batch-size": [str(10 ** 7)], "--seed": ["3"]})
     assert line.startswith("out of memory: an array of shape (10000000, 224, 224, 3) float32 needs 5.48 TiB")
     assert line.endswith("lower --batch-size")
 
@@ -178,15 +178,68 @@ def test_describe_tensorflow_out_of_memory_names_the_flag():
 
     err = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[100000000,32,32,1] "
                                                        "and type float on /job:localhost/device:CPU:0 by allocator cpu")
-    line = faults.describe(err, ["show", "lenet5", "--batch-size", "100000000"])
+    line = faults.describe(err, {"--batch-size": ["100000000"]})
     assert line.startswith("out of memory: a tensor of shape (100000000, 32, 32, 1) float32 needs 381 GiB; ")
     assert line.endswith("lower --batch-size")
 
 
+def _parsed(argv: list[str]) -> None:
+    """Parse ``argv`` with a command-like parser, as a command does (the options are remembered for faults)."""
+    parser = cli.parser("probe", None)
+    parser.add_argument("model")
+    parser.add_argument("--quick", action="store_true")
+    cli.add_repeats(parser, 5)
+    cli.add_batch_size(parser, 1)
+    cli.add_logdir(parser)
+    cli.parse(parser, argv)
+
+
+def test_a_flag_without_a_value_is_never_named_for_the_next_word(tmp_path: Path):
+    model = tmp_path / "data" / "model.keras"
+    _parsed(["--quick", str(model), "--logdir", str(tmp_path / "logs")])
+    line = faults.describe(PermissionError(errno.EACCES, "Permission denied", str(model)))
+    assert "--quick" not in line and line.endswith("or use another path"), line
+    line = faults.describe(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "logs" / "x.json")))
+    assert line.endswith("or pass another folder with --logdir"), line
+
+
+def test_out_of_memory_names_the_flag_that_sized_the_array_not_a_small_one_equal_to_a_dimension():
+    _parsed(["m.keras", "--repeats", "3", "--batch-size", "100000"])
+    with pytest.raises(MemoryError) as caught:
+        np.empty((100000, 224, 224, 3, 1000), np.float32)
+    line = faults.describe(caught.value)
+    assert line.endswith("lower --batch-size"), line
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (1023 * 1024, "1023 KiB"),
+                                     (1023.9 * 1024, "1 MiB"), (5.48 * 2 ** 40, "5.48 TiB"),
+                                     (381 * 2 ** 30, "381 GiB")])
+def test_human_bytes_never_writes_an_exponent(n: float, text: str):
+    assert faults.human_bytes(n) == text
+
+
+def test_first_line_of_an_error_skips_autograph_header_and_survives_an_empty_message():
+    import tensorflow as tf
+
+    @tf.function
+    def broken(x):
+        if tf.reduce_sum(x) > 0:
+            raise NotImplementedError("no kernel for this shape")
+        return x
+
+    with pytest.raises(NotImplementedError) as caught:
+        broken(tf.ones([2]))
+    assert str(caught.value).lstrip().startswith("in user code:")  # what a naive splitlines()[0] would print
+    assert errors.first_line(caught.value) == "NotImplementedError: no kernel for this shape"
+    assert errors.first_line(ValueError()) == "ValueError"
+    assert errors.first_line(ValueError("\n\nfirst\nsecond"), limit=3) == "fir"
+    assert errors.first_line(tf.errors.InvalidArgumentError(None, None, "bad shape [3]\n\tnode x")) == "bad shape [3]"
+
+
 def test_programming_errors_keep_their_tracebacks():
-    assert faults.describe(ValueError("a bug"), []) is None
-    assert faults.describe(OSError(errno.ENOENT, "No such file or directory", "x"), []) is None
-    assert faults.describe(PermissionError(errno.EPERM, "Operation not permitted"), []) is None  # no path: no cure
+    assert faults.describe(ValueError("a bug"), {}) is None
+    assert faults.describe(OSError(errno.ENOENT, "No such file or directory", "x"), {}) is None
+    assert faults.describe(PermissionError(errno.EPERM, "Operation not permitted"), {}) is None  # no path: no cure
 
     def main(argv):
         raise KeyError("a bug")

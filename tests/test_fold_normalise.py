@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfbench.data import fold_normalise
 from tfbench.data import preprocess as pp
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def _pixels(shape=(2, 17, 23, 3), seed=0):
@@ -62,8 +62,8 @@ def test_fold_refuses_a_kernel_that_is_not_for_three_channels():
 @pytest.mark.parametrize("mode", ["torch", "caffe"])
 def test_reader_uint8_batches_are_the_normalised_batches_pixels(tmp_path, resizer, mode):
     """make_dataset(normalise=False) gives the pixels that, normalised, are make_dataset's own batches."""
+    from tfbench.benchmarks.pipeline import make_val_folder
     from tfbench.data import imagenet_val, reader, resize_normalise
-    from tfbench.pipeline_bench import make_val_folder
 
     if resizer == "fused":  # the project builds its C++ ops on every machine it supports: never a skip
         assert resize_normalise.available(), "the fused ResizeNormalise op did not build"

@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from tfbench import fusion
-from tfbench.errors import UserError
 from tfbench.models import blocks, lenet5
 from tfbench.models.blocks import ConvShape
+from tfbench.plumbing.errors import UserError
+from tfbench.rewriting import fusion as fusion_lib
 
 SHAPE = ConvShape(2, 8, 8, 16, 3)
 
@@ -26,8 +27,8 @@ def test_fold_batch_norm_matches_the_keras_layer():
     folded = blocks.ConvBiasRelu(SHAPE, kernel=folded_kernel, bias=folded_bias)
     x = SHAPE.input(1)
     reference = model(x, training=False).numpy()
-    assert np.abs(folded(x).numpy() - reference).max() <= fusion.TOLERANCE
-    assert np.abs(blocks.FusedBNConvRelu(kernel, stats)(x).numpy() - reference).max() <= fusion.TOLERANCE
+    assert np.abs(folded(x).numpy() - reference).max() <= fusion_lib.TOLERANCE
+    assert np.abs(blocks.FusedBNConvRelu(kernel, stats)(x).numpy() - reference).max() <= fusion_lib.TOLERANCE
 
 
 def test_fold_batch_norm_with_a_conv_bias_matches_numpy():
@@ -51,7 +52,7 @@ def test_xla_and_default_outputs_agree(name):
     else:
         fn, x = lenet5.LeNet5Module(), tf.random.stateless_normal([4, 32, 32, 1], seed=[0, 2])
     default, xla = tf.function(fn)(x), tf.function(fn, jit_compile=True)(x)
-    assert fusion.max_abs_diff(default, xla) <= fusion.TOLERANCE
+    assert fusion_lib.max_abs_diff(default, xla) <= fusion_lib.TOLERANCE
     assert float(tf.reduce_max(tf.abs(default))) > 0.01  # not trivially zero
 
 
@@ -60,33 +61,33 @@ def test_xla_training_step_agrees_with_default():
     y = tf.constant(np.arange(8) % 10, tf.int32)
     nets = [lenet5.LeNet5Module(seed=1), lenet5.LeNet5Module(seed=1)]
     before = nets[0].trainable_variables[0].numpy().copy()
-    losses = [tf.function(fusion.sgd_step(nets[0], 0.1))(x, y),
-              tf.function(fusion.sgd_step(nets[1], 0.1), jit_compile=True)(x, y)]
-    assert fusion.max_abs_diff(losses[0], losses[1]) <= fusion.TOLERANCE
+    losses = [tf.function(fusion_lib.sgd_step(nets[0], 0.1))(x, y),
+              tf.function(fusion_lib.sgd_step(nets[1], 0.1), jit_compile=True)(x, y)]
+    assert fusion_lib.max_abs_diff(losses[0], losses[1]) <= fusion_lib.TOLERANCE
     after = [[v.numpy() for v in n.trainable_variables] for n in nets]
-    assert fusion.max_abs_diff(after[0], after[1]) <= fusion.TOLERANCE
+    assert fusion_lib.max_abs_diff(after[0], after[1]) <= fusion_lib.TOLERANCE
     assert np.abs(after[0][0] - before).max() > 0  # the step did update the weights
 
 
 def test_compare_reports_the_fused_and_unfused_graphs():
-    rows = fusion.exp1_conv_bias_relu([SHAPE], warmup=0, repeats=1)
+    rows = fusion_lib.exp1_conv_bias_relu([SHAPE], warmup=0, repeats=1)
     unfused, fused = rows
     # the partition graph: plain kernels, or their oneDNN versions (_MklNative*) when oneDNN is on,
     # whose own graph rewrite merges Conv2D + BiasAdd even with the remapper off
-    from tfbench.grappler import onednn_enabled
+    from tfbench.timing import onednn_enabled
 
     if onednn_enabled():  # AVX-512 CPUs by default
         assert (unfused.extra["graph"], fused.extra["graph"]) == ("Relu+_MklNativeConv2DWithBias",
                                                                   "_MklNativeFusedConv2D")
     else:  # AVX2-only CPUs by default, or TF_ENABLE_ONEDNN_OPTS=0
         assert (unfused.extra["graph"], fused.extra["graph"]) == ("BiasAdd+Conv2D+Relu", "_FusedConv2D")
-    assert fused.extra["agree"] and fused.extra["max_abs_diff"] <= fusion.TOLERANCE
+    assert fused.extra["agree"] and fused.extra["max_abs_diff"] <= fusion_lib.TOLERANCE
     assert fused.extra["vs"] == unfused.extra["variant"] and unfused.extra["vs"] == ""
     assert fused.extra["speedup"] == pytest.approx(unfused.median_ms / fused.median_ms)
 
 
 def test_hlo_before_and_after_fusion(tmp_path):
-    hlo = fusion.write_hlo(tmp_path, (1, 4, 4, 8))
+    hlo = fusion_lib.write_hlo(tmp_path, (1, 4, 4, 8))
     before, after = hlo["hlo"]["entry_ops"], hlo["optimized_hlo"]["entry_ops"]
     assert hlo["hlo"]["kernels"] >= blocks.ElementwiseChain.NUM_OPS  # one HLO op (or more) per TF op
     assert after.get("fusion", 0) >= 1 and hlo["optimized_hlo"]["kernels"] < hlo["hlo"]["kernels"]
@@ -98,7 +99,7 @@ def test_hlo_entry_ops_parses_an_entry_computation():
     text = ("HloModule m\n\n%fused (p: f32[2]) -> f32[2] {\n  ROOT %t = f32[2]{0} tanh(f32[2]{0} %p)\n}\n\n"
             "ENTRY %main (a: f32[2]) -> f32[2] {\n  %a = f32[2]{0} parameter(0)\n"
             "  ROOT %f = f32[2]{0} fusion(f32[2]{0} %a), kind=kLoop, calls=%fused\n}\n")
-    assert fusion.hlo_entry_ops(text) == {"parameter": 1, "fusion": 1}
+    assert fusion_lib.hlo_entry_ops(text) == {"parameter": 1, "fusion": 1}
 
 
 def test_run_benchmark_quick_writes_json(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import GRAPH, EventAccumulator
 
-from tfbench import graph_views, graphs
+from tfbench.reporting import graph_views
+from tfbench.rewriting import passes
 
 
 def _graph(run: Path) -> tf.compat.v1.GraphDef:
@@ -33,8 +34,8 @@ def test_rename_updates_data_control_and_port_references():
 
 
 def test_conv_bias_relu_views_are_renamed_and_still_connected():
-    workload = graphs.build_workload("conv_bias_relu", size=8)
-    views = graphs.capture(workload).readable()
+    workload = passes.build_workload("conv_bias_relu", size=8)
+    views = passes.capture(workload).readable()
     pre, post = views["pre"], views["post"]
     assert set(graph_views.top_level(post)) == {"x", "conv_bias_relu", "output"}
     names = {n.name for n in post.node}
@@ -44,14 +45,14 @@ def test_conv_bias_relu_views_are_renamed_and_still_connected():
         for node in graph_def.node:
             for ref in node.input:
                 assert ref.lstrip("^").split(":")[0] in {n.name for n in graph_def.node}, (node.name, ref)
-    changes = graph_views.grappler_changes(graphs.capture(workload).pre_optimization,
-                                           graphs.capture(workload).post_optimization)
+    changes = graph_views.grappler_changes(passes.capture(workload).pre_optimization,
+                                           passes.capture(workload).post_optimization)
     assert changes.fused == {"FusedConv2D+BiasAdd+Relu": 1}
     assert changes.before["Conv2D"] == 1 and changes.after["Conv2D"] == 0 and changes.removed > 0
 
 
 def test_resnet_block_fuses_conv_and_batch_norm_by_name():
-    views = graphs.capture(graphs.build_workload("resnet_block", size=8)).readable()
+    views = passes.capture(passes.build_workload("resnet_block", size=8)).readable()
     names = [n.name for n in views["post"].node if "Fused" in n.name]
     assert len(names) == 2, names
     assert all(n.startswith("resnet_block/bn") and "FusedConv2D+FusedBatchNorm" in n for n in names), names

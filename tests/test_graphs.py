@@ -8,31 +8,32 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfbench import graphs, grappler
-from tfbench.errors import UserError
+from tfbench import graphs
 from tfbench.models import vgg19
-from tfbench.summaries import op_counts
+from tfbench.plumbing.errors import UserError
+from tfbench.reporting.summaries import op_counts
+from tfbench.rewriting import grappler, passes
 
 FUSED_CONV = ("_FusedConv2D", "_MklNativeFusedConv2D")  # the partition graph holds the oneDNN kernel on oneDNN builds
 
 
 @pytest.fixture(scope="module")
-def conv_workload() -> graphs.Workload:
-    return graphs.build_workload("conv_bias_relu", size=8)
+def conv_workload() -> passes.Workload:
+    return passes.build_workload("conv_bias_relu", size=8)
 
 
 def test_count_table_shows_conv_bias_relu_fused(conv_workload):
-    rows = {op: (pre, post, part) for op, pre, post, part in graphs.count_table(graphs.capture(conv_workload))}
+    rows = {op: (pre, post, part) for op, pre, post, part in graphs.count_table(passes.capture(conv_workload))}
     for op in ("Conv2D", "BiasAdd", "Relu"):
         assert rows[op][0] == 1 and rows[op][1] == 0, op
     assert rows["_FusedConv2D"][1] == 1
     assert sum(rows.get(op, (0, 0, 0))[2] for op in FUSED_CONV) == 1
-    text = graphs.format_count_table(list(graphs.count_table(graphs.capture(conv_workload))))
+    text = graphs.format_count_table(list(graphs.count_table(passes.capture(conv_workload))))
     assert "_FusedConv2D" in text and "<- changed" in text
 
 
 def test_disabling_remapping_removes_the_fusion(conv_workload):
-    post = op_counts(graphs.capture(conv_workload, ["remapping"]).post_optimization)
+    post = op_counts(passes.capture(conv_workload, ["remapping"]).post_optimization)
     assert post["Conv2D"] == 1 and post["BiasAdd"] == 1 and post["Relu"] == 1
     assert post["_FusedConv2D"] == 0
 
@@ -43,7 +44,7 @@ def test_grappler_options_are_restored(conv_workload):
         assert tf.config.optimizer.get_experimental_options()["remapping"] is False
     assert tf.config.optimizer.get_experimental_options() == before
     # and a function instantiated afterwards is fused again: nothing leaked
-    assert op_counts(graphs.capture(conv_workload).post_optimization)["_FusedConv2D"] == 1
+    assert op_counts(passes.capture(conv_workload).post_optimization)["_FusedConv2D"] == 1
 
 
 def test_options_restored_after_an_exception():
@@ -55,7 +56,7 @@ def test_options_restored_after_an_exception():
 
 
 def test_ablation_attributes_the_fusion_to_remapping(conv_workload):
-    rows = {r["pass_off"]: r for r in graphs.ablate(conv_workload, ["remapping", "constfold", "meta"])}
+    rows = {r["pass_off"]: r for r in passes.ablate(conv_workload, ["remapping", "constfold", "meta"])}
     assert "+Conv2D 1" in rows["remapping"]["difference_vs_all_on"]
     assert "-_FusedConv2D 1" in rows["remapping"]["difference_vs_all_on"]
     assert rows["constfold"]["difference_vs_all_on"] == "(same)"
@@ -68,8 +69,8 @@ def test_unknown_pass_is_a_user_error():
 
 
 def test_vgg19_every_conv_and_fc_is_fused():
-    workload = graphs.build_workload("vgg19", size=32)
-    post = op_counts(graphs.capture(workload).post_optimization)
+    workload = passes.build_workload("vgg19", size=32)
+    post = op_counts(passes.capture(workload).post_optimization)
     specs = vgg19.layer_specs(input_size=32)
     assert post["_FusedConv2D"] == sum(s.kind == "conv" for s in specs)
     assert post["_FusedMatMul"] == sum(s.kind == "fc" for s in specs)
@@ -77,9 +78,9 @@ def test_vgg19_every_conv_and_fc_is_fused():
 
 
 def test_keras_batch_norm_is_not_folded_but_fused_batch_norm_is():
-    keras_post = op_counts(graphs.capture(graphs.build_workload("conv_bn_relu", size=8)).post_optimization)
+    keras_post = op_counts(passes.capture(passes.build_workload("conv_bn_relu", size=8)).post_optimization)
     assert keras_post["Conv2D"] == 1 and keras_post["Rsqrt"] == 1 and keras_post["_FusedConv2D"] == 0
-    res_post = op_counts(graphs.capture(graphs.build_workload("resnet_block", size=8)).post_optimization)
+    res_post = op_counts(passes.capture(passes.build_workload("resnet_block", size=8)).post_optimization)
     assert res_post["FusedBatchNormV3"] == 0 and res_post["_FusedConv2D"] == 2
 
 
@@ -105,17 +106,17 @@ def test_parse_vlog_reads_pass_sizes():
             "I0000 00:00:1.2 5 meta_optimizer.cc:973] remapper: Graph size after: 9 nodes (-2), 10 edges (-2), "
             "time = 0.279ms.\n"
             "I0000 00:00:1.2 5 remapper.cc:3479] Fuse Conv2D with BiasAdd and Relu: activation=Relu\n")
-    summary = graphs.parse_vlog(text)
+    summary = passes.parse_vlog(text)
     (stat,) = summary.passes
     assert (stat.item, stat.name, stat.nodes, stat.nodes_delta, stat.time_ms) == (
         "__inference_f_9", "remapper", 9, -2, 0.279)
     assert summary.messages["remapper"] == ["Fuse Conv2D with BiasAdd and Relu: activation=Relu"]
-    assert "11 -> 9" in graphs.format_vlog_summary(summary)
+    assert "11 -> 9" in passes.format_vlog_summary(summary)
 
 
 def test_vlog_capture_finds_the_remapper():
-    text = graphs.capture_vlog("conv_bias_relu", size=8)
-    summary = graphs.parse_vlog(text)
+    text = passes.capture_vlog("conv_bias_relu", size=8)
+    summary = passes.parse_vlog(text)
     assert any("Fuse Conv2D with BiasAdd and Relu" in m for m in summary.messages.get("remapper", []))
     remapper = [s for s in summary.passes if s.name == "remapper"]
     assert remapper and remapper[0].nodes_delta < 0

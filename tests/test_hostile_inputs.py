@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tfbench.data import example, imagenet_val, images, weights
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 META = {"format": "tfbench-vgg19", "version": 1, "channel_order": "BGR", "mean": [1.0, 2.0, 3.0],

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfbench import imagenet
 from tfbench.data import imagenet_val, labels, reader
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 

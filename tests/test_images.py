@@ -7,7 +7,7 @@ import pytest
 from PIL import Image as PILImage
 
 from tfbench.data import images
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 LIBS = images.LIBRARIES
 

@@ -22,9 +22,9 @@ from keras import layers as L
 
 import tfbench
 from tfbench import models
-from tfbench.errors import UserError
 from tfbench.models import load, zoo
 from tfbench.models.counting import profiler_cross_check
+from tfbench.plumbing.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 

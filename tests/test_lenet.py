@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import lenet, train
+from tfbench import lenet
 from tfbench.data import imagenet_val, mnist
-from tfbench.errors import UserError
 from tfbench.models import lenet5
+from tfbench.plumbing.errors import UserError
+from tfbench.training import loops as train
 
 
 def only_run(logdir: Path) -> Path:

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tfbench import mixed_precision as mp
 from tfbench.data import mnist
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
+from tfbench.training import mixed_precision as mp_lib
 
 
 @pytest.fixture(autouse=True)
@@ -22,18 +23,18 @@ def global_policy_is_restored():
 
 def test_policy_scope_restores_even_on_error():
     with pytest.raises(RuntimeError):
-        with mp.policy_scope("mixed_bfloat16"):
+        with mp_lib.policy_scope("mixed_bfloat16"):
             assert keras.config.dtype_policy().name == "mixed_bfloat16"
             raise RuntimeError("boom")
     assert keras.config.dtype_policy().name == "float32"
     with pytest.raises(UserError, match="mixed_float8"):
-        with mp.policy_scope("mixed_float8"):
+        with mp_lib.policy_scope("mixed_float8"):
             pass
 
 
 @pytest.mark.parametrize("policy, compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
 def test_master_weights_float32_compute_16_bit_softmax_float32(policy, compute):
-    model = mp.build_model("lenet5", policy)
+    model = mp_lib.build_model("lenet5", policy)
     conv = model.get_layer("c1")
     assert conv.kernel.dtype == "float32" and conv.compute_dtype == compute
     assert all(v.dtype == "float32" for v in model.trainable_variables)
@@ -47,15 +48,15 @@ def test_master_weights_float32_compute_16_bit_softmax_float32(policy, compute):
 
 def test_float16_gradients_underflow_without_loss_scaling():
     """A tiny loss: its float16 gradients flush to zero unless the loss is scaled first."""
-    with mp.policy_scope("mixed_float16"):
+    with mp_lib.policy_scope("mixed_float16"):
         layer = keras.layers.Dense(4)
         layer.build((None, 8))
-    with mp.policy_scope("float32"):
+    with mp_lib.policy_scope("float32"):
         reference = keras.layers.Dense(4)
         reference.build((None, 8))
     reference.set_weights(layer.get_weights())
     x = np.random.default_rng(0).random((64, 8)).astype(np.float32)
-    optimizer = mp.make_optimizer("mixed_float16")
+    optimizer = mp_lib.make_optimizer("mixed_float16")
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     optimizer.build(layer.trainable_variables)
 
@@ -74,15 +75,15 @@ def test_float16_gradients_underflow_without_loss_scaling():
 
 
 def test_bfloat16_needs_no_loss_scaling():
-    assert not isinstance(mp.make_optimizer("mixed_bfloat16"), keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(mp_lib.make_optimizer("mixed_bfloat16"), keras.optimizers.LossScaleOptimizer)
     assert float(tf.cast(tf.constant(1e-30), tf.bfloat16)) != 0.0  # float32's exponent range
     assert float(tf.cast(tf.constant(1e-30), tf.float16)) == 0.0
 
 
 def test_custom_loop_float16_step_updates_float32_masters():
-    model = mp.build_model("lenet5", "mixed_float16")
-    optimizer = mp.make_optimizer("mixed_float16")
-    step = mp.make_train_step(model, optimizer)
+    model = mp_lib.build_model("lenet5", "mixed_float16")
+    optimizer = mp_lib.make_optimizer("mixed_float16")
+    step = mp_lib.make_train_step(model, optimizer)
     data = mnist.load_embedded()
     x, y = mnist.pad_to_32(data.x_train[:64]), data.y_train[:64]
     before = [v.numpy().copy() for v in model.trainable_variables]
@@ -91,7 +92,7 @@ def test_custom_loop_float16_step_updates_float32_masters():
     assert all(v.dtype == "float32" and np.isfinite(v.numpy()).all() for v in after)
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, after))
     assert losses[-1] < losses[0]
-    assert mp.loss_scale(optimizer) >= 1.0
+    assert mp_lib.loss_scale(optimizer) >= 1.0
 
 
 @pytest.mark.slow
@@ -99,8 +100,8 @@ def test_bfloat16_lenet5_accuracy_within_half_a_point_of_float32():
     """Trained to convergence (20 epochs) on the 4,000 embedded MNIST digits: on 1,000 test digits one
     digit is 0.1 point, and float32 alone moves by several tenths from one seed to another."""
     data = mnist.load_embedded()
-    f32 = mp.train_lenet5(data, "float32", "function")
-    bf16 = mp.train_lenet5(data, "mixed_bfloat16", "function")
+    f32 = mp_lib.train_lenet5(data, "float32", "function")
+    bf16 = mp_lib.train_lenet5(data, "mixed_bfloat16", "function")
     assert f32.accuracy > 0.9
     assert bf16.accuracy >= f32.accuracy - 0.005
     assert bf16.compute_dtype == "bfloat16" and bf16.variable_dtype == "float32"
@@ -114,7 +115,7 @@ def test_benchmark_writes_json(tmp_path):
     data = json.loads(path.read_text())
     assert data["bench"] == "mixed_precision" and data["cpu"] and "cpu_flags" in data
     policies = ("float32", "mixed_bfloat16")
-    expected = {f"lenet5@32/b64/train/keras/{p}/{loop}" for p in policies for loop in mp.TRAIN_LOOPS}
+    expected = {f"lenet5@32/b64/train/keras/{p}/{loop}" for p in policies for loop in mp_lib.TRAIN_LOOPS}
     expected |= {f"lenet5@32/b64/train/module/{p}/{loop}" for p in policies for loop in ("function", "function_xla")}
     assert {r["case"] for r in data["rows"]} == expected
     assert "lenet5@32 b64 train keras fit: mixed_bfloat16 speed-up vs float32" in data["ratios"]
@@ -133,10 +134,10 @@ def test_benchmark_writes_json(tmp_path):
 
 
 def test_vgg19_under_bfloat16_and_its_photo_batch():
-    model = mp.build_model("vgg19", "mixed_bfloat16", vgg_input=32)
+    model = mp_lib.build_model("vgg19", "mixed_bfloat16", vgg_input=32)
     assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
     assert model.get_layer("fc1").kernel.dtype == "float32" and model.output.dtype == "float32"
-    x, y = mp.vgg_batch(3, 32)
+    x, y = mp_lib.vgg_batch(3, 32)
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.float32 and -1.0 <= x.min() < x.max() <= 1.0
     assert y.shape == (3,) and y.max() < 1000
     probs = model(x)
@@ -153,10 +154,11 @@ def test_all_cases_of_a_configuration_run_in_the_same_rounds(monkeypatch):
         return real_compare(wrapped, **kwargs)
 
     monkeypatch.setattr(mp.bench, "compare", spy)
-    config = mp.Config("lenet5", 32, 8, False, ("float32", "mixed_bfloat16"))
+    config = mp_lib.Config("lenet5", 32, 8, False, ("float32", "mixed_bfloat16"))
     x = np.zeros((8, 32, 32, 1), np.float32)
     y = np.arange(8) % 10
-    timings = mp.time_config(config, x, y, impls=("keras", "module"), loops=("fit", "function"), warmup=1, repeats=2)
+    timings = mp_lib.time_config(config, x, y, impls=("keras", "module"), loops=("fit", "function"), warmup=1,
+                                 repeats=2)
     names = [t.case for t in timings]
     assert len(names) == 12
     timed = calls[len(names):]  # after one warm-up call of each case
@@ -165,9 +167,9 @@ def test_all_cases_of_a_configuration_run_in_the_same_rounds(monkeypatch):
 
 def test_fit_train_functions_are_made_once_and_not_retraced():
     """fit and fit_xla share one model: each keeps its own train function, traced once however they alternate."""
-    config = mp.Config("lenet5", 32, 8, False, ("float32",))
+    config = mp_lib.Config("lenet5", 32, 8, False, ("float32",))
     x, y = tf.constant(np.zeros((8, 32, 32, 1), np.float32)), tf.constant(np.arange(8) % 10)
-    built = mp.keras_cases(config, "float32", x, y)
+    built = mp_lib.keras_cases(config, "float32", x, y)
     fit, fit_xla = built["cases"][("train", "fit")], built["cases"][("train", "fit_xla")]
     model = built["model"]
     seen = {"fit": set(), "fit_xla": set()}
@@ -184,12 +186,12 @@ def test_module_train_step_matches_keras_step_under_bfloat16():
     """Same weights, same batch, one Adam step: the module's float32 masters move like the Keras model's."""
     x = np.random.default_rng(0).random((16, 32, 32, 1)).astype(np.float32)
     y = np.arange(16) % 10
-    keras_model = mp.build_model("lenet5", "mixed_bfloat16")
+    keras_model = mp_lib.build_model("lenet5", "mixed_bfloat16")
     from tfbench.models import lenet5
 
     module = lenet5.LeNet5Module(lenet5.keras_weights(keras_model), activation="relu", compute_dtype="bfloat16")
-    k_loss = float(mp.make_train_step(keras_model, mp.make_optimizer("mixed_bfloat16"))(x, y))
-    m_loss = float(mp.module_train_step(module, mp.make_optimizer("mixed_bfloat16"))(x, y))
+    k_loss = float(mp_lib.make_train_step(keras_model, mp_lib.make_optimizer("mixed_bfloat16"))(x, y))
+    m_loss = float(mp_lib.module_train_step(module, mp_lib.make_optimizer("mixed_bfloat16"))(x, y))
     assert abs(k_loss - m_loss) < 1e-2 * abs(k_loss)
     after_keras, after_module = lenet5.keras_weights(keras_model), module.get_weights()
     for name in after_keras:
@@ -200,4 +202,4 @@ def test_bad_flags_are_user_errors():
     with pytest.raises(UserError, match="--policies"):
         mp.parse_args(["--policies", "float64"])
     with pytest.raises(UserError, match="divisible by 32"):
-        mp.build_model("vgg19", "float32", vgg_input=48)
+        mp_lib.build_model("vgg19", "float32", vgg_input=48)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tfbench.data import mnist
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

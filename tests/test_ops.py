@@ -18,13 +18,13 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tfbench import paths
-from tfbench.errors import UserError
-from tfbench.ops import backend as backend_rule
-from tfbench.ops import build
-from tfbench.ops import instance_norm as inorm
-from tfbench.ops import power_difference as pd
-from tfbench.ops.__main__ import main as ops_main
+from tfbench.operators import backend as backend_rule
+from tfbench.operators import build
+from tfbench.operators import instance_norm as inorm
+from tfbench.operators import power_difference as pd
+from tfbench.ops import main as ops_main
+from tfbench.plumbing import paths
+from tfbench.plumbing.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +156,7 @@ def test_concurrent_builds_compile_once_and_never_expose_a_partial_file(library:
 def test_two_processes_building_at_once_produce_one_good_library(library: Path, tmp_path: Path) -> None:
     compiler, calls = _fake_compiler(tmp_path, library)
     cache = tmp_path / "cache"
-    code = ("import sys; from tfbench.ops import build; "
+    code = ("import sys; from tfbench.operators import build; "
             "print(build.build('power_difference', compiler=sys.argv[1], cache=sys.argv[2], quiet=True))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(compiler), str(cache)], cwd=REPO_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -245,7 +245,7 @@ def test_demo_writes_the_custom_node_to_tensorboard(library: Path, backend: str,
 
 
 def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: Path) -> None:
-    from tfbench.ops.bench import run_benchmark
+    from tfbench.benchmarks.ops import run_benchmark
 
     report = run_benchmark(["--sizes", "2000", "--repeats", "1", "--warmup", "0", "--logdir", str(tmp_path)])
     data = json.loads(Path(report["path"]).read_text())
@@ -264,7 +264,7 @@ def test_benchmark_writes_json_with_both_thread_counts(library: Path, tmp_path: 
 
 
 def test_busy_threads_counts_threads_that_did_real_work() -> None:
-    from tfbench.ops.bench import busy_threads
+    from tfbench.benchmarks.ops import busy_threads
 
     assert busy_threads({"1": 10, "2": 5}, {"1": 110, "2": 95, "3": 2}) == 2
     assert busy_threads({"1": 10, "2": 5}, {"1": 110, "2": 15}) == 1
@@ -272,7 +272,7 @@ def test_busy_threads_counts_threads_that_did_real_work() -> None:
 
 
 def test_bad_benchmark_flags_are_user_errors() -> None:
-    from tfbench.ops.bench import run_benchmark
+    from tfbench.benchmarks.ops import run_benchmark
 
     with pytest.raises(UserError, match="--sizes"):
         run_benchmark(["--sizes", "big"])

@@ -19,7 +19,7 @@ import pytest
 
 import tfbench
 from tfbench import __main__ as listing
-from tfbench import paths
+from tfbench.plumbing import paths
 
 REPO = Path(__file__).resolve().parent.parent
 #: what a source tree holds that the wheel is not built from (the user's .venv, logs, old builds)
@@ -123,6 +123,11 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
 
     helped = timed("help", venv / "tfbench", "--help", cwd=outside, env=env)
     assert "vgg_graph" in helped.stdout and "ops" in helped.stdout
+    for name in listing.EXPERIMENTS:  # every command the listing promises answers --help from the wheel, both ways
+        usage = timed(f"{name} --help", venv / "python", "-m", f"tfbench.{name}", "--help", cwd=outside, env=env)
+        assert usage.stdout.startswith("usage:") and name in usage.stdout.splitlines()[0], (name, usage.stdout[:300])
+    assert "usage: tfbench ops" in timed("tfbench ops --help", venv / "tfbench", "ops", "--help", cwd=outside,
+                                          env=env).stdout
     job = timed("vgg_graph", venv / "tfbench", "vgg_graph", "--no-bench", "--no-xla", "--logdir", tmp_path / "logs",
                 cwd=outside, env=env, timeout=900)
     assert "top-5 classes" in job.stdout and "tensorboard --logdir" in job.stdout
@@ -130,7 +135,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     built = timed("ops build", venv / "tfbench", "ops", "build", "--op", "power_difference", cwd=outside, env=env)
     library = Path(built.stdout.strip())
     assert library.is_file() and library.is_relative_to(tmp_path / "cache" / "ops" / "power_difference")
-    code = ("import tfbench; from tfbench.ops import power_difference as pd; print(tfbench.__file__); "
+    code = ("import tfbench; from tfbench.operators import power_difference as pd; print(tfbench.__file__); "
             "print(pd.power_difference([3.0, 5.0], [1.0, 1.0], 3.0, backend='cpp').numpy().tolist())")
     called = timed("PowerDifference", venv / "python", "-c", code, cwd=outside, env=env)
     where, values = called.stdout.split("\n")[:2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfbench import bench, pipeline_bench
+from tfbench import bench
+from tfbench.benchmarks import pipeline as pipeline_bench
 
 
 def test_pipeline_benchmark_writes_json(tmp_path):
@@ -41,7 +42,7 @@ def test_pipeline_benchmark_writes_json(tmp_path):
     assert set(report["peak_rss_mib"]) >= {"6", "12"} and report["peak_rss_mib"]["6"] > 50
     assert {"bench", "device", "cpu", "tf_version", "python"} <= set(report)
     assert (tmp_path / "work" / "tfrecords-12" / "manifest.json").exists()
-    assert bench.BENCHMARKS["pipeline"][0] == "tfbench.pipeline_bench"
+    assert bench.BENCHMARKS["pipeline"][0] == "tfbench.benchmarks.pipeline"
 
 
 def test_tf_models_peer_gives_the_a_window_v2_recipe_normalised(tmp_path):

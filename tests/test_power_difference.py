@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench.errors import UserError
-from tfbench.ops import backend as backend_rule
-from tfbench.ops import power_difference as pd
-from tfbench.ops.power_difference import power_difference
+from tfbench.operators import backend as backend_rule
+from tfbench.operators import power_difference as pd
+from tfbench.operators.power_difference import power_difference
+from tfbench.plumbing.errors import UserError
 
 
 @pytest.fixture(scope="module", params=["cpp", "fallback"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbench.ops import fuzz
-from tfbench.ops import power_difference as pd
+from tfbench.operators import fuzz
+from tfbench.operators import power_difference as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

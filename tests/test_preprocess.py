@@ -9,7 +9,7 @@ from keras.applications import imagenet_utils
 
 from tfbench.data import images
 from tfbench.data import preprocess as pp
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 @pytest.fixture(scope="module")

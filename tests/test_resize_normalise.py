@@ -9,8 +9,8 @@ import tensorflow as tf
 from tfbench.data import images
 from tfbench.data import preprocess as pp
 from tfbench.data import resize_normalise as rn
-from tfbench.ops import backend as backend_rule
-from tfbench.ops import build
+from tfbench.operators import backend as backend_rule
+from tfbench.operators import build
 
 SIZES = [(262, 262), (373, 373), (448, 448), (300, 451), (437, 437), (224, 224), (100, 80), (1, 1), (2, 500)]
 

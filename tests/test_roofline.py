@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfbench import complexity, models, roofline
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def test_layer_flops_are_complexitys_counts_and_bytes_follow_the_shapes():

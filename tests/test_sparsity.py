@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from tfbench import sparsity
 from tfbench.data import mnist
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
+from tfbench.training import sparsity as sparsity_lib
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def digits():
 
 
 def test_polynomial_schedule():
-    s = sparsity.Schedule(final=0.5, begin_step=100, end_step=300)
+    s = sparsity_lib.Schedule(final=0.5, begin_step=100, end_step=300)
     assert s.sparsity(0) == 0.0 and s.sparsity(100) == 0.0
     assert s.sparsity(200) == pytest.approx(0.5 - 0.5 * 0.5 ** 3)  # Zhu & Gupta, cubic
     assert s.sparsity(300) == 0.5 and s.sparsity(10_000) == 0.5
@@ -28,12 +29,12 @@ def test_polynomial_schedule():
     assert s.should_update(100) and s.should_update(110) and not s.should_update(105) and s.should_update(300)
     assert not s.should_update(310)
     with pytest.raises(UserError):
-        sparsity.Schedule(final=1.0)
+        sparsity_lib.Schedule(final=1.0)
 
 
 def test_magnitude_mask_zeros_the_smallest():
     w = np.random.default_rng(0).normal(size=(37, 11)).astype(np.float32)
-    mask = sparsity.magnitude_mask(w, 0.5)
+    mask = sparsity_lib.magnitude_mask(w, 0.5)
     k = int(0.5 * w.size)
     assert int((mask == 0).sum()) == k
     cutoff = np.sort(np.abs(w).ravel())[k - 1]
@@ -41,7 +42,7 @@ def test_magnitude_mask_zeros_the_smallest():
 
 
 def test_numpy_gradients_match_tensorflow():
-    net = sparsity.NumpyMLP(sizes=(20, 16, 8, 5), seed=1)
+    net = sparsity_lib.NumpyMLP(sizes=(20, 16, 8, 5), seed=1)
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(9, 20)).astype(np.float32), rng.integers(0, 5, 9)
     loss, grad_w, grad_b = net.loss_and_grads(x, y)
@@ -64,8 +65,8 @@ def test_pruned_weights_stay_zero_after_every_adam_update(digits):
     from tfbench.models.lenet5 import build_keras_lenet5
 
     model = build_keras_lenet5(activation="relu")
-    pruner = sparsity.Pruner(model, sparsity.Schedule(final=0.5, end_step=1))
-    step = sparsity.make_sparse_train_step(model, keras.optimizers.Adam(1e-2), pruner)
+    pruner = sparsity_lib.Pruner(model, sparsity_lib.Schedule(final=0.5, end_step=1))
+    step = sparsity_lib.make_sparse_train_step(model, keras.optimizers.Adam(1e-2), pruner)
     x, y = mnist.pad_to_32(digits.x_train[:32]), digits.y_train[:32]
     step(x, y)  # dense step: Adam now has momentum for every weight
     pruner.update_masks(1)
@@ -80,8 +81,8 @@ def test_pruned_weights_stay_zero_after_every_adam_update(digits):
 
 @pytest.mark.parametrize("name", [pytest.param("lenet5", marks=pytest.mark.slow), "mlp"])
 def test_half_sparse_model_is_within_one_point_of_dense(name, digits):
-    dense = sparsity.train_keras(name, digits, final_sparsity=0.0)
-    sparse = sparsity.train_keras(name, digits, final_sparsity=0.5)
+    dense = sparsity_lib.train_keras(name, digits, final_sparsity=0.0)
+    sparse = sparsity_lib.train_keras(name, digits, final_sparsity=0.5)
     assert all(v == 0.0 for v in dense.layer_sparsity.values())
     assert all(v >= 0.5 for v in sparse.layer_sparsity.values())
     assert dense.accuracy > 0.9
@@ -89,7 +90,7 @@ def test_half_sparse_model_is_within_one_point_of_dense(name, digits):
 
 
 def test_numpy_network_reaches_half_sparsity(digits):
-    result = sparsity.train_numpy(digits, final_sparsity=0.5, epochs=4)
+    result = sparsity_lib.train_numpy(digits, final_sparsity=0.5, epochs=4)
     assert set(result.layer_sparsity) == {"fc1", "fc2", "fc3"}
     assert all(v >= 0.5 for v in result.layer_sparsity.values())
     assert result.sparsity_curve[0] < result.sparsity_curve[-1]

@@ -12,11 +12,12 @@ import pytest
 import tensorflow as tf
 
 from tfbench import models
-from tfbench import style_transfer as st
 from tfbench.data import images
 from tfbench.data import weights as weight_files
 from tfbench.models import style_losses as sl
 from tfbench.models import transform_net as tn
+from tfbench.style_transfer import optimise as st
+from tfbench.style_transfer import pictures as style_pictures
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32
@@ -186,10 +187,9 @@ def test_training_resumes_from_its_checkpoint(tmp_path, extractor, pictures) -> 
 
 
 def test_loss_weight_defaults_in_help_are_the_library_defaults() -> None:
-    from tfbench import style
 
     w = sl.LossWeights()
-    assert style.DEFAULT_WEIGHTS == {"content": w.content, "style": w.style, "tv": w.tv}
+    assert style_pictures.DEFAULT_WEIGHTS == {"content": w.content, "style": w.style, "tv": w.tv}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -279,7 +279,7 @@ def test_realtime_trains_saves_and_stylises_a_photo_with_the_saved_net(tmp_path)
 
 
 def test_style_benchmark_writes_its_report(tmp_path) -> None:
-    from tfbench import style_bench
+    from tfbench.benchmarks import style as style_bench
 
     report = style_bench.run_benchmark(["--image-size", str(SIZE), "--infer-size", str(SIZE), "--batch-size", "1",
                                         "--repeats", "1", "--no-xla", "--logdir", str(tmp_path)])

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from tfbench import vgg_graph
+from tfbench.inspection import main_job
 
 CHROMIUM = os.environ.get("TFBENCH_CHROMIUM", "/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_graphs_dashboard_opens_on_the_main_job_with_blocks_and_fusion(url, brow
     page.goto(f"{url}/#graphs")
     page.locator("g.node > text > title", has_text="vgg19").first.wait_for(state="attached", timeout=90_000)
     run_box = page.locator("paper-dropdown-menu").first.locator("input").first
-    assert f"{vgg_graph.RUN_FOLDER}/" in run_box.input_value() and run_box.input_value().endswith("/graph")
+    assert f"{main_job.RUN_FOLDER}/" in run_box.input_value() and run_box.input_value().endswith("/graph")
     assert {"images", "vgg19", "logits"} <= set(node_labels(page))
     shoot(page, "graphs_top_level")
     expand(page, "vgg19")
@@ -179,7 +179,7 @@ def test_profile_tab_opens_offline_with_the_trace(url, browser):
     page.goto(f"{url}/#profile")
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Overview Page").first.wait_for(timeout=90_000)
-    assert frame.get_by_text(f"{vgg_graph.RUN_FOLDER}/").count() >= 1
+    assert frame.get_by_text(f"{main_job.RUN_FOLDER}/").count() >= 1
     frame.get_by_text("Overview Page").first.click()
     frame.locator("mat-option", has_text="Trace Viewer").first.click()
     deadline = time.monotonic() + 60

@@ -19,7 +19,7 @@ from tfbench.data import example, imagenet_val, images, labels, reader
 from tfbench.data import preprocess as pp
 from tfbench.data.example import FEATURE_KEYS
 from tfbench.data.manifest import MANIFEST, sha256_file
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""tfbench.train: the three loops agree, the staircase schedule is wired in, logs and checkpoints work."""
+"""tfbench.training.loops: the three loops agree, the staircase schedule is wired in, logs and checkpoints work."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import train
 from tfbench.data import mnist
-from tfbench.errors import UserError
 from tfbench.models import lenet5, mlp
+from tfbench.plumbing.errors import UserError
+from tfbench.training import loops as train
 
 #: The stated agreement of the three loops' loss curves over the first steps (see train.py).
 LOSS_RTOL = 1e-4

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tfbench import graph_views, vgg_graph
-from tfbench.errors import UserError
+from tfbench import vgg_graph
+from tfbench.inspection import main_job as job
+from tfbench.plumbing.errors import UserError
+from tfbench.reporting import graph_views
 
 POOL_SHAPES = ["(1, 112, 112, 64)", "(1, 56, 56, 128)", "(1, 28, 28, 256)", "(1, 14, 14, 512)", "(1, 7, 7, 512)"]
 
@@ -31,7 +33,7 @@ def main_job(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("logs")
     result = run_main_job("--no-bench", "--logdir", str(logdir))
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (logdir / vgg_graph.RUN_FOLDER).iterdir()
+    (run_dir,) = (logdir / job.RUN_FOLDER).iterdir()
     return result.stdout, logdir, run_dir
 
 
@@ -217,7 +219,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.jpg" in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / vgg_graph.RUN_FOLDER).exists()
+    assert not (tmp_path / job.RUN_FOLDER).exists()
 
 
 def test_weight_file_is_used(tmp_path):

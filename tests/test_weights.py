@@ -11,8 +11,8 @@ import scipy.io
 
 from tfbench.data import labels, weights
 from tfbench.data.preprocess import CAFFE, InputSpec
-from tfbench.errors import UserError
 from tfbench.models import vgg19
+from tfbench.plumbing.errors import UserError
 
 # A VGG19 for 32x32 inputs and 10 classes: every conv layer full size, small fc layers.
 SMALL = {"num_classes": 10, "input_size": 32}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tfbench import models
-from tfbench.errors import UserError
 from tfbench.models import zoo
+from tfbench.plumbing.errors import UserError
 
 
 def trainable(model) -> int:

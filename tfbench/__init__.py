@@ -16,7 +16,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 if _sys.argv[:1] == ["-m"]:  # python -m tfbench.<command>: a Ctrl-C while its imports run ends it at once
-    from tfbench.errors import exit_on_interrupt_while_starting as _quiet_start
+    from tfbench.plumbing.errors import exit_on_interrupt_while_starting as _quiet_start
 
     _quiet_start()
 

@@ -58,8 +58,8 @@ def print_listing() -> None:
 
 def run_experiment(name: str, argv: Sequence[str]) -> None:
     """Run ``python -m tfbench.<name> argv...`` in this process: the module runs as ``__main__``, as -m runs it."""
-    from tfbench import cli
-    from tfbench.errors import exit_on_interrupt_while_starting
+    from tfbench.plumbing import cli
+    from tfbench.plumbing.errors import exit_on_interrupt_while_starting
 
     exit_on_interrupt_while_starting()  # what tfbench/__init__.py does for python -m
     cli.PROG_PREFIX = "tfbench "  # usage lines and errors name the command as it was typed

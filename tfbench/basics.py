@@ -29,8 +29,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tfbench import cli, paths
-from tfbench.errors import UserError, run_cli
+from tfbench.plumbing import cli, paths
+from tfbench.plumbing.errors import UserError, run_cli
 
 A_VALUES = (1.0, 2.0, 3.0)
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from tfbench import summaries
+    from tfbench.reporting import summaries
 
     print(hello())
     add = make_add()

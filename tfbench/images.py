@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from tfbench import cli
 from tfbench.data.images import LIBRARIES, load_image, save_jpeg, skimage_photo
-from tfbench.errors import run_cli
+from tfbench.plumbing import cli
+from tfbench.plumbing.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

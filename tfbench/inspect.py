@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from tfbench import cli
-from tfbench.errors import run_cli
+from tfbench.plumbing import cli
+from tfbench.plumbing.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
-from tfbench import cli
 from tfbench.data.mnist import NUM_CLASSES, load
-from tfbench.errors import run_cli
+from tfbench.plumbing import cli
+from tfbench.plumbing.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,5 +12,5 @@
 - :mod:`~tfbench.data.weights`: VGG19 weight files in the formats people have, opened once.
 
 Data code may use :mod:`tfbench.models` (a weight file is checked against the architecture) and
-:mod:`tfbench.ops`, never a command module.
+:mod:`tfbench.operators`, never a command module.
 """

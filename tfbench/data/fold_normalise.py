@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbench.data import preprocess as pp
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 
 def affine(spec: pp.InputSpec) -> tuple[np.ndarray, np.ndarray]:

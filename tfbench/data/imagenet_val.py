@@ -35,13 +35,13 @@ from typing import Sequence
 
 import numpy as np
 
-from tfbench import paths
 from tfbench.data import labels
 from tfbench.data.example import Source
 from tfbench.data.manifest import Manifest
 from tfbench.data.mnist import DigitData
-from tfbench.errors import UserError
-from tfbench.files import read_text
+from tfbench.plumbing import paths
+from tfbench.plumbing.errors import UserError
+from tfbench.plumbing.files import read_text
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.(JPEG|jpeg|jpg|JPG)$")
 SYNSET_DIR = re.compile(r"^n\d{8}$")
@@ -195,8 +195,8 @@ def embedded_sample(dest: str | Path | None = None) -> Path:
 
     Deterministic: the same photos, names and JPEG bytes (PIL, quality 90) on every run.
     """
-    from tfbench import files
     from tfbench.data import images
+    from tfbench.plumbing import files
 
     dest = Path(dest) if dest is not None else paths.DEFAULT_LOGDIR / "imagenet" / "sample-val"
     dest.mkdir(parents=True, exist_ok=True)

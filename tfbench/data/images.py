@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 ORDERS = ("RGB", "BGR")
 LIBRARIES = ("pil", "cv2", "skimage")

@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from tfbench import paths
-from tfbench.errors import UserError
+from tfbench.plumbing import paths
+from tfbench.plumbing.errors import UserError
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 MANIFEST = "manifest.json"
 FORMAT = "tfbench-imagenet-tfrecord/1"

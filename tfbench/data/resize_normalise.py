@@ -17,7 +17,7 @@ decode_resize_normalise.cc``).  The TFRecord reader's default for the crop-first
 Why by hand: this is the point of the exercise (a fused operator, measured), and TensorFlow has
 no op that resizes and normalises in one pass.  Where the library cannot be built (no C++
 compiler), :func:`resize_normalise` uses the composite of TensorFlow ops it replaces, after one
-warning: the same backend rule as every custom op (:mod:`tfbench.ops.backend`, ``$TFBENCH_OPS_BACKEND``).
+warning: the same backend rule as every custom op (:mod:`tfbench.operators.backend`, ``$TFBENCH_OPS_BACKEND``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import tensorflow as tf
 
 from tfbench.data import preprocess as pp
 from tfbench.data.images import ORDERS
-from tfbench.errors import UserError
-from tfbench.ops import backend as backend_rule
-from tfbench.ops import build
+from tfbench.operators import backend as backend_rule
+from tfbench.operators import build
+from tfbench.plumbing.errors import UserError
 
 LIBRARY = "resize_normalise"  # custom_ops/resize_normalise/
 FALLBACK = "tf.image.resize + round + normalise"

@@ -34,10 +34,10 @@ import numpy as np
 
 from tfbench.data import labels
 from tfbench.data.preprocess import CAFFE, InputSpec
-from tfbench.errors import UserError
-from tfbench.files import atomic_output
 from tfbench.models import vgg19
 from tfbench.models.vgg19 import WeightDict
+from tfbench.plumbing.errors import UserError
+from tfbench.plumbing.files import atomic_output
 
 try:
     from scipy.io.matlab import MatReadError as _MatReadError

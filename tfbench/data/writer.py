@@ -28,11 +28,11 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench import faults
 from tfbench.data.example import REENCODE_QUALITY, SkipImage, Source, clean_jpeg, make_example
 from tfbench.data.manifest import MANIFEST, Manifest, sha256_file
-from tfbench.errors import UserError
-from tfbench.files import atomic_output, write_json
+from tfbench.plumbing import faults
+from tfbench.plumbing.errors import UserError
+from tfbench.plumbing.files import atomic_output, write_json
 
 PROGRESS_DIR = ".progress"
 PREPARED_SUFFIX = ".prepared.pickle"

@@ -41,10 +41,10 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
 
     ``input_shape`` (no batch dimension) is needed only when the model leaves a dimension free;
     ``batch`` is the batch of the memory measurement, the timings and the roofline; ``quick``
-    gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.errors.UserError`.
+    gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.plumbing.errors.UserError`.
     """
-    from tfbench.errors import UserError
     from tfbench.models import load as loader
+    from tfbench.plumbing.errors import UserError
 
     if batch < 1 or repeats < 1:
         raise UserError(f"batch and repeats must be at least 1, got batch={batch}, repeats={repeats}")
@@ -81,9 +81,9 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     if quick:
         report.notes.append("quick: counts and the memory estimate only")
         return _write(report, logdir, progress)
-    from tfbench import bench
+    from tfbench import timing
 
-    report.machine = bench.machine_info()
+    report.machine = timing.machine_info()
     x = tf.random.stateless_uniform((batch, *loaded.input_shape), seed=[seed, 17], dtype=tf.float32)
     x = tf.cast(x, loaded.input_dtype)
     with _stage(f"memory of one forward and one training step at batch {batch}", progress):

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from tfbench.plumbing.errors import first_line
+
 MB = 1024.0 ** 2
 BYTES_F32 = 4
 
@@ -95,7 +97,7 @@ def measure(report: MemoryReport, call: Callable[[Any], Any], variables: list[An
     """Fill in the measured forward and training-step growth (eager, first call of each)."""
     import tensorflow as tf
 
-    from tfbench.bench import block
+    from tfbench.timing import block
 
     forward, high = peak_rss_growth(lambda: block(call(x)))
     report.measured_forward_mb = forward
@@ -111,7 +113,7 @@ def measure(report: MemoryReport, call: Callable[[Any], Any], variables: list[An
             train, high2 = peak_rss_growth(step)
             report.measured_train_step_mb, high = train, max(high, high2)
         except (ValueError, TypeError, LookupError, tf.errors.OpError) as err:
-            report.note = f"training step not measured: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            report.note = f"training step not measured: {type(err).__name__}: {first_line(err, 200)}"
     else:
         report.note = "training step not measured: the model has no trainable variables"
     report.peak_rss_mb = high

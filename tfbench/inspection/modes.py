@@ -2,7 +2,7 @@
 
 The three float32 modes run the same weights on the same seeded batch; each output is compared
 with the eager one (largest absolute difference), and the three are timed round robin
-(:func:`tfbench.bench.compare`: warm-ups excluded, one call of each per round) so load from
+(:func:`tfbench.timing.compare`: warm-ups excluded, one call of each per round) so load from
 other processes hits them alike.  bfloat16 (a Keras model's layers cloned under the
 ``mixed_bfloat16`` policy: float32 weights, bfloat16 arithmetic) runs only where the CPU has
 native bfloat16 arithmetic (AVX512_BF16 or AMX); elsewhere it is skipped with that reason,
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+
+from tfbench.plumbing.errors import first_line
 
 
 @dataclass
@@ -76,21 +78,21 @@ def run_modes(call: Callable[[Any], Any], x: Any, *, keras_model: Any = None, wa
     """Eager, ``tf.function`` and XLA (and bfloat16 when the CPU has it) on batch ``x``, compared and timed."""
     import tensorflow as tf
 
-    from tfbench import bench
+    from tfbench import timing
 
     report = ModesReport(int(x.shape[0]), repeats)
-    reference = bench.block(call(x))
+    reference = timing.block(call(x))
     cases: dict[str, Callable[[], Any]] = {"eager": lambda: call(x)}
     diffs: dict[str, float | None] = {"eager": 0.0}
     notes: dict[str, str] = {}
     for mode, fn in (("tf.function", tf.function(call)), ("XLA", tf.function(call, jit_compile=True))):
         try:
-            diffs[mode] = _max_diff(bench.block(fn(x)), reference)
+            diffs[mode] = _max_diff(timing.block(fn(x)), reference)
             cases[mode] = lambda fn=fn: fn(x)
         except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as err:
-            diffs[mode], notes[mode] = None, f"did not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
-    flags = cpu_flags if cpu_flags is not None else bench.machine_info()["cpu_flags"]
-    if not any(flags.get(f) for f in bench.BF16_FLAGS):
+            diffs[mode], notes[mode] = None, f"did not run: {type(err).__name__}: {first_line(err, 160)}"
+    flags = cpu_flags if cpu_flags is not None else timing.machine_info()["cpu_flags"]
+    if not any(flags.get(f) for f in timing.BF16_FLAGS):
         report.bfloat16_skipped = ("this CPU has no native bfloat16 arithmetic (AVX512_BF16 or AMX); emulated "
                                    "bfloat16 would only be slower")
     elif keras_model is None:
@@ -103,8 +105,8 @@ def run_modes(call: Callable[[Any], Any], x: Any, *, keras_model: Any = None, wa
             cases["bfloat16 tf.function"] = lambda: fn16(x)
             notes["bfloat16 tf.function"] = "mixed_bfloat16: float32 weights, bfloat16 arithmetic"
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as err:
-            report.bfloat16_skipped = f"the model could not be cloned in bfloat16: {str(err).splitlines()[0][:160]}"
-    timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+            report.bfloat16_skipped = f"the model could not be cloned in bfloat16: {first_line(err, 160)}"
+    timings = {t.case: t for t in timing.compare(cases, warmup=warmup, repeats=repeats)}
     for mode, diff in diffs.items():
         t = timings.get(mode)
         report.rows.append(ModeRow(mode, diff, t.median_ms if t else None, t.p10_ms if t else None,

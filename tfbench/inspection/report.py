@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfbench.models.counting import Complexity
-from tfbench.tables import markdown_table, si
+from tfbench.reporting.tables import markdown_table, si
 
 
 @dataclass
@@ -168,14 +168,14 @@ def memory(r: InspectReport) -> str:
 
 def modes(r: InspectReport) -> str:
     """Eager / tf.function / XLA / bfloat16 side by side, under the machine header."""
-    from tfbench import bench
+    from tfbench import timing
 
     m = r.modes
     rows = [(row.mode, "-" if row.max_abs_diff is None else f"{row.max_abs_diff:.3g}", _n(row.median_ms),
              _n(row.p10_ms), _n(row.p90_ms), row.note) for row in m.rows]
     text = markdown_table(["mode", "max abs diff vs eager", "median ms", "p10 ms", "p90 ms", "note"], rows)
     eager, function = m.row("eager"), m.row("tf.function")
-    lines = [bench.machine_header(r.machine) if r.machine else "", "",
+    lines = [timing.machine_header(r.machine) if r.machine else "", "",
              f"batch {m.batch}, {m.repeats} rounds round robin (warm-ups excluded); a shared machine's numbers "
              "are noisy", "", text]
     if eager and function and eager.median_ms and function.median_ms:

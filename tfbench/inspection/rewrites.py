@@ -1,7 +1,8 @@
 """What grappler makes of the model: op counts before/after, the passes that changed things, the fused nodes.
 
 The same instruments ``python -m tfbench.vgg_graph`` and ``python -m tfbench.graphs show`` use
-(:mod:`tfbench.grappler`, :mod:`tfbench.graph_views`, :mod:`tfbench.summaries`): one call of a fresh
+(:mod:`tfbench.rewriting.grappler`, :mod:`tfbench.reporting.graph_views`,
+:mod:`tfbench.reporting.summaries`): one call of a fresh
 ``tf.function`` of the model gives the graph before grappler, after it, and the partition that
 runs; then each pass is turned off alone and the post-grappler graph compared with the all-on one.
 """
@@ -49,7 +50,8 @@ class GrapplerReport:
 def grappler_report(call: Callable[[Any], Any], x: Any, *, ablate: bool = True,
                     passes: Sequence[str] = ABLATED) -> GrapplerReport:
     """Capture the graphs of ``tf.function(call)(x)`` and (``ablate``) what each pass in ``passes`` changes."""
-    from tfbench import graph_views, grappler
+    from tfbench.reporting import graph_views
+    from tfbench.rewriting import grappler
 
     graphs = grappler.capture(call, x)
     changes = graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization)

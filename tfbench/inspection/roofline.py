@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench.files import atomic_output
+from tfbench.plumbing.files import atomic_output
 
 BYTES_F32 = 4
 
@@ -114,10 +114,10 @@ class PeakProbe:
 
 def measure_peaks(*, matmul_size: int, add_elements: int, warmup: int, repeats: int) -> dict[str, Any]:
     """float32 and bfloat16 matmul GFLOP/s and elementwise-add GB/s, timed round robin (one group on its own)."""
-    from tfbench import bench
+    from tfbench import timing
 
     probe = PeakProbe(matmul_size, add_elements)
-    timings = {t.case: t for t in bench.compare(probe.cases(), warmup=warmup, repeats=repeats)}
+    timings = {t.case: t for t in timing.compare(probe.cases(), warmup=warmup, repeats=repeats)}
     probe.take(timings, "peaks")
     return probe.peaks()
 
@@ -166,7 +166,7 @@ def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int
     """Every layer of ``model`` timed alone, all layers round robin; FLOPs from the counts, bytes from shapes."""
     import tensorflow as tf
 
-    from tfbench import bench
+    from tfbench import timing
 
     level = tf.get_logger().level
     tf.get_logger().setLevel("ERROR")  # one small tf.function per layer is the point, not a retracing bug
@@ -174,7 +174,7 @@ def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int
         work = layer_workloads(model, batch)
         cases = {layer.name: call for layer, _, call, _ in work}
         cases.update(probe.cases() if probe else {})
-        timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+        timings = {t.case: t for t in timing.compare(cases, warmup=warmup, repeats=repeats)}
     finally:
         tf.get_logger().setLevel(level)
     if probe:
@@ -256,7 +256,7 @@ def model_roofline(name: str, keras_model: Any, call: Callable[[Any], Any], x: A
     """
     import tensorflow as tf
 
-    from tfbench import bench
+    from tfbench import timing
 
     level = tf.get_logger().level
     tf.get_logger().setLevel("ERROR")  # the probe's and each layer's own tf.function: retracing is the point
@@ -267,7 +267,7 @@ def model_roofline(name: str, keras_model: Any, call: Callable[[Any], Any], x: A
         else:
             fn = tf.function(lambda t: _reduce_first(call(t)))
             cases = {name: lambda: fn(x), **probe.cases()}
-            timings = {t.case: t for t in bench.compare(cases, warmup=warmup, repeats=repeats)}
+            timings = {t.case: t for t in timing.compare(cases, warmup=warmup, repeats=repeats)}
             probe.take(timings, name)
             t = timings[name]
             points = [Point(name, name, "whole model", whole_flops, whole_bytes, t.median_ms, t.p10_ms, t.p90_ms)]

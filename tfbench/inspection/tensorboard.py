@@ -19,7 +19,7 @@ GRAPH_RUNS = {"pre": "graph", "post": "optimized", "partition": "partition"}
 
 def run_folder(logdir: Path, model: str) -> Path:
     """A fresh ``<logdir>/inspect/<model>/<time>/`` (the model name made safe for a folder)."""
-    from tfbench import paths
+    from tfbench.plumbing import paths
 
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model"
     return paths.run_dir(logdir / "inspect", safe)
@@ -27,7 +27,9 @@ def run_folder(logdir: Path, model: str) -> Path:
 
 def write(report: InspectReport, logdir: Path) -> Path:
     """Write the run and the JSON; set ``report.run_dir`` and ``report.json_path``; return the run folder."""
-    from tfbench import bench, grappler, summaries
+    from tfbench import timing
+    from tfbench.reporting import summaries
+    from tfbench.rewriting import grappler
 
     run = run_folder(logdir, report.model)
     report.run_dir = str(run)
@@ -50,6 +52,6 @@ def write(report: InspectReport, logdir: Path) -> Path:
     if report.grappler is not None and report.grappler.graphs is not None:
         grappler.write_runs(run, report.grappler.graphs, report.grappler.passes, GRAPH_RUNS)
     rows = [r.__dict__ for r in report.modes.rows] if report.modes is not None else []
-    data = bench.report("inspect", rows, {}, logdir=logdir, extra=report.to_json(), quiet=True)
+    data = timing.report("inspect", rows, {}, logdir=logdir, extra=report.to_json(), quiet=True)
     report.json_path = data["path"]
     return run

@@ -179,7 +179,7 @@ def count_layer(layer) -> LayerCount:
     inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
     output = layer.output[0] if isinstance(layer.output, (list, tuple)) else layer.output
     if any(d is None for t in (inputs[0], output) for d in t.shape[1:]):
-        from tfbench.errors import UserError
+        from tfbench.plumbing.errors import UserError
 
         raise UserError(f"layer {layer.name} ({type(layer).__name__}) has a free dimension in its shapes "
                         f"{tuple(inputs[0].shape)} -> {tuple(output.shape)}; counting needs every shape fixed "

@@ -13,7 +13,7 @@
 The result is a :class:`LoadedModel`: the model, a callable ``call(x)`` giving one output tensor,
 and the input shape without the batch dimension, taken from the model, or from ``input_shape``
 (the commands' ``--input-shape 224,224,3``) when the model leaves a dimension free.  Every bad
-input is a :class:`tfbench.errors.UserError` naming the file and what was expected.
+input is a :class:`tfbench.plumbing.errors.UserError` naming the file and what was expected.
 Nothing here imports TensorFlow until a model is loaded.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError, first_line
 
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -166,7 +166,7 @@ def _load_keras_file(path: Path, kind: str) -> Any:
             raise UserError(f"{path}: Keras cannot deserialize the custom class {missing.group(1)!r}; expected it "
                             "registered with @keras.saving.register_keras_serializable in a module that is "
                             "imported (load through package.module:factory with --allow-code)") from err
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UserError(f"{path}: Keras could not load this {kind} model: {first[:300]}") from err
 
 
@@ -209,7 +209,7 @@ def _rebuild_at(model: Any, shape: tuple[int, ...], origin: str) -> Any:
         clone = keras.models.clone_model(model, input_tensors=keras.Input(shape, name=model.inputs[0].name))
         clone.set_weights(model.get_weights())
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a model it cannot rebuild
-        raise UserError(f"{origin}: cannot rebuild the model at input shape {shape}: {str(err).splitlines()[0]}"
+        raise UserError(f"{origin}: cannot rebuild the model at input shape {shape}: {first_line(err)}"
                         ) from err
     return clone
 
@@ -230,7 +230,7 @@ def _from_savedmodel(path: Path, input_shape: Sequence[int] | None) -> LoadedMod
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as err:  # noqa: BLE001 - TensorFlow raises many types for a damaged SavedModel
-        raise UserError(f"{path}: TensorFlow could not load this SavedModel: {str(err).splitlines()[0][:300]}") from err
+        raise UserError(f"{path}: TensorFlow could not load this SavedModel: {first_line(err, 300)}") from err
     signatures = dict(getattr(loaded, "signatures", {}) or {})
     if not signatures:
         raise UserError(f"{path}: the SavedModel has no signature; expected one, e.g. tf.saved_model.save(module, "

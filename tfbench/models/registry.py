@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 IMPLS = ("keras", "module")
 

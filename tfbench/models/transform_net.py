@@ -6,13 +6,13 @@ One forward pass turns a photo into a painting in the style the net was trained 
 - **down-sampling**: a 9x9 convolution, then two 3x3 convolutions of stride 2 (``width``, ``2 width``,
   ``4 width`` channels);
 - **residual blocks** ``x + IN(conv(relu(IN(conv(x)))))`` at a quarter of the resolution, as in
-  :func:`tfbench.ops.instance_norm.residual_block`;
+  :func:`tfbench.operators.instance_norm.residual_block`;
 - **up-sampling**: nearest-neighbour 2x up-sampling and a 3x3 convolution, twice (resize-convolution:
   no checkerboard artefacts of transposed convolutions), then a 9x9 convolution to RGB and a sigmoid.
 
 Every convolution pads by reflection, and every one but the last is followed by instance
 normalisation (IN) whose variance is ``mean(PowerDifference(x, mean, 2))``
-(:func:`tfbench.ops.instance_norm.instance_norm`), computed one of three ways (``norm=``):
+(:func:`tfbench.operators.instance_norm.instance_norm`), computed one of three ways (``norm=``):
 ``"tf"`` TensorFlow's own ops, ``"cpp"`` the PowerDifference C++ op, ``"numpy"`` NumPy through
 ``tf.numpy_function`` (inference only: it has no gradient).  The weights do not depend on the
 choice, so :func:`with_norm` rebuilds a trained net with another one.  The custom layers are
@@ -28,9 +28,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfbench.ops.instance_norm import EPSILON, instance_norm
+from tfbench.operators.instance_norm import EPSILON, instance_norm
 
-#: ``norm=`` value -> the ``backend`` of :func:`tfbench.ops.instance_norm.instance_norm`.
+#: ``norm=`` value -> the ``backend`` of :func:`tfbench.operators.instance_norm.instance_norm`.
 NORMS = {"tf": "fallback", "cpp": "cpp", "numpy": "numpy"}
 
 

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import keras
 from keras import layers
 
-from tfbench.errors import UserError
+from tfbench.plumbing.errors import UserError
 
 NUM_CLASSES = 1000
 
