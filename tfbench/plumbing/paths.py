@@ -36,7 +36,7 @@ def shipped(folder: str, *parts: str) -> Path:
     try:
         root = importlib.resources.files(SHIPPED[folder])
     except ModuleNotFoundError:  # an editable install or a source tree: the folder beside tfbench/
-        return Path(__file__).resolve().parent.parent.joinpath(folder, *parts)
+        return Path(__file__).resolve().parents[2].joinpath(folder, *parts)
     if not isinstance(root, Path):  # a namespace package (the folders have no __init__.py): one location
         root = next(iter(root.iterdir())).parent
     return root.joinpath(*parts)

@@ -25,11 +25,10 @@ if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that
     from tfbench.reporting.summaries import FunctionGraphs
 
 
-#: What ``vlog`` asks for by default: the meta optimizer's per-pass sizes, and what the passes did.
 #: the folder holding this tfbench package: the child process runs from there, so it imports the same tfbench
-_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
-
+#: What ``vlog`` asks for by default: the meta optimizer's per-pass sizes, and what the passes did.
 DEFAULT_VMODULE = ("meta_optimizer=1,model_pruner=1,remapper=2,constant_folding=1,"
                    "arithmetic_optimizer=1,dependency_optimizer=1")
 

@@ -274,7 +274,7 @@ def train_numpy(data: mnist.DigitData, *, final_sparsity: float = 0.5, epochs: i
     return result
 
 
-# ----------------------------------------------------------------- CLI
+# ----------------------------------------------------------------- results as text
 def format_row(r: SparseResult) -> str:
     """One run: target sparsity, accuracy, loss and zeros per layer."""
     layers = ", ".join(f"{k} {v:.1%}" for k, v in r.layer_sparsity.items())
