@@ -26,7 +26,7 @@ from tfbench.training import sparsity as sparsity_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["vgg_graph", "lenet", "imagenet", "images", "mnist", "grads", "graphs", "fusion", "mixed_precision",
-            "sparsity", "complexity", "ops", "distributed", "bench", "ops.bench", "basics", "classic",
+            "sparsity", "complexity", "ops", "distributed", "bench", "basics", "classic",
             "imagenet convert", "imagenet eval", "graphs show", "distributed train", "distributed consume",
             "ops demo", "grads check", "inspect"]
 BENCH_NAMES = list(BENCHMARKS)

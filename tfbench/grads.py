@@ -30,7 +30,6 @@ import argparse
 import sys
 from typing import Sequence
 
-from tfbench.operators.gradients import check_all, format_info, which
 from tfbench.plumbing import cli
 from tfbench.plumbing.errors import run_cli
 
@@ -60,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``which OP...`` prints where gradients live; ``check`` verifies every mechanism numerically."""
     ns = build_parser().parse_args(argv)
     cli.quiet_tensorflow(ns.verbose)
+    from tfbench.operators.gradients import check_all, format_info, which  # TensorFlow loads here, after parsing
+
     if ns.command == "which":
         infos = [which(op) for op in ns.op_types]  # all looked up before printing: a typo fails cleanly
         print("\n\n".join(format_info(info, ns.source) for info in infos))
