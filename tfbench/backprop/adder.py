@@ -6,8 +6,8 @@ measured on those held-out pairs, bit by bit and as whole sums (all five bits ri
 
 The network: 8 inputs (bits as -1/+1) -> :data:`HIDDEN` tanh units -> 5 sigmoid outputs, one per sum
 bit, trained full-batch on the summed binary cross-entropy of the five bits with a small L2 penalty on
-the weights (it makes the held-out sums come out right more often: among the many networks that fit
-the 192 training pairs, it prefers the smooth ones), by Adam.
+the weights (among the many networks that fit the 192 training pairs it prefers small weights; over
+initial-weight seeds 0 to 5 it lifts the held-out sums right from 95.3-96.9% to 96.9-98.4%), by Adam.
 
 Two implementations of the *same* network, from the same initial weights:
 
