@@ -40,6 +40,7 @@ LAYERS = (
     "data",            # images with channel order, recipes, TFRecords, MNIST, weight files
     "rewriting",       # grappler's passes as switches, fusion experiments
     "training",        # training loops, mixed precision, sparsity, the MNIST classics
+    "backprop",        # chapter 2: perceptron, activations, back-propagation by hand, momentum, optimisers
     "parallel",        # tf.distribute, the local cluster, the tf.data service
     "style_transfer",  # the style-transfer lab: pixel optimisation, the transform net's training
     "inspection",      # the report on any model, the main job's steps, the roofline

@@ -17,7 +17,7 @@ from tfbench import __version__
 
 # module -> what it shows (course exercise)
 EXPERIMENTS: dict[str, str] = {
-    "basics": "Hello, TensorFlow! and A + B through a tf.function input_signature, graph to TensorBoard (4.1, 4.2)",
+    "basics": "chapter 2 (perceptron, activations, adder in NumPy, momentum) and 3.11; Hello and A + B (4.1, 4.2)",
     "vgg_graph": "the main job: VGG19 eager / tf.function / XLA, top-5, TensorBoard graphs (4.4, 4.9)",
     "bench": "benchmarks (tfbench bench --help lists them)",
     "images": "what OpenCV, PIL and scikit-image give for one file: channel order, dtype (4.5)",
