@@ -193,3 +193,36 @@ def render(program: list[Instruction], indent: str = "") -> str:
 def count_instructions(program: list[Instruction]) -> int:
     """Lines of the program (loops counted once, as written)."""
     return sum(1 + (count_instructions(i.body) + 1 if isinstance(i, Loop) else 0) for i in program)
+
+
+def declared_processor(text: str) -> str | None:
+    """The processor a program names in a comment line ``# processor: NAME`` (shipped programs do), or None."""
+    for line in text.splitlines():
+        m = re.match(r"^\s*#\s*processor:\s*(\S+)\s*$", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def shipped_programs() -> list[str]:
+    """The programs tfbench ships (``tfbench/processor/programs/*.dlp``): exercises 7.7 to 7.12."""
+    import importlib.resources
+
+    folder = importlib.resources.files("tfbench.processor") / "programs"
+    return sorted((p.name[:-4] for p in folder.iterdir() if p.name.endswith(".dlp")),
+                  key=lambda n: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", n)])
+
+
+def read_program(ref: str) -> tuple[str, str]:
+    """(text, source name) of a shipped program (``ex7_9``) or a file."""
+    import importlib.resources
+    from pathlib import Path
+
+    if ref in shipped_programs():
+        return (importlib.resources.files("tfbench.processor") / "programs" / f"{ref}.dlp").read_text(), f"{ref}.dlp"
+    path = Path(ref)
+    if not path.is_file():
+        raise UserError(f"{ref}: no such program file; give a file or one of {', '.join(shipped_programs())}")
+    from tfbench.files import read_text
+
+    return read_text(path, "program"), str(path)
