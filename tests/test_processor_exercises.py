@@ -94,6 +94,7 @@ def test_run_model_and_roofline_commands(small, tmp_path, capsys) -> None:
     assert command.main(["run", "ex7_7", "--logdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ex7_7.dlp: 34 cycles = 0.034 us" in out
+    assert list((tmp_path / "dlp").glob("*/timeline.png"))
     model, _ = small
     path = tmp_path / "small.keras"
     model.save(path)

@@ -7,6 +7,9 @@
 - :mod:`~tfbench.processor.sweep`, :mod:`~tfbench.processor.roofline`, :mod:`~tfbench.processor.amdahl`:
   exercises 6.8/6.9, 6.10/6.13 and 6.2 on top of them.
 
-Imports: this package imports ``tfbench.errors``, ``tfbench.files`` and ``tfbench.models`` (counting, load);
-nothing imports TensorFlow at module level.  The command is ``python -m tfbench.dlp``.
+- :mod:`~tfbench.processor.workload`: a built Keras model's layers as the shapes the compiler tiles.
+
+Imports: ``tfbench.errors``, ``tfbench.files``, ``tfbench.models`` (counting) and, for the CPU-measured shares
+of exercise 6.2 only, ``tfbench.inspection.roofline``; nothing imports TensorFlow at module level.  The command
+is ``python -m tfbench.dlp`` (docs/processor.md works the exercises through).
 """
