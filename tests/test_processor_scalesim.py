@@ -4,7 +4,8 @@ SCALE-Sim 3 needs ``numpy<2.3`` and lives in its own virtualenv, ``.venv-scalesi
 repository, which ``scripts/test.sh`` makes (``pip install scalesim "numpy<2.3"``).  This test runs SCALE-Sim's
 own compute model there, as a subprocess (``tests/scalesim_compute.py``), on every convolution of ResNet-18
 (the 20 of tfbench's ``resnet18``), for a 32x32 output-stationary array: the processor file
-``systolic_32x32_os.toml``.  Without that virtualenv the test fails and says how to make it.
+``systolic_32x32_os.toml``; and on the three 1x1 ones for weight- and input-stationary arrays.  Without that
+virtualenv the test fails and says how to make it.
 
 SCALE-Sim rounds a strided convolution's output size up ((230 - 7) / 2 + 1 = 112.5 -> 113 rows, one more than the
 convolution has), so each layer is given to it as the input rows the convolution reads:
@@ -119,6 +120,20 @@ def test_resnet18_conv_cycles_are_within_10_percent_of_scalesim(tmp_path, resnet
                     for name, ours, ref, diff, comp in table))
     off = [(name, f"{diff:+.1%}") for name, _, _, diff, _ in table if abs(diff) > TOLERANCE]
     assert not off, f"layers off by more than {TOLERANCE:.0%}: {off}"
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "is"])
+def test_weight_and_input_stationary_agree_with_scalesim_too(tmp_path, resnet18_convs, dataflow) -> None:
+    """The other two dataflows, on ResNet-18's three 1x1 downsampling convolutions (the small ones)."""
+    from dataclasses import replace
+
+    processor = spec.load("systolic_32x32_os")
+    unit = replace(processor.units["array"], dataflow=dataflow)
+    processor = replace(processor, units={**processor.units, "array": unit})
+    convs = [w for w in resnet18_convs if w.kh == 1]
+    theirs = run_scalesim(tmp_path, convs, unit)["compute_cycles"]
+    for w, reference in zip(convs, theirs, strict=True):
+        assert abs(product_cycles(processor, w) / reference - 1) <= TOLERANCE, (w.name, reference)
 
 
 def test_scalesims_demand_rows_are_what_it_reports(tmp_path, resnet18_convs) -> None:

@@ -18,7 +18,8 @@ copies take turns (cores x S bytes), on a per-core link they go at once; ``compu
 once (N operations each).  A systolic array (``array = [rows, cols]``) computes a matrix product
 ``compute MAC_32 M K N`` in folds: output stationary maps M to rows and N to columns,
 ceil(M/rows) x ceil(N/cols) folds of K + rows + cols - 2 cycles (the pipeline fills and drains each fold,
-as SCALE-Sim counts it); weight and input stationary map K and N, or K and M, in the same way.
+as SCALE-Sim counts it); weight and input stationary map K and N, or K and M, in the same way, and each fold
+first shifts its stationary operand in (rows more cycles).
 
 Loops are not unrolled: :func:`simulate` summarises each block once (the work before its first ``sync``,
 the segments inside, the work after its last ``sync``) and combines the summaries, so a loop of a million
@@ -64,7 +65,8 @@ def systolic_cycles(unit: Unit, m: int, k: int, n: int) -> int:
     else:  # "is": inputs stay: K over rows, M over columns, N streams
         space, stream = (k, m), n
     folds = math.ceil(space[0] / rows) * math.ceil(space[1] / cols)
-    return folds * (stream + rows + cols - 2)
+    preload = 0 if unit.dataflow == "os" else rows  # weights or inputs shifted into the array before a fold
+    return folds * (preload + stream + rows + cols - 2)
 
 
 def compute_cycles(processor: Processor, ins: Compute) -> int:
