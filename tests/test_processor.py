@@ -148,3 +148,18 @@ def test_a_systolic_array_costs_its_folds() -> None:
     assert run("compute MAC_32 64 100 40", array).cycles == 4 * (100 + 32 + 32 - 2)
     # on a plain 256-lane unit the shape changes nothing
     assert run("compute MAC_32 64 100 40").cycles == 64 * 100 * 40 // 256
+
+
+def test_a_processor_file_the_user_writes(tmp_path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nclock_ghz = 0.5\ncores = 2\n[memories]\nDRAM = "off-chip"\n'
+                    'NRAM = { size = "16KB", scope = "core" }\n'
+                    '[links.bus]\nbandwidth = "8GB/s"\npaths = ["DRAM-NRAM"]\nshared = false\n'
+                    '[units.mac]\nMAC_16 = 64\n')
+    p = spec.load(str(path))
+    # 16 bytes per cycle at 0.5 GHz; each core its own bus: 1600 bytes in 100 cycles; 6400 MACs in 100 cycles
+    r = run("move NRAM DRAM 1600\ncompute MAC_16 6400\nsync\nmove NRAM DRAM 1600", p)
+    assert r.cycles == 200 and r.seconds == pytest.approx(200 / 0.5e9)
+    assert r.ops["MAC_16"] == 2 * 6400 and r.bytes["DRAM->NRAM"] == 2 * 3200
+    with pytest.raises(UserError, match="test.dlp:1: mine has no unit for MAC_32"):
+        run("compute MAC_32 64", p)

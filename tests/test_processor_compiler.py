@@ -116,3 +116,16 @@ def test_a_keras_file_the_user_brings_compiles_like_the_model(small_model, tmp_p
     from_file = compiler.compile_work(workload.model_work(loaded.keras_model, loaded.name)[0], p)
     in_memory = compiler.compile_work(workload.model_work(small_model, "small")[0], p)
     assert from_file.cycles == in_memory.cycles and from_file.macs == in_memory.macs
+
+
+def test_four_cores_share_a_layer_whatever_divides() -> None:
+    p = spec.load("course_7_11")
+    # LeNet-5's first convolution: 6 channels from 1 do not divide among 4 cores; its 28 rows do
+    lenet_c1 = workload.Work("c1", "Conv2D", "conv", 28 * 28 * 6 * 25, 1, 32, 32, 1, 28, 28, 6, 5, 5, 1)
+    # 10 outputs from 288 inputs: 8 channels by output channel, the last 2 by input channel
+    dense = workload.Work("fc", "Dense", "conv", 288 * 10, 1, 1, 1, 288, 1, 1, 10)
+    for w in (lenet_c1, dense):
+        lowered = compiler.lower(w, p)
+        assert lowered.result.ops["MAC_32"] == w.macs
+        assert lowered.result.cycles <= lowered.baseline.cycles
+        language.check(lowered.program, p, w.name)

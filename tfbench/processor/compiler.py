@@ -253,7 +253,8 @@ def _choices(total: int, extra: Iterable[int] = ()) -> list[int]:
 
 def _split_for_cores(w: Work, cores: int) -> list[tuple[Work, int]]:
     """(the work of one core, the groups it runs) for each part of a layer shared among the cores: the output
-    channels (or the groups) evenly; the channels left over (fewer than the cores) split by input channel."""
+    channels (or the groups) evenly; the channels left over (fewer than the cores) split by input channel, or
+    else by output row."""
     if cores == 1:
         return [(w, w.groups)]
     if w.groups % cores == 0 and w.cout % cores:
@@ -261,12 +262,15 @@ def _split_for_cores(w: Work, cores: int) -> list[tuple[Work, int]]:
     whole, rest = divmod(w.cout, cores)
     parts = [(replace(w, cout=whole), w.groups)] if whole else []
     if rest:
-        if w.cin % cores:
-            raise UserError(f"layer {w.name}: {w.cout} output channels from {w.cin} input channels do not divide "
-                            f"among {cores} cores; the compiler splits output channels, groups or input "
-                            "channels evenly")
-        # each core sums a quarter of the inputs of the last channels (the partial sums' addition is not modelled)
-        parts.append((replace(w, cout=rest, cin=w.cin // cores), w.groups))
+        if w.cin % cores == 0:
+            # each core sums 1/cores of the inputs of the last channels (the partial sums' addition is not modelled)
+            parts.append((replace(w, cout=rest, cin=w.cin // cores), w.groups))
+        elif w.ho % cores == 0:  # each core computes 1/cores of the output rows of the last channels
+            rows = w.ho // cores
+            parts.append((replace(w, cout=rest, ho=rows, hin=min(w.hin, (rows - 1) * w.sh + w.kh)), w.groups))
+        else:
+            raise UserError(f"layer {w.name}: {w.cout} output channels, {w.cin} input channels and {w.ho} output "
+                            f"rows do not divide among {cores} cores; the compiler splits one of them evenly")
     return parts
 
 
