@@ -30,6 +30,9 @@ from tfbench.errors import UserError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfbench.processor.spec import shipped_names
+
+    shipped = "shipped: " + ", ".join(shipped_names()) + "; or your .toml file"
     parser = cli.parser("dlp", __doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     cli.add_logdir(common)
@@ -38,28 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", parents=[common], help="simulate a program (a file or ex7_7 ... ex7_12)",
                        formatter_class=cli.HelpFormatter)
     r.add_argument("program", help="a .dlp file, or a shipped program: ex7_7, ex7_8, ex7_9, ex7_10, ex7_11, ex7_12")
-    r.add_argument("--processor", help="shipped processor name or .toml file (default: the one the program names "
-                                       "in '# processor: NAME', else course_7_7)")
+    r.add_argument("--processor", help=f"{shipped} (default: the one the program names in '# processor: NAME', "
+                                       "else course_7_7)")
     r.add_argument("--timeline", type=cli.positive_int, default=400, help="instructions drawn in the timeline")
     m = sub.add_parser("model", parents=[common], help="compile a model and simulate it",
                        formatter_class=cli.HelpFormatter)
     m.add_argument("model", help=cli.MODEL_HELP)
-    m.add_argument("--processor", default="course_7_7", help="shipped processor name or .toml file")
+    m.add_argument("--processor", default="course_7_7", help=shipped)
     m.add_argument("--sparsity", default=None, help="WEIGHTS,INPUTS: fractions of the bytes moved, like 0.25,0.5 "
                                                     "(exercise 7.10)")
-    m.add_argument("--top", type=cli.non_negative_int, default=0, help="print only the N slowest layers (0: all)")
+    m.add_argument("--top", type=cli.non_negative_int, default=0,
+                   help="print only the N slowest layers; 0 prints them all")
     cli.add_model_source(m)
     s = sub.add_parser("sweep", parents=[common], help="utilisation as the matrix unit grows (6.8, 6.9)",
                        formatter_class=cli.HelpFormatter)
     s.add_argument("model", nargs="?", default="alexnet", help=cli.MODEL_HELP)
-    s.add_argument("--processors", default="dlp_6_8,scalar_mac_6_9", help="comma-separated processors to sweep")
+    s.add_argument("--processors", default="dlp_6_8,scalar_mac_6_9", help=f"comma-separated processors ({shipped})")
     s.add_argument("--sizes", default="16,32,64,128,256,512,1024,2048,4096", help="MACs per cycle, comma-separated")
     cli.add_model_source(s)
     f = sub.add_parser("roofline", parents=[common], help="the processor's roofline with layers on it (6.10, 6.13)",
                        formatter_class=cli.HelpFormatter)
     f.add_argument("models", nargs="*", default=["alexnet", "vgg19", "resnet50"], help="models (" + cli.MODEL_HELP
                    + ")")
-    f.add_argument("--processor", default="course_7_7", help="shipped processor name or .toml file")
+    f.add_argument("--processor", default="course_7_7", help=shipped)
     cli.add_model_source(f)
     a = sub.add_parser("amdahl", parents=[common], help="6.2: speed-up when some layer types are faster",
                        formatter_class=cli.HelpFormatter)
