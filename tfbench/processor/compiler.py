@@ -81,7 +81,7 @@ class Lowered:
     baseline_program: list[Instruction] = field(default_factory=list)
 
     def bound(self, processor: Processor) -> str:
-        """"compute" when the busiest resource is a unit, "memory" when it is a link ("-" for no work)."""
+        """What limits the layer: ``compute`` (the busiest resource is a unit), ``memory`` (a link), ``-`` (none)."""
         if not self.result.busy:
             return "-"
         top = max(self.result.busy, key=self.result.busy.get)

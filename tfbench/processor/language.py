@@ -190,11 +190,6 @@ def render(program: list[Instruction], indent: str = "") -> str:
     return "\n".join(line for line in lines if line)
 
 
-def count_instructions(program: list[Instruction]) -> int:
-    """Lines of the program (loops counted once, as written)."""
-    return sum(1 + (count_instructions(i.body) + 1 if isinstance(i, Loop) else 0) for i in program)
-
-
 def declared_processor(text: str) -> str | None:
     """The processor a program names in a comment line ``# processor: NAME`` (shipped programs do), or None."""
     for line in text.splitlines():
