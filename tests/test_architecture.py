@@ -44,6 +44,7 @@ LAYERS = (
     "parallel",        # tf.distribute, the local cluster, the tf.data service
     "style_transfer",  # the style-transfer lab: pixel optimisation, the transform net's training
     "inspection",      # the report on any model, the main job's steps, the roofline
+    "processor",       # chapters 6-7: the deep-learning processor as data, its language, simulator, compiler
     "benchmarks",      # what `python -m tfbench.bench NAME` runs
 )
 

@@ -23,8 +23,8 @@ from tfbench.plumbing import paths
 
 REPO = Path(__file__).resolve().parent.parent
 #: what a source tree holds that the wheel is not built from (the user's .venv, logs, old builds)
-NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "logs", "build", "dist", "*.egg-info", "__pycache__",
-                                     ".pytest_cache", "*.so")
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".venv-scalesim", "logs", "build", "dist", "*.egg-info",
+                                     "__pycache__", ".pytest_cache", "*.so")
 
 
 def run(*args: str | Path, cwd: Path = REPO, env: dict[str, str] | None = None,

@@ -33,6 +33,7 @@ EXPERIMENTS: dict[str, str] = {
     "sparsity": "magnitude pruning to 50% during training (5.12)",
     "complexity": "neurons, parameters, multiplications, additions per layer (3.1, 3.2)",
     "roofline": "this CPU's matmul peaks and bandwidth, every layer and fusion block on a roofline (6.10, 5.11)",
+    "dlp": "the deep-learning processor of chapters 6-7: programs simulated, any model compiled (6.2-6.13, 7.7-7.12)",
     "inspect": "your own model (.keras, .h5, SavedModel, factory): counts, memory, eager/XLA, grappler, roofline",
     "distributed": "tf.distribute data parallelism and tf.data service (5.3)",
     "style": "style transfer, the course lab: optimise the pixels (3.9) or train a transform net with PowerDifference",

@@ -347,8 +347,10 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
     def restore() -> None:
         sys.stderr.flush()
         os.dup2(real, 2)  # our write end of the pipe is gone; children may still hold theirs
-        stopping.set()  # the pump copies what is in the pipe, then stops
-        thread.join(timeout=5)
+        stopping.set()  # the pump copies what is in the pipe, then stops at the first quiet 50 ms
+        # Generous: on a loaded machine the pump thread may wait seconds for a core, and a last
+        # "error: ..." line still in the pipe must not be lost when the process ends.
+        thread.join(timeout=60)
 
     atexit.register(restore)
     _filter_installed = True
