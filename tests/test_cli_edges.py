@@ -211,7 +211,7 @@ def test_tensorflow_start_up_lines_stay_off_stderr(tmp_path: Path):
 
 
 def test_real_errors_still_reach_stderr_through_the_filter(tmp_path: Path):
-    script = ("from tfbench import cli; cli.quiet_tensorflow(False)\n"
+    script = ("from tfbench.plumbing import cli; cli.quiet_tensorflow(False)\n"
               "import os, sys; os.write(2, b'failed call to cuInit: noise\\n'); print('real problem', file=sys.stderr)")
     proc = run("-c", script)
     assert proc.stderr.strip() == "real problem"

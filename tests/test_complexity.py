@@ -10,7 +10,7 @@ import pytest
 
 from tfbench import complexity, models
 from tfbench.inspection import complexity as complexity_lib
-from tfbench.models import zoo
+from tfbench.models import counting, zoo
 from tfbench.plumbing.errors import UserError
 
 
@@ -19,7 +19,7 @@ def by_name(result):
 
 
 def test_lenet5_counts_by_hand():
-    result = complexity.count_model(models.get("lenet5"), "lenet5")
+    result = counting.count_model(models.get("lenet5"), "lenet5")
     layers = by_name(result)
     # C1: 28x28x6 outputs, each 5*5*1 products, 24 additions + 1 bias
     assert layers["c1"].neurons == 28 * 28 * 6
@@ -36,7 +36,7 @@ def test_lenet5_counts_by_hand():
 
 
 def test_additions_without_bias_are_one_fewer_per_output():
-    layers = by_name(complexity.count_model(models.get("resnet18", input_size=64), "resnet18"))
+    layers = by_name(counting.count_model(models.get("resnet18", input_size=64), "resnet18"))
     conv = layers["conv1_conv"]
     assert conv.output_shape == (32, 32, 64)
     assert conv.mults == 32 * 32 * 64 * 7 * 7 * 3

@@ -250,6 +250,9 @@ def test_programming_errors_keep_their_tracebacks():
 
 def test_run_cli_prints_a_fault_as_one_line(capsys, tmp_path: Path):
     def main(argv):
+        parser = cli.parser("probe", None)
+        cli.add_logdir(parser)
+        cli.parse(parser, argv)  # as every command does: the parser's options name the flag
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "logs"))
 
     with pytest.raises(SystemExit) as exited:

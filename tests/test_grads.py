@@ -134,7 +134,7 @@ def test_which_maxpool_relu_and_ours() -> None:
     assert gradients.which("MaxPool").file.endswith("tensorflow/python/ops/nn_grad.py")
     assert gradients.which("Relu").function == "tensorflow.python.ops.nn_grad._ReluGrad"
     ours = gradients.which("PowerDifference")
-    assert ours.file.endswith("tfbench/ops/power_difference.py") and "RegisterGradient" in ours.source
+    assert ours.file.endswith("tfbench/operators/power_difference.py") and "RegisterGradient" in ours.source
     assert gradients.which("Shape").function is None  # registered as not differentiable
     with pytest.raises(UserError, match="did you mean Sin"):
         gradients.which("Sinn")

@@ -147,13 +147,13 @@ def test_vgg19_under_bfloat16_and_its_photo_batch():
 def test_all_cases_of_a_configuration_run_in_the_same_rounds(monkeypatch):
     """Policies, loops, XLA variants and both implementations alternate call by call, never group by group."""
     calls: list[str] = []
-    real_compare = mp.bench.compare
+    real_compare = mp_lib.timing.compare
 
     def spy(cases, **kwargs):
         wrapped = {name: (lambda name=name, fn=fn: (calls.append(name), fn())[1]) for name, fn in cases.items()}
         return real_compare(wrapped, **kwargs)
 
-    monkeypatch.setattr(mp.bench, "compare", spy)
+    monkeypatch.setattr(mp_lib.timing, "compare", spy)
     config = mp_lib.Config("lenet5", 32, 8, False, ("float32", "mixed_bfloat16"))
     x = np.zeros((8, 32, 32, 1), np.float32)
     y = np.arange(8) % 10

@@ -28,7 +28,8 @@ def test_bench_without_arguments_lists_the_benchmarks():
 def test_printed_tensorboard_command_works_without_an_activated_venv(tmp_path: Path):
     """The hint is computed and run with a PATH that holds no venv (as in a fresh shell)."""
     bare = {"PATH": "/usr/bin:/bin", "VIRTUAL_ENV": ""}
-    printed = run("-c", f"from tfbench import cli; print(cli.tensorboard_command({str(tmp_path)!r}))", env=bare)
+    code = f"from tfbench.plumbing import cli; print(cli.tensorboard_command({str(tmp_path)!r}))"
+    printed = run("-c", code, env=bare)
     command = shlex.split(printed.stdout.strip())
     assert command[-2:] == ["--logdir", str(tmp_path)], printed.stdout
     proc = subprocess.run(command + ["--version_tb"], capture_output=True, text=True, timeout=120,

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tfbench import complexity, models, roofline
+from tfbench import models, roofline
+from tfbench.models import counting
 from tfbench.plumbing.errors import UserError
 
 
@@ -15,7 +16,7 @@ def test_layer_flops_are_complexitys_counts_and_bytes_follow_the_shapes():
     model = models.get("lenet5")
     batch = 3
     points = roofline.layer_points("lenet5", model, batch, warmup=0, repeats=1)
-    counts = complexity.count_model(models.get("lenet5"), "lenet5")
+    counts = counting.count_model(models.get("lenet5"), "lenet5")
     assert [p.name for p in points] == [c.name for c in counts.layers]
     for point, count in zip(points, counts.layers):
         assert point.flops == batch * (count.mults + count.adds)
