@@ -124,13 +124,31 @@ def load(ref: str, *, input_shape: Sequence[int] | None = None, allow_code: bool
         raise UserError(f"{ref}: no such file or folder; expected a .keras or .h5 file, a SavedModel folder, "
                         f"package.module:factory (with --allow-code) or a model name ({', '.join(NAMES)})")
     kind = file_kind(path)
+    check_before_loading(path, kind, allow_code)
     if isolate:
         from tfbench.models import isolate as isolation
 
         isolation.probe(ref, input_shape, allow_code)
+    if kind == "h5":  # read by h5py's C code: after the child has survived it
+        from tfbench.models import keras_check
+
+        keras_check.check_config(path, kind, allow_code)
     if kind == "savedmodel":
-        return _from_savedmodel(path, input_shape, allow_code)
+        return _from_savedmodel(path, input_shape)
     return _from_keras(_load_keras_file(path, kind, allow_code), path.stem, kind, input_shape, ref)
+
+
+def check_before_loading(path: Path, kind: str, allow_code: bool) -> None:
+    """What is read as data only, before anything of the file is loaded: a SavedModel's ops against the
+    allowlist (:mod:`.scan`), a ``.keras`` config for code and sizes (:mod:`.keras_check`)."""
+    if kind == "savedmodel":
+        from tfbench.models import scan
+
+        scan.check_savedmodel(path, allow_code)
+    elif kind == "keras":
+        from tfbench.models import keras_check
+
+        keras_check.check_config(path, kind, allow_code)
 
 
 def file_kind(path: Path) -> str:
@@ -184,10 +202,9 @@ _MISSING_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
 
 def _load_keras_file(path: Path, kind: str, allow_code: bool = False) -> Any:
-    from tfbench.models import keras_check
-
-    keras_check.check_config(path, kind, allow_code)
     import keras
+
+    from tfbench.models import keras_check
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not allow_code)
@@ -254,10 +271,7 @@ def _show(shape: Sequence[Any]) -> str:
 # ----------------------------------------------------------------------------------------- SavedModel
 
 
-def _from_savedmodel(path: Path, input_shape: Sequence[int] | None, allow_code: bool = False) -> LoadedModel:
-    from tfbench.models import scan
-
-    scan.check_savedmodel(path, allow_code)  # nothing of the file runs before every op is allowed
+def _from_savedmodel(path: Path, input_shape: Sequence[int] | None) -> LoadedModel:
     import tensorflow as tf
 
     try:
