@@ -369,3 +369,40 @@ def test_data_service_ports_are_unreachable_from_this_machines_network(tmp_path)
         assert job.finish() == 0, "\n".join(job.lines[-30:])
     finally:
         job.kill()
+
+
+# ----------------------------------------------------------------------------------------- the loading child
+
+
+def with_code(path: Path, body: str) -> Path:
+    """A .keras whose Lambda runs ``body`` when called: saved harmless, then its marshalled code replaced (the
+    hostile function is compiled here, never called)."""
+    from keras.src.utils.python_utils import func_dump
+
+    i = keras.Input((4,), name="x")
+    keras.Model(i, keras.layers.Lambda(lambda t: t, output_shape=(4,), name="hostile")(i)).save(path)
+    with zipfile.ZipFile(path) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    config = json.loads(members["config.json"])
+    layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Lambda")
+    layer["config"]["function"]["config"]["code"] = func_dump(eval(f"lambda t: ({body}, t)[1]"))[0]  # noqa: S307
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as out:
+        for member, data in members.items():
+            out.writestr(member, data)
+    return path
+
+
+def test_a_crash_inside_the_loading_child_is_one_line(tmp_path):
+    """A .keras whose code (allowed with --allow-code) aborts or segfaults: the child dies, the command says so."""
+    from tfbench import inspect
+
+    crashes = {"abort": ('__import__("os").abort()', "SIGABRT"),
+               "segfault": ('__import__("ctypes").string_at(0)', "SIGSEGV")}
+    for name, (body, signal_name) in crashes.items():
+        path = with_code(tmp_path / f"{name}.keras", body)
+        with pytest.raises(UserError) as err:
+            inspect.main([str(path), "--quick", "--allow-code", "--no-progress", "--verbose"])
+        line = str(err.value)
+        assert line.startswith(f"{path}: TensorFlow crashed while loading this file, in a separate process: "
+                               f"{signal_name}") and "\n" not in line, line

@@ -132,7 +132,7 @@ def test_a_few_mutants_through_the_command(mutants, tmp_path):
     rng = random.Random(SEED)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for kind in ("keras", "h5", "savedmodel"):
-        for path in rng.sample(mutants[kind], 2):
+        for path in rng.sample(mutants[kind], 1):
             proc = subprocess.run([sys.executable, "-m", "tfbench.inspect", str(path), "--quick", "--no-progress",
                                    "--logdir", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
             assert proc.returncode in (0, 2), (path, proc.returncode, proc.stderr[-2000:])
