@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from tfbench.errors import UserError
 
 DEFAULT_TIMEOUT = 60.0  # seconds the child may take for one file (load + first trace)
 CHILD_CODE = "from tfbench.models.load import serve_child; serve_child()"
+#: the lines of a dying child worth quoting: TensorFlow's fatal log, a CHECK, C++'s terminate, Python's fatal error
+FATAL_LINE = re.compile(r"^F\d{4} |Check failed|terminate called|Fatal Python error")
 
 
 def machine_memory_bytes() -> int:
@@ -145,8 +148,8 @@ class Prober:
             return ""
         self.stderr.seek(0)
         lines = [line.strip() for line in self.stderr.read().decode(errors="replace").splitlines() if line.strip()]
-        fatal = [line for line in lines if line.startswith("F") or "Check failed" in line or "terminate" in line]
-        return (fatal or lines or [""])[-1][:240]
+        fatal = [line for line in lines if FATAL_LINE.search(line)]
+        return fatal[-1][:240] if fatal else ""
 
     def check(self, request: Request) -> str | None:
         """Load ``request`` in the child: None when it loads and runs once, else the one-line error text."""
