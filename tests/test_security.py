@@ -8,6 +8,7 @@
 - ``.keras`` with a Python lambda: refused naming ``--allow-code``; accepted with it.
 - ``.keras`` declaring a Dense layer of 10^12 weights: refused with its size, peak memory measured.
 - ``--scan``: every op with counts, the refused ones marked.
+- The loading child: a ``.keras`` whose code (allowed with ``--allow-code``) aborts or segfaults ends as one line.
 - The tf.data service cluster: its ports listen in a network namespace of its own, never on an
   address of this machine's own namespace (read from ``/proc/net/tcp*``; no traffic is sent).
 """
