@@ -257,8 +257,8 @@ def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``train``, ``data-service``, ``consume`` or ``estimate``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    exposed = _private_network_first(argv)  # while this process has one thread (the next two start threads)
     cluster.exit_with_parent()  # a no-op unless started by a Supervisor
-    exposed = _private_network_first(argv)  # before cli.parse starts its stderr thread
     ns = cli.parse(make_parser(), argv)
     ns.exposed = exposed
     if ns.command == "train":
