@@ -407,3 +407,24 @@ def test_a_crash_inside_the_loading_child_is_one_line(tmp_path):
         line = str(err.value)
         assert line.startswith(f"{path}: TensorFlow crashed while loading this file, in a separate process: "
                                f"{signal_name}") and "\n" not in line, line
+
+
+def test_a_vocabulary_file_outside_the_archive_is_refused(tmp_path):
+    """A StringLookup whose config names a file of the user's: Keras' safe mode refuses it, tfbench says which."""
+    secret = tmp_path / "secret_words.txt"
+    secret.write_text("alpha\nbeta\n")
+    i = keras.Input((1,), dtype="string", name="words")
+    keras.Model(i, keras.layers.StringLookup(vocabulary=["a", "b"], name="lookup")(i)).save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    config = json.loads(members["config.json"])
+    next(layer for layer in config["config"]["layers"] if layer["class_name"] == "StringLookup")["config"][
+        "vocabulary"] = str(secret)
+    members["config.json"] = json.dumps(config).encode()
+    path = tmp_path / "vocabulary.keras"
+    with zipfile.ZipFile(path, "w") as out:
+        for member, data in members.items():
+            out.writestr(member, data)
+    with pytest.raises(UserError, match=rf"vocabulary file outside of the model archive \(Vocabulary file: "
+                                        rf"'{re.escape(str(secret))}'\).*--allow-code"):
+        load.load(str(path), isolate=False)

@@ -74,8 +74,18 @@ def read_config(path: Path, kind: str) -> dict[str, Any]:
     return config
 
 
-def code_refusal(path: Path | str) -> str:
-    """The line for a file that asks to run Python code while loading."""
+_SAFE_MODE_REASON = re.compile(r"Requested the (?:deserialization|loading) of (.+?)\. This carries")
+
+
+def code_refusal(path: Path | str, err: BaseException | None = None) -> str:
+    """The line for a file that asks Keras for what its safe mode refuses: Python code, or a file outside it."""
+    reason = _SAFE_MODE_REASON.search(str(err)) if err is not None else None
+    if reason and "lambda" not in reason.group(1).lower():  # a vocabulary file outside the archive, say
+        named = re.search(r"(Vocabulary file: '[^']*')", str(err))
+        which = f" ({named.group(1)})" if named else ""
+        return (f"{path}: the model asks for the loading of {reason.group(1)}{which}, "
+                "which Keras' safe mode refuses (it could read any file or run code); refused. Pass --allow-code only "
+                "if you trust this file")
     return (f"{path}: the model holds Python code (a Lambda layer or a function), which runs when it is loaded; "
             "refused. Pass --allow-code only if you trust this file")
 
@@ -137,7 +147,7 @@ def check_config(path: Path, kind: str, allow_code: bool = False) -> Declared:
         raise
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a config it cannot build
         if is_code_error(err):
-            raise UserError(code_refusal(path)) from None
+            raise UserError(code_refusal(path, err)) from None
         missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(err))
         if missing:  # the ordinary loader names the class and the cure
             return Declared(0, 0, "", 0)

@@ -210,7 +210,7 @@ def _load_keras_file(path: Path, kind: str, allow_code: bool = False) -> Any:
         return keras.saving.load_model(path, compile=False, safe_mode=not allow_code)
     except (TypeError, ValueError, KeyError, OSError) as err:
         if keras_check.is_code_error(err):
-            raise UserError(keras_check.code_refusal(path)) from None
+            raise UserError(keras_check.code_refusal(path, err)) from None
         missing = _MISSING_CLASS.search(str(err))
         if missing:
             raise UserError(f"{path}: Keras cannot deserialize the custom class {missing.group(1)!r}; expected it "
