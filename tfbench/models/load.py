@@ -389,10 +389,15 @@ def check_in_child(request: Any) -> str | None:
         return (f"{request.ref}: loading it needs more memory than this machine has "
                 f"({machine_memory_bytes() / 2**30:.1f} GiB); refused")
     except Exception as err:  # noqa: BLE001 - a hostile file makes TensorFlow and Keras raise anything
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+        root: BaseException = err
+        for _ in range(10):  # Keras and TensorFlow wrap the error that happened: say that one
+            if (root.__cause__ or root.__context__) is None:
+                break
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        lines = [line.strip() for line in str(root).splitlines() if line.strip()] or [""]
         named = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
-        said = named[-1] if named else lines[0]  # TensorFlow wraps the real error: "in user code: ... XError: ..."
-        return f"{request.ref}: the model fails to load or to run once: {type(err).__name__}: {said[:300]}"
+        said = named[-1] if named else lines[0]  # "in user code: ... XError: ...": the error comes last
+        return f"{request.ref}: the model fails to load or to run once: {type(root).__name__}: {said[:300]}"
     return None
 
 
