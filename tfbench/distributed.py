@@ -14,8 +14,9 @@ what must be serial), done with TensorFlow's own engines::
 The training (strategies, data, the loop, checkpoints) is :mod:`tfbench.parallel.training`; the
 shared input pipeline is :mod:`tfbench.parallel.service`.  This module is the command on top: its
 flags, the launcher of local worker processes, and the benchmark.  Rerunning ``train`` with the
-same ``--checkpoint-dir`` resumes from the last saved step.  See the README's *distributed*
-section for what TensorFlow does when a worker dies.
+same ``--checkpoint-dir`` resumes from the last saved step.  A local cluster (``--workers``,
+``data-service`` on loopback) runs in a network namespace of its own (:mod:`tfbench.parallel.netns`).
+See the README's *distributed* section for what TensorFlow does when a worker dies.
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def _parse_ints(text: str, what: str) -> list[int]:
 def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """Start ``--workers`` local processes of this same command, each with its own TF_CONFIG; supervise them."""
     configs = cluster.local_tf_configs(DEFAULT_WORKERS if ns.workers is None else ns.workers, ns.host)
+    if getattr(ns, "exposed", None) is not None:
+        from tfbench.parallel import netns
+
+        print(netns.exposure_line([int(w.rpartition(":")[2]) for w in configs[0].workers], ns.exposed), flush=True)
     run = Path(ns.run_dir) if ns.run_dir else paths.run_dir(ns.logdir, "distributed")
     checkpoint_dir = Path(ns.checkpoint_dir) if ns.checkpoint_dir else run / "checkpoints"
     if ns.model == "vgg19" and ns.data is None:  # make the embedded TFRecords once, not in every worker
@@ -253,8 +258,10 @@ def command_train(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``train``, ``data-service``, ``consume`` or ``estimate``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    exposed = _private_network_first(argv)  # while this process has one thread (the next two start threads)
     cluster.exit_with_parent()  # a no-op unless started by a Supervisor
     ns = cli.parse(make_parser(), argv)
+    ns.exposed = exposed
     if ns.command == "train":
         return command_train(ns, argv)
     if ns.command == "estimate":
@@ -267,7 +274,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.consume(ns.dispatcher, ns.job_name, pipeline, out=ns.out, ready_dir=ns.ready_dir, expect=ns.expect)
         return 0
     return service.run_data_service(pipeline, data_workers=ns.data_workers, consumers=ns.consumers, host=ns.host,
-                                    timeout=ns.timeout, logdir=ns.logdir)
+                                    timeout=ns.timeout, logdir=ns.logdir, exposed=ns.exposed)
+
+
+def _private_network_first(argv: Sequence[str]) -> str | None:
+    """For a local cluster (``train --strategy multiworker`` without TF_CONFIG, ``data-service``): enter the
+    private network while this process has one thread; None when not a local cluster or when entered."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            ns, _ = make_parser().parse_known_args(argv)
+    except SystemExit:  # a bad command line: cli.parse says what is wrong
+        return None
+    local = (ns.command == "train" and ns.strategy == "multiworker" and not os.environ.get("TF_CONFIG", "").strip()
+             or ns.command == "data-service")
+    return private_network(ns.host) if local else None
+
+
+def private_network(host: str) -> str | None:
+    """Before a local cluster starts: move this command into a network namespace of its own.
+
+    Returns None when it is there (or already was), else why the cluster's ports stay reachable
+    from other machines (the caller prints that with the ports).
+    """
+    from tfbench.parallel import netns
+
+    if netns.in_private_network():
+        return None
+    if not is_loopback(host):
+        return f"--host {host} is not a loopback address, so the cluster is meant to be reached from other machines"
+    reason = netns.enter_private_network()
+    if reason is None:
+        print("network: the cluster runs in a network namespace of its own (loopback only): no other machine "
+              "can reach its ports", flush=True)
+    return reason
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------------- benchmark

@@ -6,9 +6,10 @@ MODEL is a zoo name (``resnet50``), a Keras ``.keras`` or ``.h5`` file, a SavedM
 any layer type without a counting rule named), memory (torchsummary's estimate and the measured
 peak of one forward and one training step), eager / ``tf.function`` / XLA (and bfloat16 where the
 CPU has it), what grappler did, and every layer on this machine's roofline.  ``--quick`` stops
-after the counts (seconds).  Written to the terminal, ``logs/bench/inspect-<time>.json`` and the
-TensorBoard run ``logs/inspect/<model>/<time>/``.  In a notebook: ``tfbench.inspect_model(...)``.
-See docs/inspect.md.
+after the counts (seconds).  ``--scan`` only reads the file: every op of a SavedModel checked
+against the allowlist of pure computation (nothing of it runs; docs/security.md).  Written to the
+terminal, ``logs/bench/inspect-<time>.json`` and the TensorBoard run ``logs/inspect/<model>/<time>/``.
+In a notebook: ``tfbench.inspect_model(...)``.  See docs/inspect.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from typing import Sequence
 
 from tfbench.plumbing import cli
-from tfbench.plumbing.errors import run_cli
+from tfbench.plumbing.errors import UserError, run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_batch_size(parser, 1, help="batch of the memory measurement, the timings and the roofline")
     cli.add_repeats(parser, 5)
     parser.add_argument("--quick", action="store_true", help="counts and the memory estimate only (seconds)")
+    parser.add_argument("--scan", action="store_true", help="only scan the file, nothing of it runs: every op type "
+                        "of a SavedModel (every layer class of a Keras file) with counts, the refused ones marked")
     parser.add_argument("--no-ablate", action="store_true", help="skip turning each grappler pass off alone")
     parser.add_argument("--json", action="store_true", help="print the JSON instead of the text")
     cli.add_seed(parser)
@@ -35,6 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_progress(parser)
     cli.add_verbose(parser)
     ns = cli.parse(parser, argv)
+    if ns.scan:
+        from tfbench.models.scan import scan_file
+
+        text, refusal = scan_file(ns.model)
+        print(text)
+        if refusal and not ns.allow_code:
+            raise UserError(refusal)
+        return 0
     from tfbench.inspection.api import inspect_model
     from tfbench.models.load import parse_input_shape
 

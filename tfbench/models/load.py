@@ -13,7 +13,11 @@
 The result is a :class:`LoadedModel`: the model, a callable ``call(x)`` giving one output tensor,
 and the input shape without the batch dimension, taken from the model, or from ``input_shape``
 (the commands' ``--input-shape 224,224,3``) when the model leaves a dimension free.  Every bad
-input is a :class:`tfbench.plumbing.errors.UserError` naming the file and what was expected.
+input is a :class:`tfbench.plumbing.errors.UserError` naming the file and what was expected.  A file is
+untrusted until checked: a SavedModel's ops are scanned (:mod:`tfbench.models.scan`), a Keras
+config is checked for code and for sizes (:mod:`tfbench.models.keras_check`), and the file is
+loaded and run once in a child process (:mod:`tfbench.models.isolate`) before it is loaded here;
+``allow_code`` (``--allow-code``) lets a file run its own code.  See docs/security.md.
 Nothing here imports TensorFlow until a model is loaded.
 """
 
@@ -30,6 +34,7 @@ from tfbench.plumbing.errors import UserError, first_line
 
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+MAX_UNPACKED_BYTES = 64 << 30  # a .keras archive unpacking to more is refused before it is inflated
 
 
 @dataclass
@@ -90,8 +95,14 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 
 def load(ref: str, *, input_shape: Sequence[int] | None = None, allow_code: bool = False,
-         input_size: int | None = None, seed: int = 0) -> LoadedModel:
-    """Load ``ref`` (registry name, ``.keras``/``.h5`` file, SavedModel folder or ``module:factory``)."""
+         input_size: int | None = None, seed: int = 0, isolate: bool = True) -> LoadedModel:
+    """Load ``ref`` (registry name, ``.keras``/``.h5`` file, SavedModel folder or ``module:factory``).
+
+    A file or folder is checked first (its structure; a SavedModel's ops against the allowlist of
+    :mod:`tfbench.models.scan`; a Keras config for code and for weights larger than the machine's
+    memory, :mod:`tfbench.models.keras_check`), then, with ``isolate``, loaded, traced and run
+    once in a child process (:mod:`tfbench.models.isolate`) before it is loaded here.
+    """
     if is_registry_name(ref):
         from tfbench.models import registry
 
@@ -112,12 +123,47 @@ def load(ref: str, *, input_shape: Sequence[int] | None = None, allow_code: bool
 
         raise UserError(f"{ref}: no such file or folder; expected a .keras or .h5 file, a SavedModel folder, "
                         f"package.module:factory (with --allow-code) or a model name ({', '.join(NAMES)})")
-    if path.is_dir():
+    kind = file_kind(path)
+    check_before_loading(path, kind, allow_code)
+    if isolate:
+        from tfbench.models import isolate as isolation
+
+        isolation.probe(ref, input_shape, allow_code)
+    if kind == "h5":  # read by h5py's C code: after the child has survived it
+        from tfbench.models import keras_check
+
+        keras_check.check_config(path, kind, allow_code)
+    if kind == "savedmodel":
         return _from_savedmodel(path, input_shape)
+    return _from_keras(_load_keras_file(path, kind, allow_code), path.stem, kind, input_shape, ref)
+
+
+def check_before_loading(path: Path, kind: str, allow_code: bool) -> None:
+    """What is read as data only, before anything of the file is loaded: a SavedModel's ops against the
+    allowlist (:mod:`.scan`), a ``.keras`` config for code and sizes (:mod:`.keras_check`)."""
+    if kind == "savedmodel":
+        from tfbench.models import scan
+
+        scan.check_savedmodel(path, allow_code)
+    elif kind == "keras":
+        from tfbench.models import keras_check
+
+        keras_check.check_config(path, kind, allow_code)
+
+
+def file_kind(path: Path) -> str:
+    """``"savedmodel"``, ``"h5"`` or ``"keras"`` after the structural checks (no TensorFlow); UserError otherwise."""
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
+            raise UserError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it); expected a folder "
+                            "written by tf.saved_model.save or model.export")
+        return "savedmodel"
     if path.suffix.lower() in (".h5", ".hdf5"):
-        return _from_keras(_load_keras_file(path, "h5"), path.stem, "h5", input_shape, ref)
+        _check_h5(path)
+        return "h5"
     if path.suffix.lower() == ".keras" or zipfile.is_zipfile(path):
-        return _from_keras(_load_keras_file(path, "keras"), path.stem, "keras", input_shape, ref)
+        _check_keras_archive(path)
+        return "keras"
     raise UserError(f"{path}: not a model file; expected a Keras archive (.keras), a legacy Keras .h5 file "
                     "or a SavedModel folder")
 
@@ -132,6 +178,10 @@ def _check_keras_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > MAX_UNPACKED_BYTES:  # before testzip, which would inflate every member
+                raise UserError(f"{path}: the archive unpacks to {unpacked:,} bytes, more than tfbench opens "
+                                f"({MAX_UNPACKED_BYTES:,}): refused before inflating it")
             broken = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise UserError(f"{path}: damaged Keras archive ({err}); save the model again") from err
@@ -151,16 +201,16 @@ def _check_h5(path: Path) -> None:
 _MISSING_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
 
-def _load_keras_file(path: Path, kind: str) -> Any:
-    if kind == "keras":
-        _check_keras_archive(path)
-    else:
-        _check_h5(path)
+def _load_keras_file(path: Path, kind: str, allow_code: bool = False) -> Any:
     import keras
 
+    from tfbench.models import keras_check
+
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=not allow_code)
     except (TypeError, ValueError, KeyError, OSError) as err:
+        if keras_check.is_code_error(err):
+            raise UserError(keras_check.code_refusal(path, err)) from None
         missing = _MISSING_CLASS.search(str(err))
         if missing:
             raise UserError(f"{path}: Keras cannot deserialize the custom class {missing.group(1)!r}; expected it "
@@ -222,9 +272,6 @@ def _show(shape: Sequence[Any]) -> str:
 
 
 def _from_savedmodel(path: Path, input_shape: Sequence[int] | None) -> LoadedModel:
-    if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
-        raise UserError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it); expected a folder "
-                        "written by tf.saved_model.save or model.export")
     import tensorflow as tf
 
     try:
@@ -317,3 +364,45 @@ def from_object(obj: Any, *, input_shape: Sequence[int] | None = None, name: str
 
     shape = _fixed_shape(tuple(spec.shape[1:]), input_shape, origin)
     return LoadedModel(name or type(fn).__name__, source, fn, call, shape, spec.dtype.name, origin)
+
+
+# ------------------------------------------------------------------------------------ the child process
+
+
+def check_in_child(request: Any) -> str | None:
+    """In the child of :mod:`tfbench.models.isolate`: load the file the ordinary way, trace and run it once.
+
+    Returns the one-line error text, or None when the model loads and runs.
+    """
+    from tfbench.models.isolate import machine_memory_bytes
+
+    try:
+        loaded = load(request.ref, input_shape=request.input_shape, allow_code=request.allow_code, isolate=False)
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((1, *loaded.input_shape), loaded.input_dtype)
+        traced = tf.function(loaded.call).get_concrete_function(spec)
+        traced(tf.zeros(spec.shape, spec.dtype))
+    except UserError as err:
+        return str(err)
+    except MemoryError:
+        return (f"{request.ref}: loading it needs more memory than this machine has "
+                f"({machine_memory_bytes() / 2**30:.1f} GiB); refused")
+    except Exception as err:  # noqa: BLE001 - a hostile file makes TensorFlow and Keras raise anything
+        root: BaseException = err
+        for _ in range(10):  # Keras and TensorFlow wrap the error that happened: say that one
+            if (root.__cause__ or root.__context__) is None:
+                break
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+        lines = [line.strip() for line in str(root).splitlines() if line.strip()] or [""]
+        named = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+        said = named[-1] if named else lines[0]  # "in user code: ... XError: ...": the error comes last
+        return f"{request.ref}: the model fails to load or to run once: {type(root).__name__}: {said[:300]}"
+    return None
+
+
+def serve_child() -> None:
+    """The child process's main: answer load requests with :func:`check_in_child` (see :mod:`.isolate`)."""
+    from tfbench.models.isolate import serve
+
+    serve(check_in_child)

@@ -167,6 +167,7 @@ class DataService:
     dispatcher: Any
     workers: list[Any]
     target: str  # grpc://host:port
+    ports: tuple[int, ...] = ()  # the dispatcher's, then each worker's
 
     def stop(self) -> None:
         """Stop the workers, then the dispatcher (servers also stop when this process exits)."""
@@ -179,8 +180,8 @@ def start_servers(num_workers: int, host: str = LOCALHOST) -> DataService:
     """Start a ``DispatchServer`` and ``num_workers`` ``WorkerServer``s on free ports of ``host``.
 
     Addresses handed out (to workers and consumers) use ``host``; note that TensorFlow's gRPC
-    servers *listen* on every interface of the machine whatever address is advertised
-    (see the README), so on a shared network keep the ports behind a firewall.
+    servers *listen* on every interface whatever address is advertised (``[::]:<port>``): the
+    command runs a local cluster in a network namespace of its own (:mod:`tfbench.parallel.netns`).
     """
     if num_workers < 1:
         raise UserError(f"--data-workers must be at least 1, got {num_workers}")
@@ -191,7 +192,7 @@ def start_servers(num_workers: int, host: str = LOCALHOST) -> DataService:
     workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address, worker_address=f"{host}:%port%",
                                                          port=port, protocol="grpc"))
                for port in worker_ports]
-    return DataService(dispatcher, workers, f"grpc://{address}")
+    return DataService(dispatcher, workers, f"grpc://{address}", (dispatcher_port, *worker_ports))
 
 
 def service_source(records: ShardedRecords, *, size: int, batch_size: int, epochs: int = 1) -> tf.data.Dataset:

@@ -16,8 +16,9 @@ has; tf.data service moves that work onto separate *data workers*.  The command 
   consumers receive every example exactly once per epoch.
 
 Then it checks that claim (every file name exactly ``--epochs`` times, none missing) and prints
-per-consumer counts and throughput.  To feed trainers on other machines, run the dispatcher and
-workers with ``--host`` set to this machine's address, then on each trainer host::
+per-consumer counts and throughput.  This local cluster runs in a network namespace of its own
+(:mod:`tfbench.parallel.netns`): no other machine reaches its ports.  To feed trainers on other
+machines, run the dispatcher and workers with ``--host`` set to this machine's address, then on each trainer host::
 
     python -m tfbench.distributed consume --dispatcher grpc://DISPATCHER_HOST:PORT --job-name NAME --data DIR
 
@@ -196,11 +197,13 @@ def check_exactly_once(expected: Sequence[str], received: Sequence[Sequence[str]
 
 
 def run_data_service(pipeline: Pipeline, *, data_workers: int = 2, consumers: int = 2, host: str = cluster.LOCALHOST,
-                     timeout: float = 600.0, logdir: str | Path = paths.DEFAULT_LOGDIR) -> int:
+                     timeout: float = 600.0, logdir: str | Path = paths.DEFAULT_LOGDIR,
+                     exposed: str | None = None) -> int:
     """Start a dispatcher, ``data_workers`` data workers and ``consumers`` consumer processes; check exactly-once.
 
     Returns the exit code: 0 when every example arrived exactly once per epoch, 1 otherwise or
-    when a consumer failed.
+    when a consumer failed.  ``exposed``: why the servers' ports are reachable from other machines
+    (printed in one line with the ports); None when the command runs in a private network.
     """
     from tfbench.parallel import data as distributed_data
 
@@ -208,6 +211,10 @@ def run_data_service(pipeline: Pipeline, *, data_workers: int = 2, consumers: in
     expected = all_filenames(records)
     run_dir = paths.run_dir(logdir, "distributed")
     service = distributed_data.start_servers(data_workers, host)
+    if exposed is not None:
+        from tfbench.parallel import netns
+
+        print(netns.exposure_line(list(service.ports), exposed), flush=True)
     job = f"tfbench-{os.getpid()}-{run_dir.name}"
     print(f"dispatcher {service.target}; {data_workers} data workers; job {job!r}; "
           f"{records.num_examples} examples in {len(records.files)} shards ({records.directory})", flush=True)

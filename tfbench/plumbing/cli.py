@@ -142,7 +142,9 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", default=None,
                    help="input shape without the batch dimension, like 224,224,3 (when a model file leaves it free)")
     p.add_argument("--allow-code", action="store_true",
-                   help="let MODEL be package.module:factory (imports and runs that Python code)")
+                   help="let MODEL run its own code: package.module:factory (imports and runs it), a Keras Lambda "
+                        "layer, a SavedModel with ops outside the allowlist (file I/O, printing, dataset readers; "
+                        "see docs/security.md)")
 
 
 MODEL_HELP = ("a model name, a .keras or .h5 file, a SavedModel folder, or package.module:factory "
