@@ -105,10 +105,13 @@ class GraphCount:
 
 
 def _dims(shape: Any) -> list[int] | None:
+    """Static dimensions; a free first dimension is the batch of a function traced for any batch: 1."""
     try:
         dims = shape.as_list()
     except ValueError:
         return None
+    if dims and dims[0] is None:
+        dims = [1, *dims[1:]]
     return None if dims is None or any(d is None for d in dims) else [int(d) for d in dims]
 
 

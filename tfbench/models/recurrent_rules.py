@@ -112,8 +112,9 @@ def time_distributed(call: Call) -> Work:
     rule = rule_for(inner)
     step_call = Call(inner, [s[1:] for s in call.ins], [s[1:] for s in call.outs], {})
     if rule is None:
-        from tfbench.models.graph_count import count_layer_graph
         import keras
+
+        from tfbench.models.graph_count import count_layer_graph
 
         x = keras.KerasTensor((None, *step_call.inp), dtype=inner.compute_dtype or "float32")
         g = count_layer_graph(inner, (x,), {})
