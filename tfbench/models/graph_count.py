@@ -11,7 +11,8 @@ per-op handles (exercises 3.1, 3.2: the same conventions as the rules).
   output and filter shapes.  A sum of ``K`` products takes ``K - 1`` additions.
 - Elementwise arithmetic: one multiplication per output element of ``Mul``/``RealDiv``/``Square``,
   one addition per output element of ``AddV2``/``Sub``/``BiasAdd``, ``n - 1`` of ``AddN``, and
-  input minus output elements of a ``Sum``/``Mean``.
+  input minus output elements of a ``Sum``/``Mean``; integer arithmetic (loop counters, shapes) is
+  bookkeeping and not counted.
 - Ops that only move, compare or look up values (reshapes, slices, activations as in the course's
   convention, variable reads, tensor lists) cost nothing.  Any other op type is *unknown*: it is
   listed by type, never silently counted as zero.
@@ -278,6 +279,8 @@ def count_graph(graph: Any, functions: dict[str, Any] | None = None, place: str 
                 total.unknown_ops[f"{t} (shape not static)"] += 1
             else:
                 total.add_macs(t, *found, place)
+        elif (t in MULTIPLY or t in ADD or t == "AddN" or t in REDUCE_ADD) and not op.outputs[0].dtype.is_floating:
+            continue  # integer index arithmetic (loop counters, shapes) is bookkeeping, not the model's work
         elif t in MULTIPLY or t in ADD:
             n = _elements(op.outputs[0]) or 0
             total.mults += n if t in MULTIPLY else 0
