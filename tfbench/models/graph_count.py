@@ -51,7 +51,7 @@ ConcatV2 Concat Pack Unpack Split SplitV Slice StridedSlice ExpandDims Squeeze S
 ZerosLike OnesLike Range Tile BroadcastTo BroadcastArgs Cast Bitcast GatherV2 Gather GatherNd ResourceGather
 Select SelectV2 Where Less LessEqual Greater GreaterEqual Equal NotEqual LogicalAnd LogicalOr LogicalNot
 Max Min ArgMax ArgMin Relu Relu6 Elu Selu LeakyRelu Sigmoid Tanh Softmax LogSoftmax Softplus Softsign Exp Log
-Log1p Erf Gelu Sqrt Rsqrt Abs Neg Sign Floor Ceil Round MaxPool MaxPool3D MaxPoolV2 Pad PadV2 MirrorPad
+Log1p Erf Erfc Gelu Sqrt Rsqrt Abs Neg Sign Floor Ceil Round MaxPool MaxPool3D MaxPoolV2 Pad PadV2 MirrorPad
 ResizeBilinear ResizeNearestNeighbor StopGradient PreventGradient CheckNumerics EnsureShape Snapshot
 TensorListReserve TensorListFromTensor TensorListGetItem TensorListSetItem TensorListStack TensorListLength
 TensorListElementShape TensorListPushBack TensorListPopBack Maximum Minimum ClipByValue OneHot
