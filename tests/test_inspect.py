@@ -88,7 +88,11 @@ def test_small_convnet_full_report(files, tmp_path):
     for mode in ("tf.function", "XLA"):
         assert report.modes.row(mode).max_abs_diff < 1e-4
     assert any(label.startswith("FusedConv2D") for label in report.grappler.fused), report.grappler.fused
-    assert report.memory.estimated_total_mb > 0 and report.memory.measured_forward_mb is not None
+    m = report.memory
+    assert m.estimated_total_mb > 0 and m.measured_forward_mb is not None
+    labels = [label for label, _ in m.rows()]
+    assert "measured: training step after it, peak RSS above the same start" in labels
+    assert m.measured_train_step_mb >= m.measured_forward_mb or "below the first forward call" in m.note
     run = Path(report.run_dir)
     assert {"graph", "optimized", "partition"} <= {p.name for p in run.iterdir()}
     assert (run / "roofline.png").stat().st_size > 0

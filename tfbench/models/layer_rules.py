@@ -19,81 +19,12 @@ A layer type with no rule here is counted from its own traced graph
 
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
+from tfbench.models.work import Call, Work, bind, elementwise, weighted_sums
 
-@dataclass
-class Work:
-    """The arithmetic of one call for one example."""
-
-    macs: int = 0
-    mults: int = 0
-    adds: int = 0
-    neurons: int = 0
-    pool_neurons: int = 0
-
-    def __add__(self, other: "Work") -> "Work":
-        return Work(self.macs + other.macs, self.mults + other.mults, self.adds + other.adds,
-                    self.neurons + other.neurons, self.pool_neurons + other.pool_neurons)
-
-    def times(self, n: int) -> "Work":
-        """This work done ``n`` times (``n`` time steps)."""
-        return Work(self.macs * n, self.mults * n, self.adds * n, self.neurons * n, self.pool_neurons * n)
-
-
-def weighted_sums(products: int, outputs: int, bias: bool = False) -> Work:
-    """``outputs`` sums of ``products / outputs`` products each, plus a bias each when ``bias``."""
-    return Work(macs=products, mults=products, adds=products - outputs + (outputs if bias else 0), neurons=outputs)
-
-
-def elementwise(mults: int = 0, adds: int = 0) -> Work:
-    """Arithmetic that is not a weighted sum: scales, shifts, sums of tensors."""
-    return Work(mults=mults, adds=adds)
-
-
-@dataclass
-class Call:
-    """One call of a layer as a rule sees it: shapes without the batch dimension, arguments by name."""
-
-    layer: Any
-    ins: list[tuple[int, ...]]
-    outs: list[tuple[int, ...]]
-    arguments: dict[str, Any]  # the call's arguments bound to ``layer.call``'s parameters (KerasTensors)
-
-    @property
-    def inp(self) -> tuple[int, ...]:
-        """The first input's shape."""
-        return self.ins[0]
-
-    @property
-    def out(self) -> tuple[int, ...]:
-        """The first output's shape."""
-        return self.outs[0]
-
-    @property
-    def outputs(self) -> int:
-        """Elements of the first output."""
-        return math.prod(self.out)
-
-    def shape_of(self, name: str) -> tuple[int, ...] | None:
-        """The shape (no batch dimension) of argument ``name``, None when it was not given."""
-        value = self.arguments.get(name)
-        shape = getattr(value, "shape", None)
-        return None if shape is None else tuple(int(d) for d in shape[1:])
-
-
-def bind(layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments by the names of ``layer.call``'s parameters (positional ones named too)."""
-    try:
-        bound = inspect.signature(layer.call).bind_partial(*args, **kwargs)
-    except (TypeError, ValueError):
-        return dict(kwargs)
-    named = dict(bound.arguments)
-    named.update(named.pop("kwargs", {}) or {})
-    return named
+__all__ = ["Call", "Work", "bind", "elementwise", "register_counter", "rule_for", "weighted_sums"]
 
 
 Rule = Callable[[Call], Work]
@@ -268,6 +199,52 @@ def matmul_op(call: Call) -> Work:
     return weighted_sums(call.outputs * call.ins[0][-1], call.outputs)
 
 
+def bidirectional(call: Call) -> Work:
+    """Both directions on the same input, then the merge."""
+    layer = call.layer
+    total = Work()
+    outs = []
+    for inner in (layer.forward_layer, layer.backward_layer):
+        units = inner.cell.units if hasattr(inner.cell, "units") else inner.cell.filters
+        per_step = call.inp[:-1] if inner.return_sequences else ()
+        if hasattr(inner.cell, "filters"):
+            per_step = (call.out[:-1])
+        out = (*per_step, units)
+        outs.append(out)
+        rule = rule_for(inner)
+        if rule is None:
+            raise ValueError(f"no rule for {type(inner).__name__} inside {layer.name}")
+        total = total + rule(Call(inner, call.ins, [out], {}))
+    n = math.prod(outs[0])
+    mode = layer.merge_mode
+    if mode == "sum":
+        total = total + elementwise(adds=n)
+    elif mode == "mul":
+        total = total + elementwise(mults=n)
+    elif mode == "ave":
+        total = total + elementwise(adds=n, mults=n)
+    return total
+
+
+def time_distributed(call: Call) -> Work:
+    """The inner layer at one step's shapes, once per step."""
+    inner = call.layer.layer
+    steps = call.inp[0]
+    rule = rule_for(inner)
+    step_call = Call(inner, [s[1:] for s in call.ins], [s[1:] for s in call.outs], {})
+    if rule is None:
+        import keras
+
+        from tfbench.models.graph_count import count_layer_graph
+
+        x = keras.KerasTensor((None, *step_call.inp), dtype=inner.compute_dtype or "float32")
+        g = count_layer_graph(inner, (x,), {})
+        if g.unknown_ops:
+            raise ValueError(f"{inner.name} inside {call.layer.name}: ops not counted: {dict(g.unknown_ops)}")
+        return Work(g.macs, g.mults, g.adds).times(steps)
+    return rule(step_call).times(steps)
+
+
 def free(call: Call) -> Work:
     """Moves, picks or looks up values: no arithmetic (Embedding: one row read per token)."""
     return Work()
@@ -295,8 +272,8 @@ def builtin_rules() -> list[tuple[tuple[type, ...], Rule]]:
           L.AdaptiveAveragePooling2D), pooling),
         ((L.Add, L.Subtract, L.Average, L.Multiply), merge),
         ((L.Embedding,), free),
-        ((L.Bidirectional,), R.bidirectional),
-        ((L.TimeDistributed,), R.time_distributed),
+        ((L.Bidirectional,), bidirectional),
+        ((L.TimeDistributed,), time_distributed),
         ((L.ConvLSTM1D, L.ConvLSTM2D, L.ConvLSTM3D), R.conv_lstm),
         ((L.SimpleRNN, L.LSTM, L.GRU), R.recurrent),
         ((knp.Einsum,), einsum_op),

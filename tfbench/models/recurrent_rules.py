@@ -12,9 +12,8 @@ A recurrent layer runs its cell once per time step; each step multiplies the ste
   2 additions per unit);
 - ``ConvLSTM1D/2D/3D``: the LSTM with convolutions in place of the products (the input with the
   layer's padding and strides, the state with ``same`` padding);
-- ``Bidirectional``: the forward and the backward layer, then the merge (``concat`` is free, ``sum``
-  adds, ``mul`` multiplies, ``ave`` adds and halves);
-- ``TimeDistributed``: its inner layer once per time step.
+- (``Bidirectional`` and ``TimeDistributed`` wrap another layer: their rules, in
+  :mod:`tfbench.models.layer_rules`, count the wrapped layer with its own rule.)
 
 So an ``LSTM(u)`` over ``T`` steps of ``d`` features does ``T * 4u(d + u)`` MACs, as torchinfo counts
 it.  Additions follow :func:`tfbench.models.layer_rules.weighted_sums` (a sum of ``K`` products,
@@ -25,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from tfbench.models.layer_rules import Call, Work, elementwise, weighted_sums
+from tfbench.models.work import Call, Work, elementwise, weighted_sums
 
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 
@@ -72,53 +71,3 @@ def conv_lstm(call: Call) -> Work:
             + elementwise(adds=4 * n) + elementwise(mults=3 * n, adds=n))
     step.neurons = 4 * n
     return step.times(steps)
-
-
-def bidirectional(call: Call) -> Work:
-    """Both directions on the same input, then the merge."""
-    from tfbench.models.layer_rules import rule_for
-
-    layer = call.layer
-    total = Work()
-    outs = []
-    for inner in (layer.forward_layer, layer.backward_layer):
-        units = inner.cell.units if hasattr(inner.cell, "units") else inner.cell.filters
-        per_step = call.inp[:-1] if inner.return_sequences else ()
-        if hasattr(inner.cell, "filters"):
-            per_step = (call.out[:-1])
-        out = (*per_step, units)
-        outs.append(out)
-        rule = rule_for(inner)
-        if rule is None:
-            raise ValueError(f"no rule for {type(inner).__name__} inside {layer.name}")
-        total = total + rule(Call(inner, call.ins, [out], {}))
-    n = math.prod(outs[0])
-    mode = layer.merge_mode
-    if mode == "sum":
-        total = total + elementwise(adds=n)
-    elif mode == "mul":
-        total = total + elementwise(mults=n)
-    elif mode == "ave":
-        total = total + elementwise(adds=n, mults=n)
-    return total
-
-
-def time_distributed(call: Call) -> Work:
-    """The inner layer at one step's shapes, once per step."""
-    from tfbench.models.layer_rules import rule_for
-
-    inner = call.layer.layer
-    steps = call.inp[0]
-    rule = rule_for(inner)
-    step_call = Call(inner, [s[1:] for s in call.ins], [s[1:] for s in call.outs], {})
-    if rule is None:
-        import keras
-
-        from tfbench.models.graph_count import count_layer_graph
-
-        x = keras.KerasTensor((None, *step_call.inp), dtype=inner.compute_dtype or "float32")
-        g = count_layer_graph(inner, (x,), {})
-        if g.unknown_ops:
-            raise ValueError(f"{inner.name} inside {call.layer.name}: ops not counted: {dict(g.unknown_ops)}")
-        return Work(g.macs, g.mults, g.adds).times(steps)
-    return rule(step_call).times(steps)
