@@ -143,7 +143,11 @@ def _build(name: str, input_size: int | None) -> tuple[Any, int | None, str]:
     kwargs: dict[str, Any] = {"weights": None}
     if input_size:
         kwargs["input_shape"] = (input_size, input_size, 3)
-    return getattr(keras.applications, name)(**kwargs), None, ""
+    model = getattr(keras.applications, name)(**kwargs)
+    if any(d is None for d in model.inputs[0].shape[1:]):  # MobileNetV3 leaves its size free: its usual 224
+        del model
+        model = getattr(keras.applications, name)(**{**kwargs, "input_shape": (224, 224, 3)})
+    return model, None, ""
 
 
 def count_one(name: str, *, input_size: int | None = None, profiler: bool = True) -> dict[str, Any]:

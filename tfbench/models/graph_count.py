@@ -11,7 +11,8 @@ per-op handles (exercises 3.1, 3.2: the same conventions as the rules).
   output and filter shapes.  A sum of ``K`` products takes ``K - 1`` additions.
 - Elementwise arithmetic: one multiplication per output element of ``Mul``/``RealDiv``/``Square``,
   one addition per output element of ``AddV2``/``Sub``/``BiasAdd``, ``n - 1`` of ``AddN``, and
-  input minus output elements of a ``Sum``/``Mean``; integer arithmetic (loop counters, shapes) is
+  input minus output elements of a ``Sum``/``Mean``, ``window - 1`` additions and one division per
+  output of an ``AvgPool``; integer arithmetic (loop counters, shapes) is
   bookkeeping and not counted.
 - Ops that only move, compare or look up values (reshapes, slices, activations as in the course's
   convention, variable reads, tensor lists) cost nothing.  Any other op type is *unknown*: it is
@@ -287,6 +288,10 @@ def count_graph(graph: Any, functions: dict[str, Any] | None = None, place: str 
             total.adds += n if t in ADD else 0
         elif t == "AddN":
             total.adds += (len(op.inputs) - 1) * (_elements(op.outputs[0]) or 0)
+        elif t in ("AvgPool", "AvgPool3D"):  # window - 1 additions and one division per output
+            n, window = _elements(op.outputs[0]) or 0, math.prod(op.get_attr("ksize"))
+            total.adds += n * (window - 1)
+            total.mults += n
         elif t in REDUCE_ADD:
             n_in, n_out = _elements(op.inputs[0]), _elements(op.outputs[0])
             if n_in is not None and n_out is not None:
