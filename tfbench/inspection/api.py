@@ -48,9 +48,18 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
 
     if batch < 1 or repeats < 1:
         raise UserError(f"batch and repeats must be at least 1, got batch={batch}, repeats={repeats}")
-    with tf_log.capture() as log:
-        report = _inspect(model_or_path, input_shape=input_shape, batch=batch, quick=quick, allow_code=allow_code,
-                          repeats=repeats, ablate=ablate, progress=progress, seed=seed, name=name)
+    log = None
+    try:
+        with tf_log.capture() as log:
+            report = _inspect(model_or_path, input_shape=input_shape, batch=batch, quick=quick,
+                              allow_code=allow_code, repeats=repeats, ablate=ablate, progress=progress, seed=seed,
+                              name=name)
+    except UserError:
+        raise  # one line for the user; TensorFlow's log of a refused input says nothing more
+    except BaseException:
+        if log is not None:  # a crash: what TensorFlow wrote may be the reason, so it is not swallowed
+            sys.stderr.write(log.text)
+        raise
     report.tf_log = tf_log.summarise(log.text)
     if report.tf_log.lines:
         report.notes.append(report.tf_log.line())
