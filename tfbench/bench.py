@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
     "distributed": ("tfbench.distributed", "one device vs mirrored vs multi-worker training"),
     "roofline": ("tfbench.roofline", "matmul peaks, bandwidth, layers and fusion blocks on a roofline (ex. 6.10)"),
+    "counts": ("tfbench.benchmarks.counts",
+               "inspect's counts vs Keras, the model's graph, closed forms, the profiler: every keras.applications"),
     "style": ("tfbench.benchmarks.style",
               "style transfer: Gatys step vs keras.applications VGG19, transform net's norms"),
 }

@@ -43,11 +43,35 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     ``batch`` is the batch of the memory measurement, the timings and the roofline; ``quick``
     gives counts and the memory estimate only.  Bad inputs raise :class:`tfbench.plumbing.errors.UserError`.
     """
-    from tfbench.models import load as loader
+    from tfbench.inspection import tf_log
     from tfbench.plumbing.errors import UserError
 
     if batch < 1 or repeats < 1:
         raise UserError(f"batch and repeats must be at least 1, got batch={batch}, repeats={repeats}")
+    log = None
+    try:
+        with tf_log.capture() as log:
+            report = _inspect(model_or_path, input_shape=input_shape, batch=batch, quick=quick,
+                              allow_code=allow_code, repeats=repeats, ablate=ablate, progress=progress, seed=seed,
+                              name=name)
+    except UserError:
+        raise  # one line for the user; TensorFlow's log of a refused input says nothing more
+    except BaseException:
+        if log is not None:  # a crash: what TensorFlow wrote may be the reason, so it is not swallowed
+            sys.stderr.write(log.text)
+        raise
+    report.tf_log = tf_log.summarise(log.text)
+    if report.tf_log.lines:
+        report.notes.append(report.tf_log.line())
+    return _write(report, logdir, progress)
+
+
+def _inspect(model_or_path: Any, *, input_shape: Sequence[int] | None, batch: int, quick: bool, allow_code: bool,
+             repeats: int, ablate: bool, progress: bool, seed: int, name: str | None) -> InspectReport:
+    """Every stage of :func:`inspect_model` (TensorFlow's stderr captured by the caller)."""
+    from tfbench.inspection import tf_log
+    from tfbench.models import load as loader
+
     with _stage("loading the model", progress):
         if isinstance(model_or_path, (str, Path)):
             loaded = loader.load(str(model_or_path), input_shape=input_shape, allow_code=allow_code, seed=seed)
@@ -67,20 +91,24 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     with _stage("counting", progress):
         if keras_model is not None:
             # the zoo's published numbers are looked up by the Keras model's own name (a saved zoo model keeps it)
-            report.counts = count_model(keras_model, keras_model.name)
+            report.counts = count_model(keras_model, keras_model.name, input_shape=loaded.input_shape)
             report.counts.model = name
         if not quick:
             report.profiler = profiler_flops(loaded.call, loaded.input_shape, loaded.input_dtype)
     from tfbench.inspection import memory
 
-    outputs = (sum(math.prod(map(int, c.output_shape)) for c in report.counts.layers) if report.counts is not None
-               else math.prod(map(int, loaded.call(tf.zeros((1, *loaded.input_shape), loaded.input_dtype)).shape[1:])))
+    if report.counts is not None:
+        outputs = sum(math.prod(map(int, c.output_shape)) for c in report.counts.layers)
+    else:  # traced, not run: the memory measurement below must see the model's first eager call
+        spec = tf.TensorSpec((1, *loaded.input_shape), loaded.input_dtype)
+        traced = tf.function(loaded.call, autograph=False).get_concrete_function(spec)
+        outputs = sum(math.prod(int(d) for d in t.shape[1:]) for t in tf.nest.flatten(traced.structured_outputs))
     report.memory = memory.estimate(loaded.input_shape, outputs, report.params, batch)
     if report.counts is None:
         report.memory.note = "forward/backward pass size counts only the model's output (no layers to sum)"
     if quick:
         report.notes.append("quick: counts and the memory estimate only")
-        return _write(report, logdir, progress)
+        return report
     from tfbench import timing
 
     report.machine = timing.machine_info()
@@ -91,21 +119,26 @@ def inspect_model(model_or_path: Any, *, input_shape: Sequence[int] | None = Non
     with _stage("eager / tf.function / XLA / bfloat16", progress):
         from tfbench.inspection.modes import run_modes
 
-        report.modes = run_modes(loaded.call, x, keras_model=keras_model, repeats=repeats,
-                                 cpu_flags=report.machine["cpu_flags"])
+        with tf_log.capture() as log:
+            report.modes = run_modes(loaded.call, x, keras_model=keras_model, repeats=repeats,
+                                     cpu_flags=report.machine["cpu_flags"])
+        failures = tf_log.summarise(log.text).failures
+        if failures:
+            report.modes.failures = sorted(failures)
     with _stage("grappler: graphs before/after" + (" and each pass off alone" if ablate else ""), progress):
         from tfbench.inspection.rewrites import grappler_report
 
         report.grappler = grappler_report(loaded.call, x, ablate=ablate)
-    with _stage("roofline: peaks and " + ("every layer timed alone" if keras_model is not None else "the model"),
+    with _stage("roofline: peaks and " + ("every call timed alone" if keras_model is not None else "the model"),
                 progress):
         from tfbench.inspection.roofline import model_roofline
 
         # counted multiplications + additions; a model without Keras layers: the profiler's FLOPs
         flops = batch * (report.mults + report.adds if report.counts is not None else report.profiler["total_flops"])
         moved = 4 * (batch * (math.prod(map(int, loaded.input_shape)) + outputs) + report.params)
-        report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2))
-    return _write(report, logdir, progress)
+        report.roofline = model_roofline(name, keras_model, loaded.call, x, flops, moved, repeats=max(1, repeats // 2),
+                                         input_shape=loaded.input_shape)
+    return report
 
 
 def _write(report: InspectReport, logdir: str | Path | None, progress: bool) -> InspectReport:

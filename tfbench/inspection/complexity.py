@@ -81,9 +81,16 @@ def format_table(result: Complexity) -> str:
         out.append(f"published numbers: {result.source}")
     if result.profiler:
         p = result.profiler
-        out.append(f"TF profiler, traced graph: {p['total_flops']:,} FLOPs in all; Conv2D+MatMul "
-                   f"{p['conv_matmul_flops']:,} = 2 x {p['conv_matmul_flops'] / 2:,.0f} "
-                   f"({'matches' if p['conv_matmul_flops'] == 2 * t['macs'] else 'DIFFERS FROM'} our MACs);"
-                   f" our mults+adds: {t['mults'] + t['adds']:,}")
+        from tfbench.models.cross_check import cross_check
+
+        check = cross_check(t["macs"], p)
+        if check["graph_macs"] is not None:
+            same = "equal to" if check["rules_vs_graph"] == 0 else "DIFFERS FROM"
+            out.append(f"the traced graph op by op (function bodies, every loop iteration): "
+                       f"{check['graph_macs']:,} MACs ({same} our MACs)")
+        out.append(f"TF profiler, traced graph: {p['total_flops']:,} FLOPs in all; on the ops it counts the graph has "
+                   f"{check['graph_on_compared']:,} MACs, the profiler {check['profiler_on_compared']:,.0f}; our "
+                   f"mults+adds: {t['mults'] + t['adds']:,}")
+        out += [f"  the profiler's blind spot: {b}" for b in check["blind_spots"]]
         out.append("  by op: " + ", ".join(f"{k} {v:,}" for k, v in p["by_op"].items()))
     return "\n".join(out)

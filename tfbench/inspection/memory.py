@@ -5,12 +5,15 @@ The estimate is the table the course's answers print with ``torchsummary.summary
 output, twice: kept for the backward pass and its gradient), *params size* (every weight, trainable
 or not) and their sum, the *estimated total*.
 
-The measurement is what this process really used: the growth of its resident set (``/proc/self/statm``,
-sampled every millisecond by a thread) over the first eager forward call and the first eager
-training step (forward under a ``GradientTape`` and the gradients of a mean-square loss; no
-optimizer state) at the chosen batch.  TensorFlow's own allocator statistics
-(``tf.config.experimental.get_memory_info``) report nothing on CPU, so RSS it is; it includes
-what the allocator keeps cached and what TensorFlow builds on a first call.
+The measurement is what this process really used: its resident set (``/proc/self/statm``, sampled
+every millisecond by a thread) at its highest during the first eager forward call, then during the
+first eager training step run after it (forward under a ``GradientTape`` and the gradients of a
+mean-square loss; no optimizer state) at the chosen batch, both above the same starting point, the
+RSS before the forward.  So the training step's row holds the forward's memory plus what the backward
+pass adds, and comes out below the forward's only when memory went back to the system between the two
+(the report then says how much).  TensorFlow's own allocator statistics
+(``tf.config.experimental.get_memory_info``) report nothing on CPU, so RSS it is; it includes what the
+allocator keeps cached and what TensorFlow builds on a first call (kernels, thread pools).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ class MemoryReport:
             return "-" if v is None else f"{v:,.2f}"
         return [("input size", mb(self.input_mb)), ("forward/backward pass size", mb(self.forward_backward_mb)),
                 ("params size", mb(self.params_mb)), ("estimated total", mb(self.estimated_total_mb)),
-                ("measured: forward (RSS growth)", mb(self.measured_forward_mb)),
-                ("measured: training step (RSS growth)", mb(self.measured_train_step_mb)),
+                ("measured: first forward call, peak RSS above the start", mb(self.measured_forward_mb)),
+                ("measured: training step after it, peak RSS above the same start", mb(self.measured_train_step_mb)),
                 ("measured: peak RSS of the process", mb(self.peak_rss_mb))]
 
 
@@ -71,9 +74,13 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_rss_growth(fn: Callable[[], Any], interval_s: float = 0.001) -> tuple[float, float]:
-    """(highest RSS minus RSS before, highest RSS) in MB while ``fn()`` runs, sampled by a thread."""
-    start = rss_bytes()
+def peak_rss_growth(fn: Callable[[], Any], interval_s: float = 0.001,
+                    start: int | None = None) -> tuple[float, float]:
+    """(highest RSS minus ``start``, highest RSS) in MB while ``fn()`` runs, sampled by a thread.
+
+    ``start`` is the RSS in bytes to measure from (default: the RSS when ``fn`` starts).
+    """
+    start = rss_bytes() if start is None else start
     peak = [start]
     done = threading.Event()
 
@@ -99,8 +106,10 @@ def measure(report: MemoryReport, call: Callable[[Any], Any], variables: list[An
 
     from tfbench.timing import block
 
-    forward, high = peak_rss_growth(lambda: block(call(x)))
+    start = rss_bytes()
+    forward, high = peak_rss_growth(lambda: block(call(x)), start=start)
     report.measured_forward_mb = forward
+    between = rss_bytes()
 
     def step() -> None:
         with tf.GradientTape() as tape:
@@ -110,8 +119,13 @@ def measure(report: MemoryReport, call: Callable[[Any], Any], variables: list[An
 
     if variables:
         try:
-            train, high2 = peak_rss_growth(step)
+            train, high2 = peak_rss_growth(step, start=start)
             report.measured_train_step_mb, high = train, max(high, high2)
+            if train < forward:
+                report.note = (f"the training step peaked {forward - train:,.1f} MB below the first forward call: "
+                               f"the forward's peak held {forward - (between - start) / MB:,.1f} MB that went "
+                               "back to the system when it returned, and the step's own peak, with the "
+                               "first call's one-time setup already done, stayed lower")
         except (ValueError, TypeError, LookupError, tf.errors.OpError) as err:
             report.note = f"training step not measured: {type(err).__name__}: {first_line(err, 200)}"
     else:

@@ -37,6 +37,7 @@ class ModesReport:
     repeats: int
     rows: list[ModeRow] = field(default_factory=list)
     bfloat16_skipped: str = ""
+    failures: list[str] = field(default_factory=list)  # grappler failures logged while the modes ran
 
     def row(self, mode: str) -> ModeRow | None:
         """The row of ``mode`` ("eager", "tf.function", "XLA", "bfloat16 tf.function"), if it ran."""
@@ -45,7 +46,7 @@ class ModesReport:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
         return {"batch": self.batch, "repeats": self.repeats, "rows": [asdict(r) for r in self.rows],
-                "bfloat16_skipped": self.bfloat16_skipped}
+                "bfloat16_skipped": self.bfloat16_skipped, "failures": self.failures}
 
 
 def _max_diff(a: Any, b: Any) -> float:

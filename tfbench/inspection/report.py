@@ -33,6 +33,7 @@ class InspectReport:
     roofline: dict[str, Any] | None = None
     machine: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tf_log: Any = None  # tf_log.LogSummary: what TensorFlow wrote to stderr during the report
     run_dir: str | None = None
     json_path: str | None = None
 
@@ -67,7 +68,7 @@ class InspectReport:
 
     @property
     def uncounted(self) -> list[str]:
-        """Layers (``name (Kind)``) whose arithmetic has no counting rule: not in the totals."""
+        """``Kind x N (what)`` per layer type with calls whose arithmetic could not be counted in full."""
         return self.counts.uncounted() if self.counts is not None else []
 
     def to_json(self) -> dict[str, Any]:
@@ -83,7 +84,8 @@ class InspectReport:
                 "memory": self.memory.to_json() if self.memory is not None else None,
                 "modes": self.modes.to_json() if self.modes is not None else None,
                 "grappler": self.grappler.to_json() if self.grappler is not None else None,
-                "roofline": roof, "notes": self.notes, "run_dir": self.run_dir}
+                "roofline": roof, "notes": self.notes, "run_dir": self.run_dir,
+                "tf_log": self.tf_log.to_json() if self.tf_log is not None else None}
 
     # -- text
     def sections(self) -> dict[str, str]:
@@ -115,9 +117,7 @@ def _n(v: int | float | None) -> str:
 
 
 def summary(r: InspectReport) -> str:
-    """Size and work in a few lines, the profiler's cross-check, and any layer left uncounted."""
-    from tfbench.models.counting import profiler_cross_check
-
+    """Size and work in a few lines, the cross-check, and any layer left uncounted."""
     lines = [f"model: {r.model} ({r.source}), input {'x'.join(map(str, r.input_shape))} (batch {r.batch})",
              f"parameters: {r.params:,} ({r.trainable_params:,} trainable, {r.non_trainable_params:,} not)"]
     if r.counts is not None:
@@ -133,23 +133,49 @@ def summary(r: InspectReport) -> str:
     else:
         lines.append("per-layer counts: none (not a Keras model: no layers to count); the profiler's count below")
     if r.profiler:
-        lines.append(f"TF profiler, inference graph at batch 1: {r.profiler['total_flops']:,} FLOPs")
-        if r.counts is not None:
-            check = profiler_cross_check(r.counts, r.profiler)
-            rel = check["relative_difference"]
-            lines.append(f"  conv/dense MACs: ours {check['our_macs']:,} vs profiler/2 {check['profiler_macs']:,.0f}"
-                         + (f" ({rel:.2%} apart)" if rel is not None else " (the profiler counts none of them)"))
+        lines += cross_check_lines(r)
     if r.uncounted:
-        lines.append(f"UNCOUNTED (no counting rule; not in the totals): {', '.join(r.uncounted)}")
+        lines.append(f"UNCOUNTED (by layer type; their other work is in the totals): {'; '.join(r.uncounted)}")
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
+
+
+def _agreement(rel: float | None) -> str:
+    if rel is None:
+        return "nothing to compare"
+    return "equal" if rel == 0 else f"{rel:.2%} apart"
+
+
+def cross_check_lines(r: InspectReport) -> list[str]:
+    """The model's own graph against the rules, the profiler against the graph on the ops it counts, its blind spots."""
+    from tfbench.models.cross_check import cross_check
+
+    check = cross_check(r.macs, r.profiler)
+    lines = [f"TF profiler, inference graph at batch 1: {r.profiler['total_flops']:,} FLOPs"]
+    if check["graph_macs"] is not None:
+        if r.counts is not None:
+            lines.append(f"  the model's traced graph (function bodies, every loop iteration): {check['graph_macs']:,} "
+                         f"MACs; the layer rules: {check['our_macs']:,} ({_agreement(check['rules_vs_graph'])})")
+        else:
+            lines.append(f"  the model's traced graph (function bodies, every loop iteration): {check['graph_macs']:,} "
+                         "MACs")
+    if check["compared_ops"]:
+        ops = ", ".join(check["compared_ops"])
+        lines.append(f"  on the ops the profiler counts ({ops}): graph {check['graph_on_compared']:,} MACs, profiler/2 "
+                     f"{check['profiler_on_compared']:,.0f} ({_agreement(check['profiler_vs_graph'])})")
+    lines += [f"  blind spot: {b}" for b in check["blind_spots"]]
+    if check["graph_unknown_ops"]:
+        lines.append("  ops the graph count does not know: " + ", ".join(
+            f"{op} x {n}" for op, n in check["graph_unknown_ops"].items()))
+    return lines
 
 
 def layers(r: InspectReport) -> str:
     """The per-layer table, like torchinfo's."""
     if r.counts is None:
         return "(no Keras layers)"
-    rows = [(c.name, c.kind + ("" if c.counted else " (UNCOUNTED)"), "x".join(map(str, c.output_shape)),
+    rows = [(c.name, c.kind + ("" if c.counted else " (UNCOUNTED)") + (" (graph)" if c.method == "graph" else ""),
+             "x".join(map(str, c.output_shape)),
              _n(c.params), _n(c.non_trainable_params), _n(c.neurons), _n(c.macs), _n(c.mults), _n(c.adds))
             for c in r.counts.layers]
     t = r.counts.totals()
@@ -180,6 +206,9 @@ def modes(r: InspectReport) -> str:
              "are noisy", "", text]
     if eager and function and eager.median_ms and function.median_ms:
         lines.append(f"\ntf.function is {eager.median_ms / function.median_ms:.2f}x eager")
+    if m.failures:
+        lines.append(f"\ngrappler failed while these ran ({', '.join(m.failures)}): the tf.function rows timed the "
+                     "graph TensorFlow ran after that failure (see the grappler section)")
     if m.bfloat16_skipped:
         lines.append(f"\nbfloat16 skipped: {m.bfloat16_skipped}")
     return "\n".join(lines)
@@ -188,7 +217,17 @@ def modes(r: InspectReport) -> str:
 def grappler(r: InspectReport) -> str:
     """Op counts before/after grappler, fused nodes, and the passes that changed the graph."""
     g = r.grappler
-    lines = [f"{g.nodes_before} nodes before grappler, {g.nodes_after} after", "", g.markdown]
+    lines = [f"{g.nodes_before} nodes before grappler, {g.nodes_after} after"]
+    if g.failures:
+        lines.append("FAILED in TensorFlow's log: " + "; ".join(
+            f"{name} x {f['count']} ({f['message'][:200]})" for name, f in g.failures.items()))
+        if g.failing_pass:
+            lines.append(f"the failures go away with the {g.failing_pass} pass off: {g.failing_pass} breaks this "
+                         "graph (a TensorFlow bug; --no-ablate still finds it)")
+        if g.unoptimised:
+            lines.append("TensorFlow then ignores grappler's result: the graph that runs (and every tf.function "
+                         "timing) is the graph as traced, not optimised")
+    lines += ["", g.markdown]
     if g.passes:
         changed = g.changed_passes()
         lines += ["", "with one pass off (the optimised graph compared with all passes on):"]

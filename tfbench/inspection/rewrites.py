@@ -5,6 +5,10 @@ The same instruments ``python -m tfbench.vgg_graph`` and ``python -m tfbench.gra
 :mod:`tfbench.reporting.summaries`): one call of a fresh
 ``tf.function`` of the model gives the graph before grappler, after it, and the partition that
 runs; then each pass is turned off alone and the post-grappler graph compared with the all-on one.
+
+A pass that fails is only a line in TensorFlow's log (:mod:`tfbench.inspection.tf_log`): every
+capture here runs with that log captured, the failures are named, and when one pass off makes the
+failure go away, that pass is named as the one that breaks the graph.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ class GrapplerReport:
     passes: list[dict[str, Any]] = field(default_factory=list)
     markdown: str = ""
     graphs: Any = None  # the FunctionGraphs, for the TensorBoard runs (not in JSON)
+    failures: dict[str, Any] = field(default_factory=dict)  # what failed in TensorFlow's log -> count, message
+    failing_pass: str | None = None  # the pass whose absence makes the failures go away
+
+    @property
+    def unoptimised(self) -> bool:
+        """Whether TensorFlow threw grappler's whole result away (the function runs as traced)."""
+        return "multi-device function optimization" in self.failures
 
     @property
     def nodes_before(self) -> int:
@@ -44,17 +55,45 @@ class GrapplerReport:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (the graphs themselves are TensorBoard runs)."""
         return {"nodes_before": self.nodes_before, "nodes_after": self.nodes_after, "before": self.before,
-                "after": self.after, "fused": self.fused, "passes": self.passes}
+                "after": self.after, "fused": self.fused, "passes": self.passes, "failures": self.failures,
+                "failing_pass": self.failing_pass, "unoptimised": self.unoptimised}
 
 
 def grappler_report(call: Callable[[Any], Any], x: Any, *, ablate: bool = True,
                     passes: Sequence[str] = ABLATED) -> GrapplerReport:
-    """Capture the graphs of ``tf.function(call)(x)`` and (``ablate``) what each pass in ``passes`` changes."""
+    """Capture the graphs of ``tf.function(call)(x)`` and (``ablate``) what each pass in ``passes`` changes.
+
+    Without ``ablate``, the passes are still turned off one by one when a failure was logged, until
+    the one that causes it is found.
+    """
+    import tensorflow as tf
+
+    from tfbench.inspection import tf_log
     from tfbench.reporting import graph_views
+    from tfbench.reporting.summaries import op_counts
     from tfbench.rewriting import grappler
 
-    graphs = grappler.capture(call, x)
+    with tf_log.capture() as log:
+        graphs = grappler.capture(call, x)
+    failures = tf_log.summarise(log.text).failures
     changes = graph_views.grappler_changes(graphs.pre_optimization, graphs.post_optimization)
-    rows = grappler.ablate(call, x, list(passes)) if ablate else []
+    base = op_counts(graphs.post_optimization)
+    rows, culprit = [], None
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # each capture retraces on purpose; the retracing warning is noise here
+    try:
+        for name in (passes if ablate or failures else ()):
+            with tf_log.capture() as log:
+                post = op_counts(grappler.capture(call, x, [name]).post_optimization)
+            still = tf_log.summarise(log.text).failures
+            if failures and not still and culprit is None:
+                culprit = name
+            if ablate:
+                rows.append({"pass_off": name, "nodes": sum(post.values()), "nodes_all_on": sum(base.values()),
+                             "difference_vs_all_on": grappler.count_diff(base, post), "failures": sorted(still)})
+            elif culprit:
+                break
+    finally:
+        logger.setLevel(level)
     return GrapplerReport(dict(changes.before), dict(changes.after), dict(changes.fused), rows, changes.markdown(),
-                          graphs)
+                          graphs, failures, culprit)

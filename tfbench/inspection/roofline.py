@@ -132,38 +132,61 @@ def _reduce_first(y: Any) -> Any:
     return tf.reshape(y, [-1])[0]
 
 
-def layer_workloads(model: Any, batch: int, seed: int = 0) -> list[tuple[Any, Any, Callable[[], Any], list[Any]]]:
-    """``(layer, count, call, inputs)`` for every layer of a Keras functional model (input layers skipped).
+def layer_workloads(model: Any, batch: int, seed: int = 0, input_shape: Sequence[int] | None = None
+                    ) -> list[tuple[Any, Any, Callable[[], Any], list[Any]]]:
+    """``(record, count, call, inputs)`` for every call in a Keras model (its call graph, one entry per call).
 
-    ``count`` is the layer's :class:`tfbench.models.counting.LayerCount` (per example); ``call``
-    runs the layer alone in a ``tf.function`` on seeded random inputs of its input shapes.
+    ``record`` is the :class:`tfbench.models.call_graph.CallRecord` (``record.name`` is unique per
+    call), ``count`` its :class:`tfbench.models.counting.LayerCount` (per example); ``call`` runs that
+    call alone in a ``tf.function`` on seeded random inputs of its shapes (integer inputs are zeros,
+    masks all true).  ``input_shape`` walks the model at that shape (default: the model's own).
     """
     import tensorflow as tf
 
-    from tfbench.models.counting import count_layer, flat_layers
+    from tfbench.models.call_graph import walk
+    from tfbench.models.counting import count_call, model_input
 
+    shape, dtype = model_input(model, input_shape)
     out = []
-    for i, layer in enumerate(flat_layers(model)):
-        tensors = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-        inputs = [tf.random.stateless_normal((batch, *t.shape[1:]), seed=[seed, i * 7 + j])
-                  for j, t in enumerate(tensors)]
-        fn = tf.function(lambda *xs, layer=layer: _reduce_first(_call_layer(layer, xs)))
-        out.append((layer, count_layer(layer), lambda fn=fn, inputs=inputs: fn(*inputs), inputs))
+    for i, record in enumerate(walk(model, shape, dtype)):
+        count = count_call(record.operation, record.args, record.kwargs, record.outputs, record.name,
+                           record.call_index == 1)
+        inputs = [_random_input((batch, *t.shape[1:]), t.dtype, [seed, i * 7 + j])
+                  for j, t in enumerate(record.inputs)]
+
+        fn = tf.function(_runner(record))
+        out.append((record, count, lambda fn=fn, inputs=inputs: fn(*inputs), inputs))
     return out
 
 
-def _call_layer(layer: Any, xs: Sequence[Any]) -> Any:
-    """Call ``layer`` alone on the tensors it was called on in the model (attention takes them as arguments)."""
-    from keras import layers
+def _runner(record: Any) -> Callable[..., Any]:
+    """A function calling the record's operation on tensors in place of its KerasTensors."""
+    import keras
+    from keras import tree
 
-    if isinstance(layer, layers.MultiHeadAttention):
-        return layer(*xs, training=False)
-    return layer(xs[0] if len(xs) == 1 and not isinstance(layer.input, (list, tuple)) else list(xs), training=False)
+    def run(*xs: Any) -> Any:
+        it = iter(xs)
+        args, kwargs = tree.map_structure(lambda t: next(it) if isinstance(t, keras.KerasTensor) else t,
+                                          (record.args, record.kwargs))
+        return _reduce_first(tree.flatten(record.operation(*args, **kwargs))[0])
+
+    return run
+
+
+def _random_input(shape: tuple[int, ...], dtype: str, seed: list[int]) -> Any:
+    import tensorflow as tf
+
+    if "float" in str(dtype):
+        return tf.cast(tf.random.stateless_normal(shape, seed=seed), dtype)
+    if str(dtype) == "bool":
+        return tf.ones(shape, tf.bool)
+    return tf.zeros(shape, dtype)
 
 
 def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int,
-                 probe: PeakProbe | None = None) -> list[Point]:
-    """Every layer of ``model`` timed alone, all layers round robin; FLOPs from the counts, bytes from shapes."""
+                 probe: PeakProbe | None = None, input_shape: Sequence[int] | None = None) -> list[Point]:
+    """Every call in ``model`` timed alone, all round robin, keyed by the call's unique name; FLOPs from the
+    counts, bytes from shapes (a shared layer's weights on each of its calls: each call reads them)."""
     import tensorflow as tf
 
     from tfbench import timing
@@ -171,8 +194,8 @@ def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int
     level = tf.get_logger().level
     tf.get_logger().setLevel("ERROR")  # one small tf.function per layer is the point, not a retracing bug
     try:
-        work = layer_workloads(model, batch)
-        cases = {layer.name: call for layer, _, call, _ in work}
+        work = layer_workloads(model, batch, input_shape=input_shape)
+        cases = {record.name: call for record, _, call, _ in work}
         cases.update(probe.cases() if probe else {})
         timings = {t.case: t for t in timing.compare(cases, warmup=warmup, repeats=repeats)}
     finally:
@@ -180,13 +203,12 @@ def layer_points(name: str, model: Any, batch: int, *, warmup: int, repeats: int
     if probe:
         probe.take(timings, name)
     points = []
-    for layer, count, _, inputs in work:
-        weights = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else math.prod(map(int, w.shape)))
-                      for w in layer.weights)
+    for record, count, _, inputs in work:
+        weights = sum(int(math.prod(int(d) for d in w.shape)) for w in getattr(record.operation, "weights", []))
         in_elements = sum(int(x.shape.num_elements()) for x in inputs)
         out_elements = batch * math.prod(map(int, count.output_shape))
-        t = timings[layer.name]
-        points.append(Point(name, layer.name, count.kind, batch * (count.mults + count.adds),
+        t = timings[record.name]
+        points.append(Point(name, record.name, count.kind, batch * (count.mults + count.adds),
                             BYTES_F32 * (in_elements + out_elements + weights), t.median_ms, t.p10_ms, t.p90_ms))
     return points
 
@@ -247,7 +269,7 @@ def below_roof(rows: Sequence[dict[str, Any]], top: int = 10) -> list[dict[str, 
 
 def model_roofline(name: str, keras_model: Any, call: Callable[[Any], Any], x: Any, whole_flops: int,
                    whole_bytes: int, *, warmup: int = 1, repeats: int = 3, matmul_size: int = 1024,
-                   add_elements: int = 1 << 23) -> dict[str, Any]:
+                   add_elements: int = 1 << 23, input_shape: Sequence[int] | None = None) -> dict[str, Any]:
     """Peaks measured in the same rounds as the points; every layer of a Keras model, or the whole model.
 
     A Keras model's layers are timed alone (:func:`layer_points`); any other model is one point,
@@ -263,7 +285,8 @@ def model_roofline(name: str, keras_model: Any, call: Callable[[Any], Any], x: A
     try:
         probe = PeakProbe(matmul_size, add_elements)
         if keras_model is not None:
-            points = layer_points(name, keras_model, int(x.shape[0]), warmup=warmup, repeats=repeats, probe=probe)
+            points = layer_points(name, keras_model, int(x.shape[0]), warmup=warmup, repeats=repeats, probe=probe,
+                                  input_shape=input_shape)
         else:
             fn = tf.function(lambda t: _reduce_first(call(t)))
             cases = {name: lambda: fn(x), **probe.cases()}

@@ -229,9 +229,12 @@ def _from_keras(model: Any, name: str, source: str, input_shape: Sequence[int] |
         raise UserError(f"{origin}: expected a Keras model, got {type(model).__name__}")
     if inputs is None:  # a Sequential model without an Input: build it at the given shape
         if input_shape is None:
-            raise UserError(f"{origin}: the model does not say its input shape; pass --input-shape like 224,224,3")
+            raise UserError(f"{origin}: the model does not say its input shape (a Sequential model without an Input, "
+                            "or a subclassed keras.Model); pass --input-shape like 224,224,3")
         model.build((None, *input_shape))
-        inputs = model.inputs
+        inputs = getattr(model, "inputs", None)
+        if inputs is None:  # a subclassed keras.Model: no graph of layers; counted from its traced call
+            return _subclassed(model, name, source, tuple(int(d) for d in input_shape), origin)
     if len(inputs) != 1:
         raise UserError(f"{origin}: the model has {len(inputs)} inputs; the instruments take models with one input")
     shape = tuple(inputs[0].shape[1:])
@@ -251,12 +254,25 @@ def _from_keras(model: Any, name: str, source: str, input_shape: Sequence[int] |
     return LoadedModel(name, source, model, lambda x: model(x, training=False), fixed, dtype, origin)
 
 
+def _subclassed(model: Any, name: str, source: str, shape: tuple[int, ...], origin: str) -> LoadedModel:
+    """A subclassed model, called once symbolically at ``shape`` so its layers are built."""
+    import keras
+
+    try:
+        model(keras.KerasTensor((None, *shape)))
+    except Exception as err:  # noqa: BLE001 - a user's call may raise anything
+        raise UserError(f"{origin}: the subclassed model {type(model).__name__} cannot be called on input shape "
+                        f"{shape}: {first_line(err)}") from err
+    return LoadedModel(name, source, model, lambda x: model(x, training=False), shape, "float32", origin)
+
+
 def _rebuild_at(model: Any, shape: tuple[int, ...], origin: str) -> Any:
     """The same layers and weights on an input of ``shape``, so every layer has a static output shape."""
     import keras
 
     try:
-        clone = keras.models.clone_model(model, input_tensors=keras.Input(shape, name=model.inputs[0].name))
+        clone = keras.models.clone_model(model, input_tensors=keras.Input(shape, name=model.inputs[0].name,
+                                                                              dtype=model.inputs[0].dtype))
         clone.set_weights(model.get_weights())
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a model it cannot rebuild
         raise UserError(f"{origin}: cannot rebuild the model at input shape {shape}: {first_line(err)}"
