@@ -140,17 +140,18 @@ def test_vgg_features_equal_keras_applications_vgg19(extractor, pictures) -> Non
     np.testing.assert_allclose(ours, keras_features, rtol=1e-3, atol=1e-3 * float(np.abs(keras_features).max()))
 
 
-def test_three_instance_norms_agree_and_the_graph_holds_power_difference(pictures) -> None:
+def test_four_instance_norms_agree_and_the_graphs_hold_the_custom_ops(pictures) -> None:
     net = tn.build_transform_net(width=4, residual_blocks=1, seed=3)
     batch = tf.constant(np.concatenate(pictures))
     outputs = {norm: tn.with_norm(net, norm)(batch).numpy() for norm in tn.NORMS}
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         assert np.max(np.abs(outputs[norm] - outputs["tf"])) < 1e-4
     fns = st.norm_functions(net)
     ops = {norm: [op.type for op in fns[norm].get_concrete_function(batch).graph.get_operations()]
            for norm in tn.NORMS}
     assert ops["cpp"].count("PowerDifference") == 7  # 3 down + 2 in the block + 2 up
     assert "PowerDifference" not in ops["tf"] and ops["numpy"].count("PyFuncStateless") == 7
+    assert ops["fused"].count("InstanceNorm") == 7 and "PowerDifference" not in ops["fused"]
 
 
 def test_saved_transform_net_gives_the_same_output(tmp_path, pictures) -> None:

@@ -12,7 +12,7 @@ variation), with Adam or SciPy's L-BFGS; first the same step eagerly, as a ``tf.
 XLA, side by side.  ``realtime`` (Johnson et al.): trains the transform net of
 :mod:`tfbench.models.transform_net` on augmented embedded photos, with checkpoints (run again with
 ``--checkpoints DIR`` to resume), saves it as a SavedModel and a ``.keras`` file, and runs it with its
-instance norm computed three ways (TensorFlow ops, the PowerDifference C++ op, NumPy).
+instance norm computed four ways (TensorFlow ops, the PowerDifference C++ op, NumPy, the fused InstanceNorm op).
 
 VGG19's weights are seeded random unless ``--weights`` gives a file (as for the main job:
 ``.npz``, Keras ``.h5`` with or without top, ``vgg19.npy`` with ``--allow-pickle``, MatConvNet
@@ -375,7 +375,7 @@ def _realtime(args: argparse.Namespace) -> int:
     print(f"saved: {keras_path} and {run_dir / 'saved_model'} (SavedModel)")
 
     test = np.concatenate([photo, load_picture(None, "astronaut", args.infer_size)[0]])
-    print(f"\ninstance norm three ways, {len(test)} photos of {args.infer_size}x{args.infer_size} "
+    print(f"\ninstance norm four ways, {len(test)} photos of {args.infer_size}x{args.infer_size} "
           f"(median of {args.repeats} round-robin rounds):")
     rows = st.compare_norms(net, test, repeats=args.repeats)
     print(format_table(rows))
@@ -386,7 +386,7 @@ def _realtime(args: argparse.Namespace) -> int:
     save_png(grid, run_dir / "photos_stylised.png")
     png = save_png(st.to_uint8(outputs[:1]), run_dir / "stylised.png")
     fns = st.norm_functions(net)
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         summaries.write_trace(run_dir / f"graph_{norm}", fns[norm], tf.constant(test[:1]), name=f"transform_{norm}")
     summaries.write_text(run_dir / "realtime", {
         "1_weights": weights_card(weights, f"Style: {style_source}; {training.steps_run} steps run now."),
@@ -396,7 +396,8 @@ def _realtime(args: argparse.Namespace) -> int:
                                   "max_abs_diff_vs_tf": "max |diff| vs tf"})
     print(f"picture: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: realtime; "
           "Graphs: graph_cpp shows "
-          "the PowerDifference nodes, graph_numpy the PyFunc; HParams: the norms)")
+          "the PowerDifference nodes, graph_numpy the PyFunc, graph_fused the InstanceNorm nodes; "
+          "HParams: the norms)")
     return 0
 
 

@@ -9,8 +9,12 @@ Timed side by side (round robin) in one process, after untimed warm-ups (tracing
 - **the peer**: the same step with VGG19's features from ``keras.applications.VGG19(weights=None,
   include_top=False)`` holding the same weights, on the same picture; the goal is ours within
   1.1x of it (``ratios``: our time / the peer's time, so below 1.1);
-- **the transform net's inference** with its instance norm three ways (TensorFlow ops, the
-  PowerDifference C++ op, NumPy through ``tf.numpy_function``), images/s and the largest difference.
+- **the transform net's inference** with its instance norm four ways (TensorFlow ops, the
+  PowerDifference C++ op, NumPy through ``tf.numpy_function``, the fused ``InstanceNorm`` C++ op),
+  images/s and the largest difference;
+- **the instance norm alone** at the transform net's shapes, forward and forward + backward: the fused
+  op against TensorFlow's composite (goal: at least 1.5x), and PowerDifference against
+  ``tf.pow(x - y, 2)`` on the same broadcast (goal: at least 1.0x); see :mod:`tfbench.ops.norm_bench`.
 
 The VGG19 weights are seeded random: speed does not depend on the values.
 """
@@ -51,7 +55,7 @@ def keras_extractor(vgg: Any, size: int, **kwargs: Any) -> Any:
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """Parse the options, time every case round robin, write the JSON report."""
     parser = cli.parser("bench style", "Style transfer: the optimisation step (ours vs keras.applications, "
-                        "eager / tf.function / XLA, float32 / bfloat16) and the transform net's three instance norms.")
+                        "eager / tf.function / XLA, float32 / bfloat16) and the transform net's four instance norms.")
     parser.add_argument("--image-size", type=cli.positive_int, default=128, help="picture size of the step")
     parser.add_argument("--infer-size", type=cli.positive_int, default=128, help="photo size of the transform net")
     cli.add_batch_size(parser, 4, help="photos per transform-net call")
@@ -118,7 +122,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     photos = np.concatenate([st.square_image(images.skimage_photo(name), args.infer_size)
                              for name in ("chelsea", "astronaut", "coffee", "rocket")])
     batch = photos[np.arange(args.batch_size) % len(photos)]
-    print(f"transform net at {args.infer_size}x{args.infer_size}, batch {args.batch_size}: three instance norms")
+    print(f"transform net at {args.infer_size}x{args.infer_size}, batch {args.batch_size}: four instance norms")
     for row in st.compare_norms(net, batch, repeats=args.repeats):
         rows.append({"case": f"transform net {row.pop('norm')}", **row, "repeats": args.repeats,
                      "part": "transform net", "batch": args.batch_size, "image_size": args.infer_size})
@@ -135,7 +139,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         if bf16:
             ratios[f"float32 / bfloat16, {mode}"] = ours / by_case[f"step ours bfloat16 {mode}"]
     ratios["eager / function"] = by_case["step ours float32 eager"] / by_case["step ours float32 function"]
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         ratios[f"transform net {norm} / tf"] = by_case[f"transform net {norm}"] / by_case["transform net tf"]
     goal = {"goal": "ours within 1.1x of keras.applications (ratio <= 1.1)",
             "met": all(v <= 1.1 for k, v in ratios.items() if k.startswith("ours / keras") and "p10" not in k)}
