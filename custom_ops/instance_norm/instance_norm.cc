@@ -167,14 +167,28 @@ void StatsWelford(const T* base, const Unit& u, double* mean, double* m2) {
   }
 }
 
+// The mean as two numbers of type T, hi + lo: x - hi is exact for x near the mean (within a factor 2,
+// Sterbenz), so (x - hi) - lo keeps the digits that x - mean rounded to T would lose when the mean is
+// large against the standard deviation (a plane at 1000 +- 0.01 in float32).
+template <typename T>
+struct SplitMean {
+  T hi[kBlock], lo[kBlock];
+  SplitMean(const double* mean, int64_t width) {
+    for (int64_t j = 0; j < width; ++j) {
+      hi[j] = static_cast<T>(mean[j]);
+      lo[j] = static_cast<T>(mean[j] - static_cast<double>(hi[j]));
+    }
+  }
+};
+
 // y = (x - mean) * (inv_std * gamma) + beta over the unit.
 template <typename T, int kWidth>
-void Normalise(const T* x, const Unit& u, const T* mean, const T* scale, const T* beta, T* y) {
+void Normalise(const T* x, const Unit& u, const SplitMean<T>& mean, const T* scale, const T* beta, T* y) {
   const int64_t w = WidthOf<kWidth>(u);
   for (int64_t p = 0; p < u.pixels; ++p) {
     const T* in = x + p * u.channels;
     T* out = y + p * u.channels;
-    for (int64_t j = 0; j < w; ++j) out[j] = (in[j] - mean[j]) * scale[j] + beta[j];
+    for (int64_t j = 0; j < w; ++j) out[j] = ((in[j] - mean.hi[j]) - mean.lo[j]) * scale[j] + beta[j];
   }
 }
 
@@ -280,12 +294,12 @@ class InstanceNormOp : public OpKernel {
       } else {
         full ? StatsTwoPass<T, kBlock>(xs + offset, u, m, m2) : StatsTwoPass<T, 0>(xs + offset, u, m, m2);
       }
-      T mu[kBlock], scale[kBlock];
+      const SplitMean<T> mu(m, u.width);
+      T scale[kBlock];
       for (int64_t j = 0; j < u.width; ++j) {
         const double inv = 1.0 / std::sqrt(m2[j] / static_cast<double>(pixels) + epsilon);
-        mu[j] = static_cast<T>(m[j]);
         scale[j] = static_cast<T>(inv * static_cast<double>(g[c0 + j]));
-        means[n * channels + c0 + j] = mu[j];
+        means[n * channels + c0 + j] = mu.hi[j];
         inv_stds[n * channels + c0 + j] = static_cast<T>(inv);
       }
       full ? Normalise<T, kBlock>(xs + offset, u, mu, scale, b + c0, ys + offset)

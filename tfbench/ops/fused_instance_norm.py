@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from tfbench.ops import backend as backend_rule
@@ -67,7 +68,7 @@ def instance_norm(x: Any, gamma: Any, beta: Any, *, epsilon: float = EPSILON, va
         return load_library().instance_norm(x, gamma, beta, epsilon=epsilon, variance=variance, name=name)[0]
     with tf.name_scope(name or "InstanceNormFallback"):
         _check(x, gamma, beta, epsilon)
-        return composite(x, gamma, beta, epsilon)
+        return composite(x, gamma, beta, float(np.float32(epsilon)))  # the op's attr is a float32
 
 
 def _check(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> None:
