@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfbench.errors import UserError
 from tfbench.ops import fused_instance_norm as fin
+from tfbench.ops import norm_bench
 from tfbench.ops import power_difference as pd
 
 # the transform net's shapes at batch 2 and 64x64 photos (width 16), and odd ones: channels that are not a
@@ -115,11 +117,13 @@ def test_bad_shapes_and_attributes_are_invalid_argument_errors_naming_them(libra
 def test_the_grad_op_checks_its_inputs(library: object) -> None:
     x = np.ones((2, 4, 4, 3), np.float32)
     stats = np.ones((2, 3), np.float32)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="InstanceNormGrad: mean and inv_std must have shape "
-                                                             r"\[2,3\], got \[3,2\]"):
-        library.instance_norm_grad(x, x, [1.0] * 3, stats.T, stats)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="InstanceNormGrad: mean must have shape "
+                                                             r"\[2,3\] .*got \[3,2\]"):
+        library.instance_norm_grad(x, x, [1.0] * 3, stats.T, stats, stats, stats)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="InstanceNormGrad: dinv_std must have shape"):
+        library.instance_norm_grad(x, x, [1.0] * 3, stats, stats, stats, stats[:1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="InstanceNormGrad: gamma must have shape \\[3\\]"):
-        library.instance_norm_grad(x, x, [1.0] * 2, stats, stats)
+        library.instance_norm_grad(x, x, [1.0] * 2, stats, stats, stats, stats)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
@@ -145,3 +149,23 @@ def test_power_difference_fast_path_equals_its_general_path_and_tf_pow(dtype: ty
                 rtol = 2 * np.finfo(dtype).eps
                 np.testing.assert_allclose(fast, general, rtol=rtol, atol=0, err_msg=label)
                 np.testing.assert_allclose(fast, tf.pow(a - b, 2.0).numpy(), rtol=rtol, atol=0, err_msg=label)
+
+
+def test_the_norm_benchmark_weights_the_shapes_by_the_nets_norms() -> None:
+    """The ratios from rows (``bench style`` runs the timing itself: tests/test_style.py)."""
+    plan = norm_bench.shapes(4, 128)
+    assert plan == [((4, 128, 128, 16), 2), ((4, 64, 64, 32), 2), ((4, 32, 32, 64), 7)]
+    times = {"composite": 3.0, "fused two_pass": 1.0, "fused welford": 2.0}
+    rows = [{"case": f"instance norm {impl} {mode}", "shape": "x".join(map(str, shape)), "median_ms": ms * count,
+             "p10_ms": ms} for shape, count in plan for impl, ms in times.items()
+            for mode in ("forward", "forward+backward")]
+    rows += [{"case": case, "shape": "x".join(map(str, shape)), "median_ms": ms, "p10_ms": ms}
+             for shape, _ in plan for case, ms in (("tf.pow(x - mean, 2)", 1.0), ("PowerDifference (x - mean)^2", 2.0))]
+    ratios = norm_bench._ratios(rows, plan, "median_ms")
+    assert ratios["composite / fused two_pass, forward, 4x32x32x64"] == pytest.approx(3.0)
+    assert ratios["composite / fused welford, forward+backward, the net's norms"] == pytest.approx(1.5)
+    assert ratios["tf.pow / PowerDifference, 4x64x64x32"] == pytest.approx(0.5)
+    goals = norm_bench.goals(ratios)
+    assert [goal["met"] for goal in goals.values()] == [True, False]
+    with pytest.raises(UserError, match="--image-size must be a multiple of 4"):
+        norm_bench.run_benchmark(["--image-size", "30"])

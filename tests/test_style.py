@@ -286,5 +286,8 @@ def test_style_benchmark_writes_its_report(tmp_path) -> None:
                                         "--repeats", "1", "--no-xla", "--logdir", str(tmp_path)])
     cases = {row["case"] for row in report["rows"]}
     assert {"step ours float32 eager", "step ours float32 function", "step keras.applications float32 function",
-            "transform net tf", "transform net cpp", "transform net numpy"} <= cases
+            "transform net tf", "transform net cpp", "transform net numpy", "transform net fused",
+            "instance norm composite forward+backward", "instance norm fused two_pass forward+backward"} <= cases
     assert "ours / keras.applications, function" in report["ratios"] and Path(report["path"]).exists()
+    assert "composite / fused two_pass, forward+backward, the net's norms" in report["ratios"]
+    assert {goal["met"] for goal in report["norm_goals"].values()} <= {True, False}

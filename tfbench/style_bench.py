@@ -127,8 +127,15 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         rows.append({"case": f"transform net {row.pop('norm')}", **row, "repeats": args.repeats,
                      "part": "transform net", "batch": args.batch_size, "image_size": args.infer_size})
 
-    by_case = {r["case"]: r["median_ms"] for r in rows}
-    p10 = {r["case"]: r["p10_ms"] for r in rows}
+    from tfbench.ops import norm_bench
+
+    print(f"instance norm alone at the net's shapes (batch {args.batch_size}, {args.infer_size}x{args.infer_size}): "
+          "composite vs fused, PowerDifference vs tf.pow")
+    norm_rows, norm_ratios = norm_bench.measure(args.batch_size, args.infer_size, repeats=args.repeats)
+    rows += [{**row, "part": "instance norm"} for row in norm_rows]
+
+    by_case = {r["case"]: r["median_ms"] for r in rows if r.get("part") != "instance norm"}
+    p10 = {r["case"]: r["p10_ms"] for r in rows if r.get("part") != "instance norm"}
     ratios = {}
     for mode in modes[1:]:
         ours, peer = by_case[f"step ours float32 {mode}"], by_case[f"step keras.applications float32 {mode}"]
@@ -143,7 +150,9 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         ratios[f"transform net {norm} / tf"] = by_case[f"transform net {norm}"] / by_case["transform net tf"]
     goal = {"goal": "ours within 1.1x of keras.applications (ratio <= 1.1)",
             "met": all(v <= 1.1 for k, v in ratios.items() if k.startswith("ours / keras") and "p10" not in k)}
+    norm_goals = norm_bench.goals(norm_ratios)
+    ratios.update(norm_ratios)
     return bench.report("style", rows, ratios, logdir=args.logdir,
-                        extra={"skipped": skipped, "goal": goal, "weights": weights.source,
+                        extra={"skipped": skipped, "goal": goal, "norm_goals": norm_goals, "weights": weights.source,
                                "note": "measured side by side in one process; on a shared machine the spread "
                                        "(p10/p90) says how noisy the medians are"})

@@ -10,7 +10,9 @@
 //   forward   the statistics in one pass over the plane (attr variance = "welford": Welford's update,
 //             mean and M2 together) or two (variance = "two_pass": the sum, then the squared
 //             deviations from the mean, while the plane is still in L2), then y in one more pass;
-//   backward  the two sums the gradient needs (sum dy, sum dy * xhat) in one pass, dx in a second.
+//   backward  the two sums the gradient needs (sum dy, sum dy * xhat) in one pass, dx in a second;
+//             gradients reaching the outputs mean and inv_std (dmean, dinv_std) only change the
+//             per-channel coefficients of dx, so they cost nothing per element.
 // The data is NHWC: a pixel's channels are contiguous, so a unit reads kBlock channels (one 64-byte
 // cache line of float32) of every pixel of the plane, and the inner loop over those channels is a
 // fixed-length loop the compiler turns into vector instructions (AVX-512 or AVX2 lanes).  Sums are
@@ -71,7 +73,7 @@ absl::Status ForwardShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
-// dy, x [N, H, W, C], gamma [C], mean and inv_std [N, C] -> dx like x, dgamma and dbeta [C].
+// dy, x [N, H, W, C], gamma [C], mean, inv_std, dmean, dinv_std [N, C] -> dx like x, dgamma and dbeta [C].
 absl::Status BackwardShape(InferenceContext* c) {
   ShapeHandle x;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &x));
@@ -102,6 +104,8 @@ REGISTER_OP("InstanceNormGrad")
     .Input("gamma: T")
     .Input("mean: T")
     .Input("inv_std: T")
+    .Input("dmean: T")
+    .Input("dinv_std: T")
     .Output("dx: T")
     .Output("dgamma: T")
     .Output("dbeta: T")
@@ -213,7 +217,8 @@ void GradSums(const T* dy, const T* x, const Unit& u, const T* mean, const T* in
   }
 }
 
-// dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)) = k_dy * dy + k_x * (x - mean) + k0.
+// dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)) = k_dy * dy + k_x * (x - mean) + k0,
+// plus dmean / pixels and dinv_std * (-inv_std^3 (x - mean) / pixels), folded into k0 and k_x.
 template <typename T, int kWidth>
 void GradInput(const T* dy, const T* x, const Unit& u, const T* mean, const T* k_dy, const T* k_x, const T* k0,
                T* dx) {
@@ -323,6 +328,8 @@ class InstanceNormGradOp : public OpKernel {
     const Tensor& gamma = context->input(2);
     const Tensor& mean = context->input(3);
     const Tensor& inv_std = context->input(4);
+    const Tensor& dmean = context->input(5);
+    const Tensor& dinv_std = context->input(6);
     OP_REQUIRES(context, x.dims() == 4 && dy.shape() == x.shape(),
                 absl::InvalidArgumentError(absl::StrCat("InstanceNormGrad: dy and x must have the same 4-D shape, "
                                                         "got dy ", dy.shape().DebugString(), " and x ",
@@ -332,10 +339,14 @@ class InstanceNormGradOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat("InstanceNormGrad: gamma must have shape [", channels,
                                                         "], got ", gamma.shape().DebugString())));
     const TensorShape stats({batch, channels});
-    OP_REQUIRES(context, mean.shape() == stats && inv_std.shape() == stats,
-                absl::InvalidArgumentError(absl::StrCat("InstanceNormGrad: mean and inv_std must have shape ",
-                                                        stats.DebugString(), ", got ", mean.shape().DebugString(),
-                                                        " and ", inv_std.shape().DebugString())));
+    for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"mean", &mean}, {"inv_std", &inv_std},
+                                  {"dmean", &dmean}, {"dinv_std", &dinv_std}}) {
+      OP_REQUIRES(context, t->shape() == stats,
+                  absl::InvalidArgumentError(absl::StrCat("InstanceNormGrad: ", name, " must have shape ",
+                                                          stats.DebugString(), " ([batch, channels] of x ",
+                                                          x.shape().DebugString(), "), got ",
+                                                          t->shape().DebugString())));
+    }
     Tensor *dx = nullptr, *dgamma = nullptr, *dbeta = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &dx));
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({channels}), &dgamma));
@@ -348,6 +359,8 @@ class InstanceNormGradOp : public OpKernel {
       const T* gam = gamma.flat<T>().data();
       const T* means = mean.flat<T>().data();
       const T* inv_stds = inv_std.flat<T>().data();
+      const T* dmeans = dmean.flat<T>().data();
+      const T* dinv_stds = dinv_std.flat<T>().data();
       T* out = dx->flat<T>().data();
       const double count = static_cast<double>(pixels);
       ForEachUnit(context, batch, pixels, channels, 2, [&](int64_t n, int64_t c0, const Unit& u) {
@@ -361,8 +374,10 @@ class InstanceNormGradOp : public OpKernel {
         for (int64_t j = 0; j < u.width; ++j) {
           const double a = static_cast<double>(gam[c0 + j]) * static_cast<double>(inv[j]);
           k_dy[j] = static_cast<T>(a);
-          k_x[j] = static_cast<T>(-a * static_cast<double>(inv[j]) * sum_dy_xhat[s + j] / count);
-          k0[j] = static_cast<T>(-a * sum_dy[s + j] / count);
+          const double inv_d = static_cast<double>(inv[j]);
+          k_x[j] = static_cast<T>((-a * inv_d * sum_dy_xhat[s + j] -
+                                   static_cast<double>(dinv_stds[s + j]) * inv_d * inv_d * inv_d) / count);
+          k0[j] = static_cast<T>((-a * sum_dy[s + j] + static_cast<double>(dmeans[s + j])) / count);
         }
         full ? GradInput<T, kBlock>(g + offset, xs + offset, u, mu, k_dy, k_x, k0, out + offset)
              : GradInput<T, 0>(g + offset, xs + offset, u, mu, k_dy, k_x, k0, out + offset);

@@ -101,14 +101,10 @@ def _problem(x: tf.TensorShape, gamma: tf.TensorShape, beta: tf.TensorShape, eps
 @tf.RegisterGradient(OP_NAME)
 def _instance_norm_grad(op: tf.Operation, dy: tf.Tensor, dmean: tf.Tensor | None,
                         dinv_std: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """dx, dgamma, dbeta from the fused backward op; gradients reaching the mean and inv_std outputs
-    (unused by :func:`instance_norm`) are added with TensorFlow ops."""
+    """dx, dgamma, dbeta from the fused backward op, which also takes the gradients reaching the outputs
+    mean and inv_std (zeros when only y is used, as in :func:`instance_norm`)."""
     x, gamma, _ = op.inputs
     _, mean, inv_std = op.outputs
-    dx, dgamma, dbeta = load_library().instance_norm_grad(dy, x, gamma, mean, inv_std)
-    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], x.dtype)
-    if dmean is not None:  # d mean / dx = 1 / pixels
-        dx += dmean[:, None, None, :] / pixels
-    if dinv_std is not None:  # d inv_std / dx = -inv_std^3 (x - mean) / pixels
-        dx -= (dinv_std * inv_std ** 3)[:, None, None, :] * (x - mean[:, None, None, :]) / pixels
-    return dx, dgamma, dbeta
+    dmean = tf.zeros_like(mean) if dmean is None else dmean
+    dinv_std = tf.zeros_like(inv_std) if dinv_std is None else dinv_std
+    return tuple(load_library().instance_norm_grad(dy, x, gamma, mean, inv_std, dmean, dinv_std))
