@@ -11,7 +11,7 @@ over each output row, while the decoded window is still in cache: bit-identical 
 ``DecodeCropResizeNormalise`` goes one step further: it takes a batch of JPEG strings, decodes
 each image's crop window with TensorFlow's own JPEG code (``tensorflow::jpeg::Uncompress``, what
 ``decode_and_crop_jpeg`` runs), and resizes and normalises it straight into the batch tensor: no
-map function per image, no tensor per image, no copy into a batch (``custom_ops/resize_normalise/
+map function per image, no tensor per image, no copy into a batch (``custom_ops/decode_resize_normalise/
 decode_resize_normalise.cc``).  The TFRecord reader's default for the crop-first recipes.
 
 Each op is its own library, with its own needs (one library per op, as tensorflow/custom-op
