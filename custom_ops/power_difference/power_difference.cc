@@ -126,21 +126,45 @@ struct SquareOf<double> {
 // contiguous row, and the row of per-channel values is the same for all B pixels of an image, so a
 // row needs no coordinates, and with pow == 2 its loop is a subtraction and a multiplication per
 // element, which the compiler turns into vector instructions.  `plane_is_x`: x is the plane (else y).
+//
+// Squares of rows [begin, end) of the plane against their image's values; kChannels > 0 fixes the row
+// length at compile time (the common channel counts: a fully unrolled vector loop per row), 0 takes it
+// at run time.  The image, and so the row of values, changes every `pixels` rows: no division per row.
+template <typename T, int kChannels>
+void SquareRows(const T* plane, const T* values, bool plane_is_x, T* z, int64_t pixels, int64_t channels,
+                int64_t begin, int64_t end) {
+  const int64_t c = kChannels > 0 ? kChannels : channels;
+  int64_t r = begin;
+  while (r < end) {
+    const int64_t image = r / pixels, stop = std::min(end, (image + 1) * pixels);
+    const T* v = values + image * c;
+    for (; r < stop; ++r) {
+      const T* row = plane + r * c;
+      T* out = z + r * c;
+      if (plane_is_x) {
+        for (int64_t j = 0; j < c; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(row[j] - v[j]));
+      } else {
+        for (int64_t j = 0; j < c; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(v[j] - row[j]));
+      }
+    }
+  }
+}
+
 template <typename T>
 void PlaneRows(const T* plane, const T* values, bool plane_is_x, T p, T* z, int64_t pixels, int64_t channels,
                int64_t begin, int64_t end) {
-  const bool square = static_cast<float>(p) == 2.0f;
-  for (int64_t r = begin; r < end; ++r) {
+  if (static_cast<float>(p) == 2.0f) {
+    switch (channels) {
+      case 16: return SquareRows<T, 16>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      case 32: return SquareRows<T, 32>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      case 64: return SquareRows<T, 64>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      default: return SquareRows<T, 0>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+    }
+  }
+  for (int64_t r = begin; r < end; ++r) {  // another exponent: the same rows, pow per element
     const T* row = plane + r * channels;
     const T* v = values + (r / pixels) * channels;
-    T* out = z + r * channels;
-    if (square && plane_is_x) {
-      for (int64_t j = 0; j < channels; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(row[j] - v[j]));
-    } else if (square) {
-      for (int64_t j = 0; j < channels; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(v[j] - row[j]));
-    } else {
-      PowRow<T>(plane_is_x ? row : v, true, plane_is_x ? v : row, true, p, out, channels);
-    }
+    PowRow<T>(plane_is_x ? row : v, true, plane_is_x ? v : row, true, p, z + r * channels, channels);
   }
 }
 
