@@ -7,9 +7,10 @@
 // Written with TensorFlow ops it is a chain of separate kernels (mean, subtract, square, mean, add,
 // rsqrt, multiply, multiply, add), each reading and writing the whole tensor, and about twice as many
 // backwards.  Here each (image, block of channels) is one unit of work:
-//   forward   the statistics in one pass over the plane (attr variance = "welford": Welford's update,
-//             mean and M2 together) or two (variance = "two_pass": the sum, then the squared
-//             deviations from the mean, while the plane is still in L2), then y in one more pass;
+//   forward   the statistics in one pass over the plane (attr variance = "welford", the default:
+//             Welford's update, mean and M2 together) or two (variance = "two_pass": the sum, then the
+//             squared deviations from the mean, while the plane is still in L2), then y in one more
+//             pass (Welford measured a little faster: docs/ops.md);
 //   backward  the two sums the gradient needs (sum dy, sum dy * xhat) in one pass, dx in a second;
 //             gradients reaching the outputs mean and inv_std (dmean, dinv_std) only change the
 //             per-channel coefficients of dx, so they cost nothing per element.
@@ -95,7 +96,7 @@ REGISTER_OP("InstanceNorm")
     .Output("inv_std: T")
     .Attr("T: {float, double}")
     .Attr("epsilon: float = 0.001")
-    .Attr("variance: {'welford', 'two_pass'} = 'two_pass'")
+    .Attr("variance: {'welford', 'two_pass'} = 'welford'")
     .SetShapeFn(ForwardShape);
 
 REGISTER_OP("InstanceNormGrad")
