@@ -232,9 +232,14 @@ void GradInput(const T* dy, const T* x, const Unit& u, const T* mean, const T* k
   }
 }
 
-// Share units (image, channel block) out over the intra-op threads; `per_unit(n, c0, unit)`.
+// Elements per shard of work (1 MB of float32): the passes are memory-bound, and handing less work to
+// another thread costs more than the memory traffic it shares (measured with PowerDifference's square).
+constexpr int64_t kMinShard = int64_t{1} << 18;
+
+// Share units (image, channel block) out over the intra-op threads, at least kMinShard elements per
+// shard; `per_unit(n, c0, unit)`.
 template <typename Fn>
-void ForEachUnit(OpKernelContext* context, int64_t batch, int64_t pixels, int64_t channels, int passes, Fn per_unit) {
+void ForEachUnit(OpKernelContext* context, int64_t batch, int64_t pixels, int64_t channels, Fn per_unit) {
   const int64_t blocks = (channels + kBlock - 1) / kBlock;
   auto work = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -242,10 +247,9 @@ void ForEachUnit(OpKernelContext* context, int64_t batch, int64_t pixels, int64_
       per_unit(n, c0, Unit{pixels, channels, std::min<int64_t>(kBlock, channels - c0)});
     }
   };
-  // about one cycle per element and pass: the pool decides how many units are worth a thread
-  const int64_t cost = std::max<int64_t>(1, pixels * kBlock * passes);
+  const int64_t units_per_shard = std::max<int64_t>(1, kMinShard / std::max<int64_t>(1, pixels * kBlock));
   context->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
-      batch * blocks, thread::ThreadPool::SchedulingParams::Adaptive(cost), work);
+      batch * blocks, thread::ThreadPool::SchedulingParams::Fixed(units_per_shard), work);
 }
 
 template <typename T>
@@ -291,7 +295,7 @@ class InstanceNormOp : public OpKernel {
     T* means = mean->flat<T>().data();
     T* inv_stds = inv_std->flat<T>().data();
     const double epsilon = epsilon_;
-    ForEachUnit(context, batch, pixels, channels, welford_ ? 2 : 3, [&](int64_t n, int64_t c0, const Unit& u) {
+    ForEachUnit(context, batch, pixels, channels, [&](int64_t n, int64_t c0, const Unit& u) {
       const int64_t offset = n * pixels * channels + c0;
       double m[kBlock], m2[kBlock];
       const bool full = u.width == kBlock;
@@ -364,7 +368,7 @@ class InstanceNormGradOp : public OpKernel {
       const T* dinv_stds = dinv_std.flat<T>().data();
       T* out = dx->flat<T>().data();
       const double count = static_cast<double>(pixels);
-      ForEachUnit(context, batch, pixels, channels, 2, [&](int64_t n, int64_t c0, const Unit& u) {
+      ForEachUnit(context, batch, pixels, channels, [&](int64_t n, int64_t c0, const Unit& u) {
         const int64_t offset = n * pixels * channels + c0, s = n * channels + c0;
         const T* mu = means + s;
         const T* inv = inv_stds + s;
