@@ -12,7 +12,11 @@
 //      crop, the code behind tf.image.decode_and_crop_jpeg, into a scratch buffer reused across
 //      the batch (no tensor is allocated per image);
 //   3. resizes, rounds and normalises the window in place, straight into the image's slot of the
-//      output batch (resize_kernels.h), so nothing is copied into a batch afterwards.
+//      output batch (resize_kernels.h, shared with custom_ops/resize_normalise/), so nothing is copied
+//      into a batch afterwards.
+// A bad image is an InvalidArgument naming its place in the batch and, from the input `names` (the
+// records' file names; empty: none), its name.  This op is a library of its own: it needs TensorFlow's
+// kernel library (libtensorflow_cc, for tensorflow::jpeg), which ResizeNormalise does not.
 // The same pixels as the per-image path, bit for bit (tested).  With `parallel` (the default) the
 // images of a batch are shared out one at a time over TensorFlow's intra-op threads, the calling
 // thread included: with tf.data running one call per core as well, the cores stay busy at the
