@@ -2,7 +2,8 @@
 
 The slow test builds the wheel from a copy of the source tree, installs it with its dependencies into a
 fresh virtualenv (pip's cache makes that a copy, not a download) and runs the installed ``tfbench`` from a
-folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference call, with the
+folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference and one
+InstanceNorm call, with the
 cache in a temporary folder; nothing may be written into site-packages.
 """
 
@@ -114,7 +115,10 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
                 .stdout.strip())
     installed = _files(site)
     assert {"tfbench/datasets/imagenet/imagenet_class_index.json",
-            "tfbench/custom_ops/power_difference/power_difference.cc"} <= installed
+            "tfbench/custom_ops/power_difference/power_difference.cc",
+            "tfbench/custom_ops/instance_norm/instance_norm.cc",
+            "tfbench/custom_ops/decode_resize_normalise/decode_resize_normalise.cc",
+            "tfbench/custom_ops/resize_normalise/resize_kernels.h"} <= installed
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -140,6 +144,13 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     called = timed("PowerDifference", venv / "python", "-c", code, cwd=outside, env=env)
     where, values = called.stdout.split("\n")[:2]
     assert Path(where).is_relative_to(site) and values == "[8.0, 64.0]"
+    timed("ops build instance_norm", venv / "tfbench", "ops", "build", "--op", "instance_norm", cwd=outside, env=env)
+    code = ("import numpy as np; from tfbench.operators import fused_instance_norm as fin; "
+            "x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2); "
+            "y = fin.instance_norm(x, [1.0, 2.0], [0.0, 1.0], backend='cpp'); "
+            "print(float(np.abs(y - fin.composite(x, [1.0, 2.0], [0.0, 1.0])).max()))")
+    normed = timed("InstanceNorm", venv / "python", "-c", code, cwd=outside, env=env)
+    assert float(normed.stdout.strip().splitlines()[-1]) < 1e-5
 
     assert _files(site) == installed, f"written into site-packages: {sorted(_files(site) - installed)}"
     print(f"packaging test steps (s): {timings}")

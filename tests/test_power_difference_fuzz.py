@@ -36,6 +36,10 @@ def test_fuzz_1000_cases_per_backend_in_a_child_process(tmp_path: Path) -> None:
         assert counts["problems"] == 0, counts["first_problems"]
         assert counts["match"] > 600 and counts["error"] > 50  # both outcomes were exercised
     assert summary["backends"]["cpp"]["match"] == summary["backends"]["fallback"]["match"]
+    for backend in ("cpp", "fallback"):  # the fused InstanceNorm, fuzzed by the same command
+        counts = summary["instance_norm"]["backends"][backend]
+        assert counts["problems"] == 0, counts["first_problems"]
+        assert counts["match"] > 500 and counts["error"] > 100
 
 
 def test_the_generator_covers_the_space_it_claims() -> None:

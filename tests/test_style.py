@@ -16,8 +16,8 @@ from tfbench.data import images
 from tfbench.data import weights as weight_files
 from tfbench.models import style_losses as sl
 from tfbench.models import transform_net as tn
-from tfbench.style_transfer import optimise as st
-from tfbench.style_transfer import pictures as style_pictures
+from tfbench.style_transfer.optimise import optimise as st
+from tfbench.style_transfer.optimise import pictures as style_pictures
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32
@@ -141,17 +141,18 @@ def test_vgg_features_equal_keras_applications_vgg19(extractor, pictures) -> Non
     np.testing.assert_allclose(ours, keras_features, rtol=1e-3, atol=1e-3 * float(np.abs(keras_features).max()))
 
 
-def test_three_instance_norms_agree_and_the_graph_holds_power_difference(pictures) -> None:
+def test_four_instance_norms_agree_and_the_graphs_hold_the_custom_ops(pictures) -> None:
     net = tn.build_transform_net(width=4, residual_blocks=1, seed=3)
     batch = tf.constant(np.concatenate(pictures))
     outputs = {norm: tn.with_norm(net, norm)(batch).numpy() for norm in tn.NORMS}
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         assert np.max(np.abs(outputs[norm] - outputs["tf"])) < 1e-4
     fns = st.norm_functions(net)
     ops = {norm: [op.type for op in fns[norm].get_concrete_function(batch).graph.get_operations()]
            for norm in tn.NORMS}
     assert ops["cpp"].count("PowerDifference") == 7  # 3 down + 2 in the block + 2 up
     assert "PowerDifference" not in ops["tf"] and ops["numpy"].count("PyFuncStateless") == 7
+    assert ops["fused"].count("InstanceNorm") == 7 and "PowerDifference" not in ops["fused"]
 
 
 def test_saved_transform_net_gives_the_same_output(tmp_path, pictures) -> None:
@@ -285,5 +286,8 @@ def test_style_benchmark_writes_its_report(tmp_path) -> None:
                                         "--repeats", "1", "--no-xla", "--logdir", str(tmp_path)])
     cases = {row["case"] for row in report["rows"]}
     assert {"step ours float32 eager", "step ours float32 function", "step keras.applications float32 function",
-            "transform net tf", "transform net cpp", "transform net numpy"} <= cases
+            "transform net tf", "transform net cpp", "transform net numpy", "transform net fused",
+            "instance norm composite forward+backward", "instance norm fused two_pass forward+backward"} <= cases
     assert "ours / keras.applications, function" in report["ratios"] and Path(report["path"]).exists()
+    assert "composite / fused two_pass, forward+backward, the net's norms" in report["ratios"]
+    assert {goal["met"] for goal in report["norm_goals"].values()} <= {True, False}

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "lenet": ("tfbench.lenet", "LeNet-5 training step: eager vs tf.function vs fit"),
     "classic": ("tfbench.classic", "kNN prediction on the test digits: TensorFlow vs scikit-learn's brute force"),
     "ops": ("tfbench.benchmarks.ops", "PowerDifference C++ op vs composite TF vs NumPy"),
+    "norms": ("tfbench.benchmarks.norms", "fused InstanceNorm and PowerDifference at the transform net's shapes"),
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
     "distributed": ("tfbench.distributed", "one device vs mirrored vs multi-worker training"),

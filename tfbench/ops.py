@@ -2,10 +2,12 @@
 
   build   compile every op in custom_ops/ (or --op NAME) against the installed TensorFlow (cached;
           --force rebuilds)
+  list    every op: its library folder, what it needs, the backend it gets here
   info    which backend PowerDifference uses here, the library, and the op's registered interface
   demo    a style-transfer residual block whose instance norm uses PowerDifference, in graph mode,
           written to TensorBoard (logs/ops/<timestamp>/)
-  fuzz    random cases against NumPy on each backend; exit code 1 if any case disagrees
+  fuzz    random cases of PowerDifference and InstanceNorm against NumPy on each backend; exit code 1 if
+          any case disagrees
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ def _build(ns: argparse.Namespace) -> int:
     names = [ns.op] if ns.op else build.known_ops()
     for name in names:
         print(build.build(name, compiler=ns.compiler, force=ns.force))
+    return 0
+
+
+def _list(ns: argparse.Namespace) -> int:
+    from tfbench.operators import backend as backend_rule
+    from tfbench.operators import build
+
+    for name in build.known_ops():
+        needs = build.NEEDS.get(name, build.Needs())
+        extra = [f"headers of custom_ops/{other}" for other in needs.headers_from]
+        extra += ["TensorFlow's kernel library (libtensorflow_cc, JPEG headers)"] if needs.kernel_library else []
+        print(f"{name:26s} custom_ops/{name}/  needs TensorFlow's framework{''.join(', ' + e for e in extra)}; "
+              f"backend here: {backend_rule.resolve(name, ns.backend)}")
     return 0
 
 
@@ -90,12 +105,13 @@ def _fuzz(ns: argparse.Namespace) -> int:
             raise UserError(f"--backends: {backend!r} is not cpp or fallback")
     summary = fuzz.run(ns.cases, ns.seed, backends)
     failed = False
-    for backend, result in summary["backends"].items():
-        print(f"{backend:8s} cases {ns.cases}: {result['match']} matched NumPy, {result['error']} raised "
-              f"InvalidArgumentError as expected, {result['problems']} problems")
-        for problem in result["first_problems"]:
-            print(f"  {problem}")
-        failed |= result["problems"] > 0
+    for op, part in (("PowerDifference", summary), ("InstanceNorm", summary["instance_norm"])):
+        for backend, result in part["backends"].items():
+            print(f"{op} {backend:8s} cases {ns.cases}: {result['match']} matched NumPy, {result['error']} raised "
+                  f"InvalidArgumentError as expected, {result['problems']} problems")
+            for problem in result["first_problems"]:
+                print(f"  {problem}")
+            failed |= result["problems"] > 0
     if ns.json:
         write_json(Path(ns.json), summary)
     return 1 if failed else 0
@@ -112,12 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--compiler", default=None, help="C++ compiler (default: $CXX, else g++/c++/clang++)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache has the library")
     p.set_defaults(run=_build)
-    for name, helptext, func in (("info", "which backend is used and the op's interface", _info),
+    for name, helptext, func in (("list", "every op, its needs and the backend it gets here", _list),
+                                 ("info", "which backend is used and the op's interface", _info),
                                  ("demo", "the instance-norm block in graph mode, to TensorBoard", _demo)):
         p = sub.add_parser(name, help=helptext, formatter_class=cli.HelpFormatter)
         cli.add_verbose(p)
         p.add_argument("--backend", choices=("auto", "cpp", "fallback"), default=None,
-                       help="PowerDifference backend (default: $TFBENCH_OPS_BACKEND or auto)")
+                       help="backend (default: $TFBENCH_OPS_BACKEND or auto)")
         p.set_defaults(run=func)
     cli.add_logdir(p, help="runs go to LOGDIR/ops/<timestamp>/")
     p.add_argument("--image-size", dest="size", type=cli.positive_int, default=64,

@@ -12,7 +12,7 @@ variation), with Adam or SciPy's L-BFGS; first the same step eagerly, as a ``tf.
 XLA, side by side.  ``realtime`` (Johnson et al.): trains the transform net of
 :mod:`tfbench.models.transform_net` on augmented embedded photos, with checkpoints (run again with
 ``--checkpoints DIR`` to resume), saves it as a SavedModel and a ``.keras`` file, and runs it with its
-instance norm computed three ways (TensorFlow ops, the PowerDifference C++ op, NumPy).
+instance norm computed four ways (TensorFlow ops, the PowerDifference C++ op, NumPy, the fused InstanceNorm op).
 
 VGG19's weights are seeded random unless ``--weights`` gives a file (as for the main job:
 ``.npz``, Keras ``.h5`` with or without top, ``vgg19.npy`` with ``--allow-pickle``, MatConvNet
@@ -31,7 +31,7 @@ import numpy as np
 
 from tfbench.plumbing import cli, paths
 from tfbench.plumbing.errors import UserError, run_cli
-from tfbench.style_transfer.pictures import (
+from tfbench.style_transfer.optimise.pictures import (
     CONV_LAYERS,
     DEFAULT_CONTENT,
     DEFAULT_STYLE,
@@ -172,7 +172,7 @@ def _optimise(args: argparse.Namespace) -> int:
 
     from tfbench.models import style_losses as sl
     from tfbench.reporting import summaries
-    from tfbench.style_transfer import optimise as st
+    from tfbench.style_transfer.optimise import optimise as st
     from tfbench.timing import format_table
 
     content, content_source = load_picture(args.content, DEFAULT_CONTENT, args.image_size)
@@ -255,7 +255,7 @@ def _realtime(args: argparse.Namespace) -> int:
     from tfbench.data import images
     from tfbench.models import transform_net as tn
     from tfbench.reporting import summaries
-    from tfbench.style_transfer import optimise as st
+    from tfbench.style_transfer.optimise import optimise as st
     from tfbench.timing import format_table
 
     photo, photo_source = load_picture(args.image, DEFAULT_CONTENT, args.infer_size)
@@ -306,7 +306,7 @@ def _realtime(args: argparse.Namespace) -> int:
     print(f"saved: {keras_path} and {run_dir / 'saved_model'} (SavedModel)")
 
     test = np.concatenate([photo, load_picture(None, "astronaut", args.infer_size)[0]])
-    print(f"\ninstance norm three ways, {len(test)} photos of {args.infer_size}x{args.infer_size} "
+    print(f"\ninstance norm four ways, {len(test)} photos of {args.infer_size}x{args.infer_size} "
           f"(median of {args.repeats} round-robin rounds):")
     rows = st.compare_norms(net, test, repeats=args.repeats)
     print(format_table(rows))
@@ -317,7 +317,7 @@ def _realtime(args: argparse.Namespace) -> int:
     save_png(grid, run_dir / "photos_stylised.png")
     png = save_png(st.to_uint8(outputs[:1]), run_dir / "stylised.png")
     fns = st.norm_functions(net)
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         summaries.write_trace(run_dir / f"graph_{norm}", fns[norm], tf.constant(test[:1]), name=f"transform_{norm}")
     summaries.write_text(run_dir / "realtime", {
         "1_weights": weights_card(weights, f"Style: {style_source}; {training.steps_run} steps run now."),
@@ -327,7 +327,8 @@ def _realtime(args: argparse.Namespace) -> int:
                                   "max_abs_diff_vs_tf": "max |diff| vs tf"})
     print(f"picture: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: realtime; "
           "Graphs: graph_cpp shows "
-          "the PowerDifference nodes, graph_numpy the PyFunc; HParams: the norms)")
+          "the PowerDifference nodes, graph_numpy the PyFunc, graph_fused the InstanceNorm nodes; "
+          "HParams: the norms)")
     return 0
 
 

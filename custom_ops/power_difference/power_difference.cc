@@ -59,6 +59,8 @@ namespace {
 // Roughly how many CPU cycles one output element costs (a subtraction and a pow); the thread
 // pool uses it to decide how many shards are worth their scheduling overhead.
 constexpr int64_t kCyclesPerElement = 40;
+// Elements per shard of the fast path's square (1 MB of float32).
+constexpr int64_t kSquareBlock = int64_t{1} << 18;
 
 // (x - y) ** p for one element.  x - y is rounded to T first (as NumPy and tf.pow(x - y, p) do);
 // the power is C's pow (glibc: correctly rounded in practice, IEEE 754 special cases), in float
@@ -100,6 +102,82 @@ void PowRow(const T* x, bool x_steps, const T* y, bool y_steps, T p, T* z, int64
   } else {
     PowRowImpl<T, false, false>(x, y, p, z, n);
   }
+}
+
+// The square, (x - y) ** 2, as one multiplication: d * d is the correctly rounded square, which is what
+// pow(d, 2) returns (in float for the 16-bit types, as PowOf).
+template <typename T>
+struct SquareOf {
+  static T Compute(T d) {
+    const float f = static_cast<float>(d);
+    return static_cast<T>(f * f);
+  }
+};
+template <>
+struct SquareOf<float> {
+  static float Compute(float d) { return d * d; }
+};
+template <>
+struct SquareOf<double> {
+  static double Compute(double d) { return d * d; }
+};
+
+// The fast path: the broadcast of instance normalisation, a per-channel value against a plane.  After
+// BCast's collapsing, x - mean with x [N, H, W, C] and mean [N, 1, 1, C] is [A, B, C] against [A, 1, C]
+// (A images, B pixels, C channels; A is dropped when it is 1).  Each pixel's C channels are one
+// contiguous row, and the row of per-channel values is the same for all B pixels of an image, so a
+// row needs no coordinates, and with pow == 2 its loop is a subtraction and a multiplication per
+// element, which the compiler turns into vector instructions.  `plane_is_x`: x is the plane (else y).
+//
+// Squares of rows [begin, end) of the plane against their image's values; kChannels > 0 fixes the row
+// length at compile time (the common channel counts: a fully unrolled vector loop per row), 0 takes it
+// at run time.  The image, and so the row of values, changes every `pixels` rows: no division per row.
+template <typename T, int kChannels>
+void SquareRows(const T* plane, const T* values, bool plane_is_x, T* z, int64_t pixels, int64_t channels,
+                int64_t begin, int64_t end) {
+  const int64_t c = kChannels > 0 ? kChannels : channels;
+  int64_t r = begin;
+  while (r < end) {
+    const int64_t image = r / pixels, stop = std::min(end, (image + 1) * pixels);
+    const T* v = values + image * c;
+    for (; r < stop; ++r) {
+      const T* row = plane + r * c;
+      T* out = z + r * c;
+      if (plane_is_x) {
+        for (int64_t j = 0; j < c; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(row[j] - v[j]));
+      } else {
+        for (int64_t j = 0; j < c; ++j) out[j] = SquareOf<T>::Compute(static_cast<T>(v[j] - row[j]));
+      }
+    }
+  }
+}
+
+template <typename T>
+void PlaneRows(const T* plane, const T* values, bool plane_is_x, T p, T* z, int64_t pixels, int64_t channels,
+               int64_t begin, int64_t end) {
+  if (static_cast<float>(p) == 2.0f) {
+    switch (channels) {
+      case 16: return SquareRows<T, 16>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      case 32: return SquareRows<T, 32>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      case 64: return SquareRows<T, 64>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+      default: return SquareRows<T, 0>(plane, values, plane_is_x, z, pixels, channels, begin, end);
+    }
+  }
+  for (int64_t r = begin; r < end; ++r) {  // another exponent: the same rows, pow per element
+    const T* row = plane + r * channels;
+    const T* v = values + (r / pixels) * channels;
+    PowRow<T>(plane_is_x ? row : v, true, plane_is_x ? v : row, true, p, z + r * channels, channels);
+  }
+}
+
+// True when the collapsed problem is the plane broadcast above: one input has the result's dims, the
+// other its first and last with a 1 between (rank 3), or a 1 then the last (rank 2).
+bool IsPlaneBroadcast(const std::vector<int64_t>& dims, const std::vector<int64_t>& full,
+                      const std::vector<int64_t>& values) {
+  if (full != dims) return false;
+  if (dims.size() == 3) return values == std::vector<int64_t>{dims[0], 1, dims[2]} && dims[1] > 1;
+  if (dims.size() == 2) return values == std::vector<int64_t>{1, dims[1]} && dims[0] > 1;
+  return false;
 }
 
 std::string ShapeString(const TensorShape& shape) { return shape.DebugString(); }
@@ -155,6 +233,28 @@ class PowerDifferenceOp : public OpKernel {
     const T* y_data = y.flat<T>().data();
     const T p = pow.scalar<T>()();
     T* z_data = z->flat<T>().data();
+    thread::ThreadPool* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+
+    const bool x_plane = IsPlaneBroadcast(dims, x_dims, y_dims), y_plane = IsPlaneBroadcast(dims, y_dims, x_dims);
+    if (x_plane || y_plane) {  // the fast path: rows of channels, shared out over the threads
+      const int64_t channels = dims[rank - 1], pixels = dims[rank - 2];
+      const T* plane = x_plane ? x_data : y_data;
+      const T* values = x_plane ? y_data : x_data;
+      const int64_t rows = total / channels;
+      auto shard = [&](int64_t begin, int64_t end) {
+        PlaneRows<T>(plane, values, x_plane, p, z_data, pixels, channels, begin, end);
+      };
+      if (static_cast<float>(p) == 2.0f) {
+        // A square is a memory-bound pass: each thread gets at least kSquareBlock elements, below which
+        // handing work to another thread costs more than the memory traffic it shares (measured: a
+        // [4, 32, 32, 64] float32 square took 0.49 ms on one thread, 0.58 ms shared out row by row).
+        const int64_t block = std::max<int64_t>(1, kSquareBlock / channels);
+        pool->ParallelFor(rows, thread::ThreadPool::SchedulingParams::Fixed(block), shard);
+      } else {
+        pool->ParallelFor(rows, thread::ThreadPool::SchedulingParams::Adaptive(kCyclesPerElement * channels), shard);
+      }
+      return;
+    }
     const int64_t row = dims[rank - 1];
     const bool x_steps = x_strides[rank - 1] != 0;
     const bool y_steps = y_strides[rank - 1] != 0;
@@ -177,8 +277,8 @@ class PowerDifferenceOp : public OpKernel {
         i += n;
       }
     };
-    // TensorFlow's intra-op thread pool (its size is tf.config.threading's intra_op setting).
-    thread::ThreadPool* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+    // The general path, over TensorFlow's intra-op thread pool (its size is tf.config.threading's
+    // intra_op setting).
     pool->ParallelFor(total, thread::ThreadPool::SchedulingParams::Adaptive(kCyclesPerElement), work);
   }
 };

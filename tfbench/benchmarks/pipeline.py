@@ -387,7 +387,7 @@ def _run(ns: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     decode_path = "decode_and_crop_jpeg" if ns.recipe in pp.CROP_FIRST else "full decode_jpeg"
     other_path = "full decode_jpeg" if ns.recipe in pp.CROP_FIRST else "decode_and_crop_jpeg + crop_and_resize"
-    fused = ns.recipe in pp.CROP_FIRST and resize_normalise.available()
+    fused = ns.recipe in pp.CROP_FIRST and resize_normalise.available(resize_normalise.DECODE_LIBRARY, None)
     steps = ("records batched, then per batch parse_example + C++ DecodeCropResizeNormalise: window decode, "
              "resize, normalise" if fused else f"{decode_path}, tf.image.resize, uint8 -> batch -> XLA normalise")
     datasets = {  # name: (what, dataset)

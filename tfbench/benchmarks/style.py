@@ -9,8 +9,12 @@ Timed side by side (round robin) in one process, after untimed warm-ups (tracing
 - **the peer**: the same step with VGG19's features from ``keras.applications.VGG19(weights=None,
   include_top=False)`` holding the same weights, on the same picture; the goal is ours within
   1.1x of it (``ratios``: our time / the peer's time, so below 1.1);
-- **the transform net's inference** with its instance norm three ways (TensorFlow ops, the
-  PowerDifference C++ op, NumPy through ``tf.numpy_function``), images/s and the largest difference.
+- **the transform net's inference** with its instance norm four ways (TensorFlow ops, the
+  PowerDifference C++ op, NumPy through ``tf.numpy_function``, the fused ``InstanceNorm`` C++ op),
+  images/s and the largest difference;
+- **the instance norm alone** at the transform net's shapes, forward and forward + backward: the fused
+  op against TensorFlow's composite (goal: at least 1.5x), and PowerDifference against
+  ``tf.pow(x - y, 2)`` on the same broadcast (goal: at least 1.0x); see :mod:`tfbench.benchmarks.norms`.
 
 The VGG19 weights are seeded random: speed does not depend on the values.
 """
@@ -52,7 +56,7 @@ def keras_extractor(vgg: Any, size: int, **kwargs: Any) -> Any:
 def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     """Parse the options, time every case round robin, write the JSON report."""
     parser = cli.parser("bench style", "Style transfer: the optimisation step (ours vs keras.applications, "
-                        "eager / tf.function / XLA, float32 / bfloat16) and the transform net's three instance norms.")
+                        "eager / tf.function / XLA, float32 / bfloat16) and the transform net's four instance norms.")
     parser.add_argument("--image-size", type=cli.positive_int, default=128, help="picture size of the step")
     parser.add_argument("--infer-size", type=cli.positive_int, default=128, help="photo size of the transform net")
     cli.add_batch_size(parser, 4, help="photos per transform-net call")
@@ -72,7 +76,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     from tfbench.data import weights as weight_files
     from tfbench.models import style_losses as sl
     from tfbench.models import transform_net as tn
-    from tfbench.style_transfer import optimise as st
+    from tfbench.style_transfer.optimise import optimise as st
 
     info = timing.print_header("style")
     weights = weight_files.random(0, include_top=False)
@@ -119,13 +123,20 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     photos = np.concatenate([st.square_image(images.skimage_photo(name), args.infer_size)
                              for name in ("chelsea", "astronaut", "coffee", "rocket")])
     batch = photos[np.arange(args.batch_size) % len(photos)]
-    print(f"transform net at {args.infer_size}x{args.infer_size}, batch {args.batch_size}: three instance norms")
+    print(f"transform net at {args.infer_size}x{args.infer_size}, batch {args.batch_size}: four instance norms")
     for row in st.compare_norms(net, batch, repeats=args.repeats):
         rows.append({"case": f"transform net {row.pop('norm')}", **row, "repeats": args.repeats,
                      "part": "transform net", "batch": args.batch_size, "image_size": args.infer_size})
 
-    by_case = {r["case"]: r["median_ms"] for r in rows}
-    p10 = {r["case"]: r["p10_ms"] for r in rows}
+    from tfbench.benchmarks import norms as norm_bench
+
+    print(f"instance norm alone at the net's shapes (batch {args.batch_size}, {args.infer_size}x{args.infer_size}): "
+          "composite vs fused, PowerDifference vs tf.pow")
+    norm_rows, norm_ratios = norm_bench.measure(args.batch_size, args.infer_size, repeats=args.repeats)
+    rows += [{**row, "part": "instance norm"} for row in norm_rows]
+
+    by_case = {r["case"]: r["median_ms"] for r in rows if r.get("part") != "instance norm"}
+    p10 = {r["case"]: r["p10_ms"] for r in rows if r.get("part") != "instance norm"}
     ratios = {}
     for mode in modes[1:]:
         ours, peer = by_case[f"step ours float32 {mode}"], by_case[f"step keras.applications float32 {mode}"]
@@ -136,11 +147,13 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
         if bf16:
             ratios[f"float32 / bfloat16, {mode}"] = ours / by_case[f"step ours bfloat16 {mode}"]
     ratios["eager / function"] = by_case["step ours float32 eager"] / by_case["step ours float32 function"]
-    for norm in ("cpp", "numpy"):
+    for norm in ("cpp", "numpy", "fused"):
         ratios[f"transform net {norm} / tf"] = by_case[f"transform net {norm}"] / by_case["transform net tf"]
     goal = {"goal": "ours within 1.1x of keras.applications (ratio <= 1.1)",
             "met": all(v <= 1.1 for k, v in ratios.items() if k.startswith("ours / keras") and "p10" not in k)}
+    norm_goals = norm_bench.goals(norm_ratios)
+    ratios.update(norm_ratios)
     return timing.report("style", rows, ratios, logdir=args.logdir,
-                        extra={"skipped": skipped, "goal": goal, "weights": weights.source,
+                        extra={"skipped": skipped, "goal": goal, "norm_goals": norm_goals, "weights": weights.source,
                                "note": "measured side by side in one process; on a shared machine the spread "
                                        "(p10/p90) says how noisy the medians are"})

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
 from tfbench.data.example import parse_example, schema_problem
 from tfbench.data.manifest import Manifest
@@ -66,8 +66,8 @@ class Parser:
     name: str
     normalises: bool  # True: the output is the model's input; False: uint8 pixels, normalised per batch
     crop_first_only: bool  # only for recipes that crop before resizing (the window is decoded alone)
-    make: Callable[..., Callable[[Any], Any]]  # make(recipe, spec, antialias, fast, normalise) -> fn(jpeg bytes)
-    batched: bool = False  # True: fn takes a batch of JPEG strings and returns the batch of images
+    make: Callable[..., Callable[..., Any]]  # make(recipe, spec, antialias, fast, normalise) -> fn(jpeg bytes)
+    batched: bool = False  # True: fn takes a batch of JPEG strings (and their file names), returns the batch
 
 
 def _fused_batch_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None,
@@ -77,13 +77,18 @@ def _fused_batch_parser(recipe: str, spec: Any, antialias: bool, fast: bool | No
     Each image's crop window is decoded with its margin into a scratch buffer, then resized,
     rounded and normalised in place into its slot of the batch: the per-image parser's pixels, bit
     for bit, without its twenty small ops per image, a tensor per image, or the copy into the batch.
-    The images of a batch are shared out over TensorFlow's intra-op threads (``parallel``).
+    The images of a batch are shared out over TensorFlow's intra-op threads (``parallel``).  A bad
+    JPEG is named in the error by its place in the batch and its record's file name.
+    The backend rule is applied here, not inside the dataset's map function: without the library
+    the batch is decoded image by image with TensorFlow's ops (the same pixels).
     """
-    from tfbench.data import resize_normalise
+    from tfbench.data import resize_normalise as rn
 
-    def parse(jpegs: Any) -> Any:
-        return resize_normalise.decode_crop_resize_normalise(jpegs, recipe, spec, normalise=normalise,
-                                                             whole_image=fast is False, parallel=parallel)
+    backend = "cpp" if rn.available(rn.DECODE_LIBRARY, None) else "fallback"
+
+    def parse(jpegs: Any, names: Any = None) -> Any:
+        return rn.decode_crop_resize_normalise(jpegs, recipe, spec, normalise=normalise, whole_image=fast is False,
+                                               parallel=parallel, names=names, backend=backend)
 
     return parse
 
@@ -98,16 +103,19 @@ def _fused_parser(recipe: str, spec: Any, antialias: bool, fast: bool | None,
     ``normalise=False``: the op stops at the rounded ``uint8`` pixels, in ``spec``'s channel order.
     """
     from tfbench.data import preprocess as pp
-    from tfbench.data import resize_normalise
+    from tfbench.data import resize_normalise as rn
+
+    backend = "cpp" if rn.available(rn.LIBRARY, None) else "fallback"  # decided here, not in the map function
 
     def parse(jpeg: Any) -> Any:
         if fast is False:
             window = pp.tf_decode_window(jpeg, recipe, size=spec.size, fast=False)
-            return resize_normalise.resize_normalise(window, spec.size, spec, channel_order="RGB", normalise=normalise)
+            return rn.resize_normalise(window, spec.size, spec, channel_order="RGB", normalise=normalise,
+                                       backend=backend)
         # the window with its decode margin, read in place by the op (no Slice copies it out)
         decoded, box = pp.tf_decode_window_box(jpeg, recipe, size=spec.size)
-        return resize_normalise.resize_normalise(decoded, spec.size, spec, channel_order="RGB", normalise=normalise,
-                                                 box=box)
+        return rn.resize_normalise(decoded, spec.size, spec, channel_order="RGB", normalise=normalise, box=box,
+                                   backend=backend)
 
     return parse
 
@@ -150,19 +158,25 @@ PARSERS: dict[str, Parser] = {
     "tf": Parser("tf", normalises=False, crop_first_only=False, make=_tf_parser),
     "cv2": Parser("cv2", normalises=False, crop_first_only=False, make=_cv2_parser),
 }
-#: "auto" is "fused" for the crop-first recipes without antialiasing, else "tf".
+#: "auto" is "fused" for the crop-first recipes without antialiasing where the batch decoder's library is
+#: used (the backend rule, ``$TFBENCH_OPS_BACKEND``), else "tf".
 RESIZERS = ("auto", *PARSERS)
 
 
 def choose_parser(resizer: str, recipe: str, antialias: bool) -> Parser:
-    """The parser for ``resizer`` ("auto" picks the fused op where it gives the same numbers); UserError if unfit."""
+    """The parser for ``resizer`` ("auto" picks the fused op where it gives the same numbers); UserError if unfit.
+
+    "auto" asks the backend rule (:mod:`tfbench.operators.backend`) whether the batch decoder's library is
+    used here: without it (no compiler, ``TFBENCH_OPS_BACKEND=fallback``) it picks "tf", after one warning.
+    """
     from tfbench.data import preprocess as pp
+    from tfbench.data import resize_normalise as rn
 
     if resizer not in RESIZERS:
         raise UserError(f"resizer must be one of {', '.join(RESIZERS)}, got {resizer!r}")
     crop_first = recipe in pp.CROP_FIRST and not antialias
     if resizer == "auto":
-        return PARSERS["fused" if crop_first else "tf"]
+        return PARSERS["fused" if crop_first and rn.available(rn.DECODE_LIBRARY, None) else "tf"]
     parser = PARSERS[resizer]
     if parser.crop_first_only and not crop_first:
         raise UserError(f"resizer={resizer!r} resizes the crop window without antialiasing: it needs a crop-first "
@@ -216,12 +230,16 @@ def make_dataset(tfrecord_dir: str | Path, *, batch_size: int, recipe: str = "A-
     parser = choose_parser(resizer, recipe, antialias)
     parse_images = parser.make(recipe, spec, antialias, fast, normalise=normalise)
     ds, manifest = records(tfrecord_dir, verify=verify, deterministic=deterministic, parallel_reads=parallel_reads)
-    keys = ("image/encoded", "image/class/label") + (("image/filename",) if with_filenames else ())
+    names = with_filenames or parser.batched  # the batch decoder names a bad JPEG by its file
+    keys = ("image/encoded", "image/class/label") + (("image/filename",) if names else ())
 
     def decode_and_parse(serialized: Any) -> tuple[Any, ...]:
         """One serialized record -> one image, or (batched parser) a batch of records -> a batch."""
         features = parse_example(serialized, keys)
-        images = parse_images(features["image/encoded"])
+        if parser.batched:
+            images = parse_images(features["image/encoded"], features["image/filename"])
+        else:
+            images = parse_images(features["image/encoded"])
         labels = tf.cast(manifest.zero_based(features["image/class/label"]), tf.int32)
         return (images, labels, features["image/filename"]) if with_filenames else (images, labels)
 
@@ -253,19 +271,36 @@ def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
     """Iterate ``dataset`` read from ``tfrecord_dir``; a read error becomes a UserError naming the bad shard.
 
     TensorFlow reports a damaged record as "corrupted record at 12" without the file; on such an
-    error we check every shard's sha256 against the manifest to say which one it is.
+    error we check every shard's sha256 against the manifest to say which one it is.  A bad JPEG in
+    an intact record is the batch decoder's own error, which names the image's file: it is passed
+    on as it is, without hashing the shards.
     """
     import tensorflow as tf
 
     try:
         yield from dataset
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as err:
-        # raises, naming the shard, if one is corrupt
-        shards = Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")
-        problem = schema_problem(shards) if isinstance(err, tf.errors.InvalidArgumentError) else None
-        if problem:
-            raise UserError(f"{problem} (tensorflow/models' ImageNet schema)") from None
-        raise UserError(f"{tfrecord_dir}: reading the shards failed: {_tf_message(err)}") from err
+    except tf.errors.InvalidArgumentError as err:
+        if BAD_IMAGE in err.message:
+            raise UserError(f"{tfrecord_dir}: {_tf_message(err)}") from None
+        _raise_for_shards(err, tfrecord_dir)
+    except (tf.errors.DataLossError, tf.errors.FailedPreconditionError) as err:
+        _raise_for_shards(err, tfrecord_dir)
+
+
+#: The batch decoder's errors start so (custom_ops/decode_resize_normalise/decode_resize_normalise.cc).
+BAD_IMAGE = "DecodeCropResizeNormalise: "
+
+
+def _raise_for_shards(err: Any, tfrecord_dir: str | Path) -> NoReturn:
+    """Raise the UserError for a failed read: the corrupt shard (found by its sha256), else the record that
+    does not fit the schema, else TensorFlow's message."""
+    import tensorflow as tf
+
+    shards = Manifest.read(tfrecord_dir).shard_files(tfrecord_dir, verify="sha256")  # raises if one is corrupt
+    problem = schema_problem(shards) if isinstance(err, tf.errors.InvalidArgumentError) else None
+    if problem:
+        raise UserError(f"{problem} (tensorflow/models' ImageNet schema)") from None
+    raise UserError(f"{tfrecord_dir}: reading the shards failed: {_tf_message(err)}") from err
 
 
 def _tf_message(err: Any) -> str:

@@ -12,9 +12,10 @@ One forward pass turns a photo into a painting in the style the net was trained 
 
 Every convolution pads by reflection, and every one but the last is followed by instance
 normalisation (IN) whose variance is ``mean(PowerDifference(x, mean, 2))``
-(:func:`tfbench.operators.instance_norm.instance_norm`), computed one of three ways (``norm=``):
+(:func:`tfbench.operators.instance_norm.instance_norm`), computed one of four ways (``norm=``):
 ``"tf"`` TensorFlow's own ops, ``"cpp"`` the PowerDifference C++ op, ``"numpy"`` NumPy through
-``tf.numpy_function`` (inference only: it has no gradient).  The weights do not depend on the
+``tf.numpy_function`` (inference only: it has no gradient), ``"fused"`` the whole norm as one C++ op
+(:mod:`tfbench.operators.fused_instance_norm`, forward and backward).  The weights do not depend on the
 choice, so :func:`with_norm` rebuilds a trained net with another one.  The custom layers are
 registered with Keras, so ``.keras`` files load back with ``keras.saving.load_model``.
 
@@ -31,7 +32,7 @@ import tensorflow as tf
 from tfbench.operators.instance_norm import EPSILON, instance_norm
 
 #: ``norm=`` value -> the ``backend`` of :func:`tfbench.operators.instance_norm.instance_norm`.
-NORMS = {"tf": "fallback", "cpp": "cpp", "numpy": "numpy"}
+NORMS = {"tf": "fallback", "cpp": "cpp", "numpy": "numpy", "fused": "fused"}
 
 
 @keras.saving.register_keras_serializable(package="tfbench")
@@ -116,7 +117,7 @@ def config_of(model: keras.Model) -> dict[str, Any]:
 
 
 def with_norm(model: keras.Model, norm: str) -> keras.Model:
-    """The same net and weights, its instance norms computed the ``norm`` way (``"tf"``, ``"cpp"``, ``"numpy"``)."""
+    """The same net and weights, its instance norms computed the ``norm`` way (a key of :data:`NORMS`)."""
     twin = build_transform_net(norm=norm, name=model.name, **config_of(model))
     twin.set_weights(model.get_weights())
     return twin

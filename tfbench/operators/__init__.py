@@ -8,10 +8,17 @@
 - :mod:`tfbench.operators.instance_norm` uses it in a real graph (a style-transfer residual block);
 - :mod:`tfbench.operators.gradients`: gradients from Python (``tf.custom_gradient``, ``tf.RegisterGradient``,
   gradient override maps), run by ``python -m tfbench.grads``;
-- :mod:`tfbench.operators.fuzz` checks it against NumPy on random shapes, dtypes and exponents;
-- :mod:`tfbench.benchmarks.ops` times it against ``tf.pow(x - y, p)`` and NumPy;
+- :mod:`tfbench.operators.fused_instance_norm` is ``InstanceNorm``: the whole instance norm as one C++ op
+  forward and one backward, which beats TensorFlow's composite;
+- :mod:`tfbench.operators.fuzz` (and :mod:`tfbench.operators.fuzz_instance_norm`) check them against NumPy on
+  random shapes, dtypes and attributes;
+- :mod:`tfbench.benchmarks.ops` times PowerDifference against ``tf.pow(x - y, p)`` and NumPy, and
+  :mod:`tfbench.benchmarks.norms` the fused norm and PowerDifference at the transform net's shapes;
 - :mod:`tfbench.data.resize_normalise` is ``ResizeNormalise``: the TFRecord pipeline's resize,
   rounding and normalisation fused into one op (operator fusion for the input side).
 
-Run ``python -m tfbench.ops --help`` (build, info, demo, fuzz).  May import: plumbing, reporting, timing.
+Each op is its own library (``custom_ops/<name>/``) with its own needs (:data:`tfbench.operators.build.NEEDS`),
+and falls back to TensorFlow's ops where it cannot be built (:mod:`tfbench.operators.backend`).
+
+Run ``python -m tfbench.ops --help`` (build, list, info, demo, fuzz).  May import: plumbing, reporting, timing.
 """

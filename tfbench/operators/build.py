@@ -47,6 +47,19 @@ class BuildError(UserError):
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What one op's library needs beyond TensorFlow's framework library (one library per op, as
+    tensorflow/custom-op does: an op whose needs are missing here fails alone, the others still build)."""
+
+    headers_from: tuple[str, ...] = ()  # other custom_ops/ folders whose headers it includes (-I, hashed)
+    kernel_library: bool = False  # TensorFlow's kernel library: libtensorflow_cc and its JPEG headers
+
+
+#: The ops that need more than TensorFlow's framework; every other op needs nothing else.
+NEEDS = {"decode_resize_normalise": Needs(headers_from=("resize_normalise",), kernel_library=True)}
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     """Everything that decides the library: its sources, the compiler and the full command."""
 
@@ -109,12 +122,13 @@ def _cpu_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= set(flags) else []
 
 
-def _kernel_library_flags(include: str, lib: str) -> list[str]:
+def _kernel_library_flags(name: str, include: str, lib: str) -> list[str]:
     """Flags to use TensorFlow's own kernel helpers, such as ``tensorflow::jpeg`` (the JPEG decoder of
     ``tf.io.decode_jpeg``): the headers of the libjpeg-turbo it bundles, and ``libtensorflow_cc``, which
-    exports them.  Empty where the wheel has no such library; an op that needs it then fails to build."""
+    exports them.  A :class:`BuildError` naming op ``name`` where the wheel has no such library."""
     if not (Path(lib) / "libtensorflow_cc.so.2").exists():
-        return []
+        raise BuildError(f"custom_ops/{name} needs TensorFlow's kernel library, which this TensorFlow has not: "
+                         f"no libtensorflow_cc.so.2 in {lib}")
     return [f"-I{Path(include) / 'external' / 'libjpeg_turbo'}", "-l:libtensorflow_cc.so.2"]
 
 
@@ -141,10 +155,16 @@ def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = N
         wanted = compiler or os.environ.get("CXX") or "g++, c++ or clang++"
         raise BuildError(f"no C++ compiler found ({wanted} is not on PATH): install g++ (Debian/Ubuntu: "
                          f"apt-get install g++) or set CXX to build custom_ops/{name}")
+    needs = NEEDS.get(name, Needs())
+    shared = [source_dir(other) for other in needs.headers_from]
     flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
-             *_kernel_library_flags(tf.sysconfig.get_include(), tf.sysconfig.get_lib()))
+             *(_kernel_library_flags(name, tf.sysconfig.get_include(), tf.sysconfig.get_lib())
+               if needs.kernel_library else ()))
+    headers = [h for other in (folder, *shared) for h in other.glob("*.h")]
+    # the shared headers' contents are in the key, their folder (which checkout) is not
     key = cache_key((tf.__version__, tf.sysconfig.get_lib(), _compiler_version(found), *flags),
-                    sorted([*sources, *folder.glob("*.h")]))
+                    sorted([*sources, *headers]))
+    flags = (*flags, *[f"-I{other}" for other in shared])
     root = Path(cache).expanduser() if cache is not None else paths.cache_root()
     library = root / "ops" / name / f"tf{tf.__version__}-{key}" / f"{name}.so"
     return BuildPlan(name, sources, found, flags, library)

@@ -5,7 +5,11 @@ NumPy gives NaN, the same infinities) or raises ``tf.errors.InvalidArgumentError
 it should (x and y not broadcastable, or ``pow`` not a scalar).  Shapes have rank 0 to 5
 (dimensions 0 to 4, broadcastable or not), dtypes are float16, bfloat16, float32 and float64,
 exponents include 0, negative, fractional, NaN and infinite values, and the inputs include
-zeros, equal pairs (x - y == 0), NaN and infinities.
+zeros, equal pairs (x - y == 0), NaN and infinities.  One case in ten is the broadcast of
+instance normalisation, ``[N, H, W, C]`` against ``[N, 1, 1, C]`` (or the other way round), which
+the kernel runs on its fast path.
+
+The fused ``InstanceNorm`` op is fuzzed after it (:mod:`tfbench.operators.fuzz_instance_norm`).
 
 The tests run this in a subprocess (``python -m tfbench.ops fuzz``) so that a crash of the
 C++ kernel shows up as a failed exit code instead of taking the test run down.
@@ -21,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from tfbench.operators import fuzz_instance_norm
 from tfbench.operators.power_difference import power_difference
 from tfbench.plumbing.errors import first_line
 
@@ -47,6 +52,10 @@ class Case:
 
 def _shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Two shapes of rank 0-5 that usually broadcast (one dimension broken a quarter of the time)."""
+    if rng.random() < 0.1:  # a per-channel value against a plane: the kernel's fast path
+        n, h, w, c = (int(d) for d in rng.integers(1, 7, size=4))
+        plane, values = (n, h, w, c), (n, 1, 1, c)
+        return (plane, values) if rng.random() < 0.5 else (values, plane)
     rank = int(rng.integers(0, 6))
     base = [int(rng.choice([0, 1, 2, 3, 4], p=[0.04, 0.16, 0.3, 0.3, 0.2])) for _ in range(rank)]
 
@@ -143,8 +152,12 @@ def check(case: Case, backend: str) -> tuple[str, str | None]:
     return "match", compare(got, want)
 
 
-def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), progress: bool = True) -> dict[str, Any]:
-    """Run ``cases`` random cases on each backend; returns counts and the first problems."""
+def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), progress: bool = True,
+        instance_norm: bool = True) -> dict[str, Any]:
+    """Run ``cases`` random cases on each backend; returns counts and the first problems.
+
+    ``instance_norm``: also fuzz the fused ``InstanceNorm`` op, under the key ``"instance_norm"``.
+    """
     summary: dict[str, Any] = {"cases": cases, "seed": seed, "backends": {}}
     for backend in backends:
         rng = np.random.default_rng(seed)  # the same cases for every backend
@@ -159,4 +172,6 @@ def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), pr
                 if len(problems) < 20:
                     problems.append(f"{case.describe()}: {problem}")
         summary["backends"][backend] = {**counts, "first_problems": problems}
+    if instance_norm:
+        summary["instance_norm"] = fuzz_instance_norm.run(cases, seed, backends, progress)
     return summary

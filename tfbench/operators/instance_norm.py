@@ -7,6 +7,9 @@ is computed with the custom op: ``var = mean(PowerDifference(x, mean, 2))``.  Tr
 ``tf.function`` the graph holds ``PowerDifference`` nodes, and training through it uses the
 gradient registered in :mod:`tfbench.operators.power_difference`.
 
+``backend="fused"`` computes the whole instance norm with the fused C++ op instead
+(:mod:`tfbench.operators.fused_instance_norm`, one kernel forward and one backward).
+
 ``python -m tfbench.ops demo`` writes the graph (before and after grappler, plus the traced op
 graph) to TensorBoard.  Keras' ``GroupNormalization(groups=-1)`` is instance normalisation:
 the tests use it as the reference.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfbench.operators import fused_instance_norm
 from tfbench.operators.power_difference import power_difference
 
 EPSILON = 1e-3  # Keras GroupNormalization's default, so the two agree
@@ -46,8 +50,11 @@ def instance_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *, epsilon: f
     """Normalise each image and channel of NHWC ``x`` over H and W; variance via PowerDifference.
 
     ``backend``: the op's ``"cpp"``, ``"fallback"`` or ``"auto"`` (see :mod:`tfbench.operators.backend`),
-    or ``"numpy"`` for :func:`numpy_power_difference`.
+    ``"numpy"`` for :func:`numpy_power_difference`, or ``"fused"`` for the fused ``InstanceNorm`` op
+    (its own backend rule: the composite of TensorFlow ops where it cannot be built).
     """
+    if backend == "fused":
+        return fused_instance_norm.instance_norm(x, gamma, beta, epsilon=epsilon)
     mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
     if backend == "numpy":
         squares = numpy_power_difference(x, mean, 2.0)

@@ -11,7 +11,7 @@ Library code for ``python -m tfbench.style`` (exercise 3.9 and the course lab); 
 - :func:`compare_modes` runs the same steps in each mode from the same start, round robin, and reports
   their losses, their largest pixel difference and their times side by side;
 - :func:`train_transform_net` trains the transform net on augmented photos with checkpoints, so it resumes;
-- :func:`compare_norms` runs a trained net with its three instance norms and reports outputs and images/s.
+- :func:`compare_norms` runs a trained net with its four instance norms and reports outputs and images/s.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def stylise(net: Any, image: np.ndarray) -> np.ndarray:
 
 
 def norm_functions(net: Any) -> dict[str, Any]:
-    """The trained net as three ``tf.function``\\ s, one per instance norm (``tf``, ``cpp``, ``numpy``)."""
+    """The trained net as four ``tf.function``\\ s, one per instance norm (``tf``, ``cpp``, ``numpy``, ``fused``)."""
     return {norm: tf.function(lambda x, m=tn.with_norm(net, norm): m(x, training=False)) for norm in tn.NORMS}
 
 
@@ -289,7 +289,8 @@ def compare_norms(net: Any, images: np.ndarray, *, repeats: int = 5, warmup: int
     for result in timings:
         norm = result.case
         rows.append({"norm": norm, "instance_norm": {"tf": "TensorFlow ops (tf.pow)", "cpp": "PowerDifference C++ op",
-                                                     "numpy": "NumPy via tf.numpy_function"}[norm],
+                                                     "numpy": "NumPy via tf.numpy_function",
+                                                     "fused": "fused InstanceNorm C++ op"}[norm],
                      "median_ms": result.median_ms, "p10_ms": result.p10_ms, "p90_ms": result.p90_ms,
                      "images_per_s": len(images) / (result.median_ms / 1e3),
                      "max_abs_diff_vs_tf": float(np.max(np.abs(outputs[norm] - outputs["tf"])))})

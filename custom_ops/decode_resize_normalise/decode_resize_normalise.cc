@@ -12,7 +12,11 @@
 //      crop, the code behind tf.image.decode_and_crop_jpeg, into a scratch buffer reused across
 //      the batch (no tensor is allocated per image);
 //   3. resizes, rounds and normalises the window in place, straight into the image's slot of the
-//      output batch (resize_kernels.h), so nothing is copied into a batch afterwards.
+//      output batch (resize_kernels.h, shared with custom_ops/resize_normalise/), so nothing is copied
+//      into a batch afterwards.
+// A bad image is an InvalidArgument naming its place in the batch and, from the input `names` (the
+// records' file names; empty: none), its name.  This op is a library of its own: it needs TensorFlow's
+// kernel library (libtensorflow_cc, for tensorflow::jpeg), which ResizeNormalise does not.
 // The same pixels as the per-image path, bit for bit (tested).  With `parallel` (the default) the
 // images of a batch are shared out one at a time over TensorFlow's intra-op threads, the calling
 // thread included: with tf.data running one call per core as well, the cores stay busy at the
@@ -61,6 +65,7 @@ absl::Status DecodeShape(InferenceContext* c) {
 
 REGISTER_OP("DecodeCropResizeNormalise")
     .Input("contents: string")
+    .Input("names: string")
     .Output("output: out_type")
     .Attr("out_type: {float, uint8} = DT_FLOAT")
     .Attr("crop: {'central_square', 'central_square_v2', 'central_fraction'}")
@@ -146,13 +151,20 @@ class DecodeCropResizeNormaliseOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, shape, &output));
     const auto jpegs = contents.flat<tstring>();
     const int64_t n = jpegs.size(), image_values = params_.out_height * params_.out_width * 3;
+    // The images' names (the records' file names), only for error messages; empty: none.
+    const Tensor& names = context->input(1);
+    OP_REQUIRES(context, names.NumElements() == 0 || names.NumElements() == n,
+                absl::InvalidArgumentError(absl::StrCat("DecodeCropResizeNormalise: names must be empty or hold one "
+                                                        "name per image (", n, "), got shape ",
+                                                        names.shape().DebugString())));
+    const tstring* name_of = names.NumElements() == 0 ? nullptr : names.flat<tstring>().data();
     const bool pixels_out = out_type_ == DT_UINT8;
 
     std::vector<absl::Status> status(n);
     auto decode_range = [&](int64_t begin, int64_t end) {
       std::vector<uint8_t> scratch;  // the decoded window and margin of one image, reused
       for (int64_t i = begin; i < end; ++i) {
-        status[i] = DecodeOne(jpegs(i), i, n, contents.dims() == 0, scratch,
+        status[i] = DecodeOne(jpegs(i), name_of ? name_of + i : nullptr, i, n, contents.dims() == 0, scratch,
                               pixels_out ? nullptr : output->flat<float>().data() + i * image_values,
                               pixels_out ? output->flat<uint8_t>().data() + i * image_values : nullptr);
       }
@@ -166,11 +178,16 @@ class DecodeCropResizeNormaliseOp : public OpKernel {
   }
 
  private:
-  // Decode, crop, resize and normalise image i of n into `out` (or `out_pixels`); an error names it.
-  absl::Status DecodeOne(const tstring& jpeg, int64_t i, int64_t n, bool scalar, std::vector<uint8_t>& scratch,
-                         float* out, uint8_t* out_pixels) const {
+  // Decode, crop, resize and normalise image i of n into `out` (or `out_pixels`); an error names it,
+  // by its place in the batch and by `name` (nullptr: no name).
+  absl::Status DecodeOne(const tstring& jpeg, const tstring* name, int64_t i, int64_t n, bool scalar,
+                         std::vector<uint8_t>& scratch, float* out, uint8_t* out_pixels) const {
     // Which image, for an error message (built only when there is an error to report).
-    const auto where = [&]() { return scalar ? std::string("the image") : absl::StrCat("image ", i, " of ", n); };
+    const auto where = [&]() {
+      const std::string place = scalar ? std::string("the image") : absl::StrCat("image ", i, " of ", n);
+      if (name == nullptr || name->empty()) return place;
+      return absl::StrCat(place, " \"", std::string(name->data(), name->size()), "\"");
+    };
     int width = 0, height = 0, components = 0;
     if (jpeg.size() >= (1u << 31) ||
         !jpeg::GetImageInfo(jpeg.data(), static_cast<int>(jpeg.size()), &width, &height, &components)) {
