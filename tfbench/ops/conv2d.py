@@ -107,7 +107,34 @@ def conv2d(input: Any, filters: Any, strides: int | Sequence[int] = 1, padding: 
                                              algorithm=algorithm, name=name)
     filter_shape = w.shape.as_list() if w.shape.rank is not None else [None] * 4
     check_attributes(algorithm, padding, strides4, dilations4, filter_shape)
+    check_shapes(x.shape, w.shape, padding)
+    if x.shape[0] == 0 and x.shape[1:].is_fully_defined() and w.shape.is_fully_defined():
+        # an empty batch: tf.nn.conv2d (oneDNN) hands back its input unchanged, with the input's channels
+        (oh, _, _), (ow, _, _) = (same_padding(size, k, s, padding)
+                                  for size, k, s in zip(x.shape[1:3], w.shape[:2], strides4[1:3]))
+        return tf.zeros([0, oh, ow, w.shape[3]], tf.float32, name=name)
     return tf.nn.conv2d(x, w, strides4, padding, name=name or "TfbenchConv2DFallback")
+
+
+def check_shapes(input_shape: tf.TensorShape, filter_shape: tf.TensorShape, padding: str) -> None:
+    """The op's checks of the shapes, in Python, where they are known (tf.nn.conv2d aborts the process on a 3-D
+    input on some TensorFlow versions instead of raising)."""
+    if input_shape.rank is not None and input_shape.rank != 4:
+        raise _invalid(f"{OP_NAME}: input must be 4-D [batch, height, width, channels] (NHWC), "
+                       f"got shape {input_shape.as_list()}")
+    if filter_shape.rank is not None and filter_shape.rank != 4:
+        raise _invalid(f"{OP_NAME}: filter must be 4-D [height, width, in_channels, out_channels] (HWIO), "
+                       f"got shape {filter_shape.as_list()}")
+    if input_shape.rank is None or filter_shape.rank is None:
+        return
+    (_, h, w, c), (kh, kw, fc, _) = input_shape.as_list(), filter_shape.as_list()
+    if c is not None and fc is not None and c != fc:
+        raise _invalid(f"{OP_NAME}: input has {c} channels (shape {input_shape.as_list()}) but filter "
+                       f"{filter_shape.as_list()} expects {fc}")
+    for what, size, k in (("height", h, kh), ("width", w, kw)):
+        if padding == "VALID" and size is not None and k is not None and size < k:
+            raise _invalid(f"{OP_NAME}: with padding VALID the input {what} ({size}) must be at least the filter "
+                           f"{what} ({k})")
 
 
 def schedule(input_shape: Sequence[int], filter_shape: Sequence[int], strides: int | Sequence[int] = 1,
