@@ -2,7 +2,8 @@
 
 The slow test builds the wheel from a copy of the source tree, installs it with its dependencies into a
 fresh virtualenv (pip's cache makes that a copy, not a download) and runs the installed ``tfbench`` from a
-folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference call, with the
+folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference call (and one
+TfbenchConv2D call, its library built on first use), with the
 cache in a temporary folder; nothing may be written into site-packages.
 """
 
@@ -114,7 +115,8 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
                 .stdout.strip())
     installed = _files(site)
     assert {"tfbench/datasets/imagenet/imagenet_class_index.json",
-            "tfbench/custom_ops/power_difference/power_difference.cc"} <= installed
+            "tfbench/custom_ops/power_difference/power_difference.cc",
+            "tfbench/custom_ops/conv2d/conv2d.cc", "tfbench/custom_ops/conv2d/simd.h"} <= installed
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -135,6 +137,11 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     called = timed("PowerDifference", venv / "python", "-c", code, cwd=outside, env=env)
     where, values = called.stdout.split("\n")[:2]
     assert Path(where).is_relative_to(site) and values == "[8.0, 64.0]"
+    code = ("import numpy as np; from tfbench.ops import conv2d; "
+            "y = conv2d.conv2d(np.ones((1, 3, 3, 2), np.float32), np.ones((3, 3, 2, 1), np.float32), "
+            "algorithm='im2col', backend='cpp'); print(y.numpy()[0, :, :, 0].tolist())")
+    called = timed("TfbenchConv2D", venv / "python", "-c", code, cwd=outside, env=env, timeout=900)
+    assert called.stdout.strip().splitlines()[-1] == "[[8.0, 12.0, 8.0], [12.0, 18.0, 12.0], [8.0, 12.0, 8.0]]"
 
     assert _files(site) == installed, f"written into site-packages: {sorted(_files(site) - installed)}"
     print(f"packaging test steps (s): {timings}")
