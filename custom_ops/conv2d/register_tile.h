@@ -8,8 +8,8 @@
 //       w[0..NV) = filter[kh, kw, ic, oc0 : oc0 + RK]          NV vector loads
 //       for r < RW:  acc[r][:] += broadcast(input[pixel r, kh, kw, ic]) * w[:]
 //
-// RW and NV come from the register file (simd.h): 12 x 2 accumulators of 32 registers with AVX-512,
-// 6 x 2 of 16 with AVX2, leaving room for the NV filter vectors and the broadcast.
+// RW and NV come from the register file (simd.h) and the row length: up to 14 x 2 accumulators of 32
+// registers with AVX-512, up to 6 x 2 of 16 with AVX2, leaving room for the filter vectors and the broadcast.
 #ifndef TFBENCH_CONV2D_REGISTER_TILE_H_
 #define TFBENCH_CONV2D_REGISTER_TILE_H_
 
@@ -22,8 +22,31 @@
 
 namespace tfbench_conv {
 
-// Output pixels per register tile (along the output row).
-constexpr int kTilePixels = kVectorRegisters >= 32 ? 12 : 6;
+// Output pixels per register tile (along the output row): the choice that wastes the fewest columns at
+// the end of a row (a 14-wide row in 12-pixel tiles would compute 24 pixels for 14), the widest on a
+// tie.  Each choice leaves room for the NV = 2 filter vectors and the broadcast beside its 2 x RW
+// accumulators: up to 14 pixels (28 + 3 of 32 registers) with AVX-512, up to 6 (12 + 3 of 16) otherwise.
+constexpr int kPixelChoices32[] = {14, 12, 8, 7};
+constexpr int kPixelChoices16[] = {6, 5, 4};
+constexpr int kMaxTilePixels = kVectorRegisters >= 32 ? 14 : 6;
+
+inline int TilePixels(const ConvShape& s) {
+  int best = 0;
+  int64_t best_cols = 0;
+  auto consider = [&](int rw) {
+    const int64_t cols = RoundUp(s.ow, rw);
+    if (best == 0 || cols < best_cols || (cols == best_cols && rw > best)) {
+      best = rw;
+      best_cols = cols;
+    }
+  };
+  if (kVectorRegisters >= 32) {
+    for (int rw : kPixelChoices32) consider(rw);
+  } else {
+    for (int rw : kPixelChoices16) consider(rw);
+  }
+  return best;
+}
 
 // Output channels per register tile: two vectors, or one when the layer has no more channels than that.
 inline int TileVectors(const ConvShape& s) { return s.k > kLanes ? 2 : 1; }
@@ -43,10 +66,10 @@ inline std::vector<float> PackFilterBlocks(const float* filter, const ConvShape&
   return packed;
 }
 
-// Columns of zeros the padded input needs on the right so that a tile of kTilePixels pixels that
+// Columns of zeros the padded input needs on the right so that a tile of TilePixels(s) pixels that
 // runs past the last output column still reads inside the copy.
 inline int64_t ExtraColumns(const ConvShape& s) {
-  const int64_t needed = (RoundUp(s.ow, kTilePixels) - 1) * s.stride_w + s.kw;
+  const int64_t needed = (RoundUp(s.ow, TilePixels(s)) - 1) * s.stride_w + s.kw;
   return std::max<int64_t>(0, needed - (s.w + s.pad_left + s.pad_right));
 }
 
@@ -58,14 +81,13 @@ struct TileArgs {
   const float* weights;      // this block's packed filter [kh][kw][c][rk]
   int64_t c0, c1;            // the input channels summed
   float* output;             // output at (n, oh, ow0, oc0)
-  int64_t valid_pixels;      // <= kTilePixels: the rest of the tile is past the output row's end
+  int64_t valid_pixels;      // <= RW: the rest of the tile is past the output row's end
   int64_t valid_channels;    // <= rk: the rest is past the last output channel
   bool accumulate;           // add to the output (tile_ic's later channel blocks) instead of writing it
 };
 
-template <int NV>
+template <int RW, int NV>
 inline void RegisterTile(const ConvShape& s, const TileArgs& t) {
-  constexpr int RW = kTilePixels;
   constexpr int RK = NV * kLanes;
   Vec acc[RW][NV];
   for (int r = 0; r < RW; ++r)
@@ -104,11 +126,29 @@ inline void RegisterTile(const ConvShape& s, const TileArgs& t) {
   }
 }
 
-inline void RunRegisterTile(int nv, const ConvShape& s, const TileArgs& t) {
+template <int RW>
+inline void RunRegisterTileOf(int nv, const ConvShape& s, const TileArgs& t) {
   if (nv == 2) {
-    RegisterTile<2>(s, t);
+    RegisterTile<RW, 2>(s, t);
   } else {
-    RegisterTile<1>(s, t);
+    RegisterTile<RW, 1>(s, t);
+  }
+}
+
+// One register tile of rw pixels (one of TilePixels' choices) and nv vectors of output channels.
+inline void RunRegisterTile(int rw, int nv, const ConvShape& s, const TileArgs& t) {
+  switch (rw) {
+#if defined(__AVX512F__)
+    case 14: return RunRegisterTileOf<14>(nv, s, t);
+    case 12: return RunRegisterTileOf<12>(nv, s, t);
+    case 8: return RunRegisterTileOf<8>(nv, s, t);
+    case 7: return RunRegisterTileOf<7>(nv, s, t);
+#else
+    case 6: return RunRegisterTileOf<6>(nv, s, t);
+    case 5: return RunRegisterTileOf<5>(nv, s, t);
+    case 4: return RunRegisterTileOf<4>(nv, s, t);
+#endif
+    default: return;  // unreachable: rw comes from TilePixels
   }
 }
 

@@ -33,7 +33,7 @@ int64_t ChannelBlock(const ConvShape& s, const Machine& m) {
 
 void ConvTileIc(const float* input, const float* filter, float* output, const ConvShape& s, const Machine& m,
                 const Parallel& parallel) {
-  const int nv = TileVectors(s);
+  const int nv = TileVectors(s), rw = TilePixels(s);
   const int64_t rk = nv * kLanes, blocks = CeilDiv(s.k, rk), slice = s.kh * s.kw * s.c * rk;
   const int64_t cb = ChannelBlock(s, m);
   const std::vector<float> weights = PackFilterBlocks(filter, s, rk);
@@ -48,7 +48,7 @@ void ConvTileIc(const float* input, const float* filter, float* output, const Co
       for (int64_t ic0 = 0; ic0 < s.c; ic0 += cb) {
         for (int64_t row = begin; row < end; ++row) {
           const int64_t n = row / s.oh, oh = row % s.oh;
-          for (int64_t ow0 = 0; ow0 < s.ow; ow0 += kTilePixels) {
+          for (int64_t ow0 = 0; ow0 < s.ow; ow0 += rw) {
             TileArgs t;
             t.input = &in.data[in.Index(n, oh * s.stride_h, ow0 * s.stride_w)];
             t.pixel_step = s.stride_w * s.c;
@@ -57,10 +57,10 @@ void ConvTileIc(const float* input, const float* filter, float* output, const Co
             t.c0 = ic0;
             t.c1 = std::min(s.c, ic0 + cb);
             t.output = output + s.OutputIndex(n, oh, ow0, b * rk);
-            t.valid_pixels = std::min<int64_t>(kTilePixels, s.ow - ow0);
+            t.valid_pixels = std::min<int64_t>(rw, s.ow - ow0);
             t.valid_channels = std::min<int64_t>(rk, s.k - b * rk);
             t.accumulate = ic0 > 0;
-            RunRegisterTile(nv, s, t);
+            RunRegisterTile(rw, nv, s, t);
           }
         }
       }
@@ -70,9 +70,10 @@ void ConvTileIc(const float* input, const float* filter, float* output, const Co
 
 std::string DescribeTileIc(const ConvShape& s, const Machine& m) {
   const int64_t rk = TileVectors(s) * kLanes, cb = ChannelBlock(s, m);
+  const int rw = TilePixels(s);
   std::ostringstream out;
   out << "tile_ic: input-channel block CB=" << cb << " (weights " << s.kh * s.kw * cb * rk * 4 / 1024.0
-      << " KiB, budget half of L1d = " << m.l1d_bytes / 2048 << " KiB), register tile " << kTilePixels << " x "
+      << " KiB, budget half of L1d = " << m.l1d_bytes / 2048 << " KiB), register tile " << rw << " x "
       << rk << ", " << CeilDiv(s.c, cb) << " passes over the output";
   return out.str();
 }

@@ -23,7 +23,7 @@ namespace tfbench_conv {
 
 void ConvTileOc(const float* input, const float* filter, float* output, const ConvShape& s, const Machine&,
                 const Parallel& parallel) {
-  const int nv = TileVectors(s);
+  const int nv = TileVectors(s), rw = TilePixels(s);
   const int64_t rk = nv * kLanes, blocks = CeilDiv(s.k, rk), slice = s.kh * s.kw * s.c * rk;
   const std::vector<float> weights = PackFilterBlocks(filter, s, rk);
   const PaddedInput in = PadInput(input, s, 0, ExtraColumns(s), parallel);
@@ -32,7 +32,7 @@ void ConvTileOc(const float* input, const float* filter, float* output, const Co
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / s.oh, oh = row % s.oh;
       for (int64_t b = 0; b < blocks; ++b) {
-        for (int64_t ow0 = 0; ow0 < s.ow; ow0 += kTilePixels) {
+        for (int64_t ow0 = 0; ow0 < s.ow; ow0 += rw) {
           TileArgs t;
           t.input = &in.data[in.Index(n, oh * s.stride_h, ow0 * s.stride_w)];
           t.pixel_step = s.stride_w * s.c;
@@ -41,10 +41,10 @@ void ConvTileOc(const float* input, const float* filter, float* output, const Co
           t.c0 = 0;
           t.c1 = s.c;
           t.output = output + s.OutputIndex(n, oh, ow0, b * rk);
-          t.valid_pixels = std::min<int64_t>(kTilePixels, s.ow - ow0);
+          t.valid_pixels = std::min<int64_t>(rw, s.ow - ow0);
           t.valid_channels = std::min<int64_t>(rk, s.k - b * rk);
           t.accumulate = false;
-          RunRegisterTile(nv, s, t);
+          RunRegisterTile(rw, nv, s, t);
         }
       }
     }
@@ -52,11 +52,11 @@ void ConvTileOc(const float* input, const float* filter, float* output, const Co
 }
 
 std::string DescribeTileOc(const ConvShape& s, const Machine& m) {
-  const int nv = TileVectors(s);
+  const int nv = TileVectors(s), rw = TilePixels(s);
   const int64_t rk = nv * kLanes, slice_bytes = s.kh * s.kw * s.c * rk * 4;
   std::ostringstream out;
-  out << "tile_oc: register tile RW=" << kTilePixels << " pixels x RK=" << rk << " output channels ("
-      << kTilePixels * nv << " accumulators of " << kVectorRegisters << " registers); weights per channel block "
+  out << "tile_oc: register tile RW=" << rw << " pixels x RK=" << rk << " output channels ("
+      << rw * nv << " accumulators of " << kVectorRegisters << " registers); weights per channel block "
       << slice_bytes / 1024 << " KiB " << (slice_bytes <= m.l2_bytes / 2 ? "fit" : "do not fit")
       << " in half of L2 (" << m.l2_bytes / 2048 << " KiB)";
   return out.str();

@@ -23,7 +23,7 @@ namespace tfbench_conv {
 namespace {
 
 struct PlaneTile {
-  int64_t th = 1, tw = kTilePixels;
+  int64_t th = 1, tw = 1;
 };
 
 int64_t WindowBytes(const ConvShape& s, int64_t th, int64_t tw) {
@@ -31,12 +31,14 @@ int64_t WindowBytes(const ConvShape& s, int64_t th, int64_t tw) {
 }
 
 PlaneTile ChoosePlaneTile(const ConvShape& s, const Machine& m) {
-  const int64_t budget = m.l2_bytes / 2, max_tw = RoundUp(s.ow, kTilePixels);
+  const int rw = TilePixels(s);
+  const int64_t budget = m.l2_bytes / 2, max_tw = RoundUp(s.ow, rw);
   PlaneTile t;
+  t.tw = rw;
   for (bool grew = true; grew;) {
     grew = false;
-    if (t.tw + kTilePixels <= max_tw && WindowBytes(s, t.th, t.tw + kTilePixels) <= budget) {
-      t.tw += kTilePixels;
+    if (t.tw + rw <= max_tw && WindowBytes(s, t.th, t.tw + rw) <= budget) {
+      t.tw += rw;
       grew = true;
     }
     if (t.th + 1 <= s.oh && WindowBytes(s, t.th + 1, t.tw) <= budget) {
@@ -52,7 +54,7 @@ PlaneTile ChoosePlaneTile(const ConvShape& s, const Machine& m) {
 
 void ConvTilePlane(const float* input, const float* filter, float* output, const ConvShape& s, const Machine& m,
                    const Parallel& parallel) {
-  const int nv = TileVectors(s);
+  const int nv = TileVectors(s), rw = TilePixels(s);
   const int64_t rk = nv * kLanes, blocks = CeilDiv(s.k, rk), slice = s.kh * s.kw * s.c * rk;
   const PlaneTile tile = ChoosePlaneTile(s, m);
   const int64_t tiles_h = CeilDiv(s.oh, tile.th), tiles_w = CeilDiv(s.ow, tile.tw);
@@ -66,7 +68,7 @@ void ConvTilePlane(const float* input, const float* filter, float* output, const
       const int64_t th1 = std::min(s.oh, th0 + tile.th), tw1 = std::min(s.ow, tw0 + tile.tw);
       for (int64_t b = 0; b < blocks; ++b) {
         for (int64_t oh = th0; oh < th1; ++oh) {
-          for (int64_t ow0 = tw0; ow0 < tw1; ow0 += kTilePixels) {
+          for (int64_t ow0 = tw0; ow0 < tw1; ow0 += rw) {
             TileArgs t;
             t.input = &in.data[in.Index(n, oh * s.stride_h, ow0 * s.stride_w)];
             t.pixel_step = s.stride_w * s.c;
@@ -75,10 +77,10 @@ void ConvTilePlane(const float* input, const float* filter, float* output, const
             t.c0 = 0;
             t.c1 = s.c;
             t.output = output + s.OutputIndex(n, oh, ow0, b * rk);
-            t.valid_pixels = std::min<int64_t>(kTilePixels, tw1 - ow0);
+            t.valid_pixels = std::min<int64_t>(rw, tw1 - ow0);
             t.valid_channels = std::min<int64_t>(rk, s.k - b * rk);
             t.accumulate = false;
-            RunRegisterTile(nv, s, t);
+            RunRegisterTile(rw, nv, s, t);
           }
         }
       }
@@ -88,10 +90,11 @@ void ConvTilePlane(const float* input, const float* filter, float* output, const
 
 std::string DescribeTilePlane(const ConvShape& s, const Machine& m) {
   const PlaneTile t = ChoosePlaneTile(s, m);
+  const int rw = TilePixels(s);
   std::ostringstream out;
   out << "tile_plane: output tiles TH=" << t.th << " x TW=" << t.tw << " pixels (input window "
       << WindowBytes(s, t.th, t.tw) / 1024 << " KiB, budget half of L2 = " << m.l2_bytes / 2048
-      << " KiB), register tile " << kTilePixels << " x " << TileVectors(s) * kLanes;
+      << " KiB), register tile " << rw << " x " << TileVectors(s) * kLanes;
   return out.str();
 }
 
