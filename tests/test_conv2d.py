@@ -173,6 +173,24 @@ def test_unknown_spatial_sizes_fall_back_to_tensorflows_backprop_ops() -> None:
         np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
 
 
+def test_an_unknown_batch_keeps_the_ops_own_gradients() -> None:
+    x, w = _inputs((3, 7, 6, 2), (3, 3, 2, 4))
+
+    def grads(conv_fn):
+        def f(a, b):
+            with tf.GradientTape() as tape:
+                tape.watch([a, b])
+                y = tf.reduce_sum(conv_fn(a, b) ** 2)
+            return tape.gradient(y, [a, b])
+        return tf.function(f, input_signature=[tf.TensorSpec([None, 7, 6, 2]), tf.TensorSpec([3, 3, 2, 4])])
+
+    ours = grads(lambda a, b: conv.conv2d(a, b, 2, "SAME", algorithm="tile_plane", backend="cpp"))
+    ops = [op.type for op in ours.get_concrete_function().graph.get_operations()]
+    assert ops.count("TfbenchConv2D") == 3 and "Conv2DBackpropInput" not in ops  # forward, d/dinput, d/dfilter
+    for got, want in zip(ours(x, w), grads(lambda a, b: tf.nn.conv2d(a, b, 2, "SAME"))(x, w)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+
+
 def _train_lenet5(conv_fn, steps: int = 4) -> dict[str, np.ndarray]:
     model = lenet5.LeNet5Module(seed=3, conv=conv_fn)
     rng = np.random.default_rng(7)
