@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", default="1,8", help="batch sizes, comma-separated")
     parser.add_argument("--algorithms", default="all", help="comma-separated algorithms, or all")
     parser.add_argument("--layers", default=None,
-                        help="only shapes of these layers, comma-separated (e.g. conv3_1,conv5_1)")
+                        help="only shapes of these layers, comma-separated (e.g. block3_conv1,block5_conv1 or c1)")
     cli.add_repeats(parser, 5)
     parser.add_argument("--warmup", type=cli.non_negative_int, default=1, help="untimed calls per case")
     parser.add_argument("--loops-limit", type=cli.positive_float, default=4.0,
