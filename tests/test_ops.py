@@ -191,8 +191,8 @@ def test_build_cli_prints_the_cached_library(library: Path) -> None:
                            text=True, timeout=300)  # without --op: every folder of custom_ops/, in order
     assert every.returncode == 0, every.stderr[-2000:]
     built = every.stdout.split()
-    assert [Path(p).stem for p in built] == ["power_difference", "resize_normalise"]
-    assert built[0] == str(library) and all(Path(p).exists() for p in built)
+    assert [Path(p).stem for p in built] == ["conv2d", "power_difference", "resize_normalise"]
+    assert built[1] == str(library) and all(Path(p).exists() for p in built)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "fallback"])
