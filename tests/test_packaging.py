@@ -4,6 +4,8 @@ The slow test builds the wheel from a copy of the source tree, installs it with 
 fresh virtualenv (pip's cache makes that a copy, not a download) and runs the installed ``tfbench`` from a
 folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference and one
 InstanceNorm call, with the
+folder outside the checkout: ``--help``, the main job, ``ops build`` and one PowerDifference call (and one
+TfbenchConv2D call, its library built on first use), with the
 cache in a temporary folder; nothing may be written into site-packages.
 """
 
@@ -118,7 +120,8 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
             "tfbench/custom_ops/power_difference/power_difference.cc",
             "tfbench/custom_ops/instance_norm/instance_norm.cc",
             "tfbench/custom_ops/decode_resize_normalise/decode_resize_normalise.cc",
-            "tfbench/custom_ops/resize_normalise/resize_kernels.h"} <= installed
+            "tfbench/custom_ops/resize_normalise/resize_kernels.h",
+            "tfbench/custom_ops/conv2d/conv2d.cc", "tfbench/custom_ops/conv2d/simd.h"} <= installed
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -151,6 +154,11 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
             "print(float(np.abs(y - fin.composite(x, [1.0, 2.0], [0.0, 1.0])).max()))")
     normed = timed("InstanceNorm", venv / "python", "-c", code, cwd=outside, env=env)
     assert float(normed.stdout.strip().splitlines()[-1]) < 1e-5
+    code = ("import numpy as np; from tfbench.operators import conv2d; "
+            "y = conv2d.conv2d(np.ones((1, 3, 3, 2), np.float32), np.ones((3, 3, 2, 1), np.float32), "
+            "algorithm='im2col', backend='cpp'); print(y.numpy()[0, :, :, 0].tolist())")
+    called = timed("TfbenchConv2D", venv / "python", "-c", code, cwd=outside, env=env, timeout=900)
+    assert called.stdout.strip().splitlines()[-1] == "[[8.0, 12.0, 8.0], [12.0, 18.0, 12.0], [8.0, 12.0, 8.0]]"
 
     assert _files(site) == installed, f"written into site-packages: {sorted(_files(site) - installed)}"
     print(f"packaging test steps (s): {timings}")

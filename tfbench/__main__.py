@@ -32,6 +32,7 @@ EXPERIMENTS: dict[str, str] = {
     "mixed_precision": "float32 vs bfloat16 vs float16 training (5.9)",
     "sparsity": "magnitude pruning to 50% during training (5.12)",
     "complexity": "neurons, parameters, multiplications, additions per layer (3.1, 3.2)",
+    "conv": "the convolution opened up: loop nest, 3 tilings, im2col+GEMM, Winograd vs oneDNN and Eigen (5.7, 6.11)",
     "roofline": "this CPU's matmul peaks and bandwidth, every layer and fusion block on a roofline (6.10, 5.11)",
     "dlp": "the deep-learning processor of chapters 6-7: programs simulated, any model compiled (6.2-6.13, 7.7-7.12)",
     "inspect": "your own model (.keras, .h5, SavedModel, factory): counts, memory, eager/XLA, grappler, roofline",

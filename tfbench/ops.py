@@ -3,11 +3,12 @@
   build   compile every op in custom_ops/ (or --op NAME) against the installed TensorFlow (cached;
           --force rebuilds)
   list    every op: its library folder, what it needs, the backend it gets here
-  info    which backend PowerDifference uses here, the library, and the op's registered interface
+  info    which backend PowerDifference and TfbenchConv2D use here, their libraries, PowerDifference's
+          registered interface, the vector extension the conv kernels were built for
   demo    a style-transfer residual block whose instance norm uses PowerDifference, in graph mode,
           written to TensorBoard (logs/ops/<timestamp>/)
-  fuzz    random cases of PowerDifference and InstanceNorm against NumPy on each backend; exit code 1 if
-          any case disagrees
+  fuzz    random cases of PowerDifference and InstanceNorm against NumPy, or of TfbenchConv2D against
+          tf.nn.conv2d (--op conv2d), on each backend; exit code 1 if any case disagrees
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def _info(ns: argparse.Namespace) -> int:
         print(f"library: {build.plan(pd.LIBRARY).library}")
         print("registered interface (OpDef):")
         print(op_def_registry.get(pd.OP_NAME))
+    from tfbench.operators import conv2d
+
+    backend = conv2d.resolve_backend(ns.backend)
+    print(f"TfbenchConv2D backend: {backend}")
+    if backend == "cpp":
+        print(f"library: {build.plan(conv2d.LIBRARY).library}")
+        print(f"kernels: {conv2d.schedule([1, 1, 1, 1], [1, 1, 1, 1], algorithm='loops').splitlines()[0]}")
+        print(f"algorithms: {', '.join(conv2d.ALGORITHMS)}")
     return 0
 
 
@@ -96,19 +105,22 @@ def _demo(ns: argparse.Namespace) -> int:
 
 
 def _fuzz(ns: argparse.Namespace) -> int:
-    from tfbench.operators import fuzz
+    from tfbench.operators import conv_fuzz, fuzz
     from tfbench.plumbing.files import write_json
 
     backends = [b.strip() for b in ns.backends.split(",") if b.strip()]
     for backend in backends:
         if backend not in ("cpp", "fallback"):
             raise UserError(f"--backends: {backend!r} is not cpp or fallback")
-    summary = fuzz.run(ns.cases, ns.seed, backends)
+    summary = (conv_fuzz if ns.op == "conv2d" else fuzz).run(ns.cases, ns.seed, backends)
+    reference = "tf.nn.conv2d" if ns.op == "conv2d" else "NumPy"
     failed = False
-    for op, part in (("PowerDifference", summary), ("InstanceNorm", summary["instance_norm"])):
+    parts = ([("TfbenchConv2D", summary)] if ns.op == "conv2d"
+             else [("PowerDifference", summary), ("InstanceNorm", summary["instance_norm"])])
+    for op, part in parts:
         for backend, result in part["backends"].items():
-            print(f"{op} {backend:8s} cases {ns.cases}: {result['match']} matched NumPy, {result['error']} raised "
-                  f"InvalidArgumentError as expected, {result['problems']} problems")
+            print(f"{op} {backend:8s} cases {ns.cases}: {result['match']} matched {reference}, {result['error']} "
+                  f"raised InvalidArgumentError as expected, {result['problems']} problems")
             for problem in result["first_problems"]:
                 print(f"  {problem}")
             failed |= result["problems"] > 0
@@ -145,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cases", type=cli.positive_int, default=1000, help="cases per backend")
     cli.add_seed(p, help="seed of the random cases")
     p.add_argument("--backends", default="cpp,fallback", help="comma-separated: cpp, fallback")
+    p.add_argument("--op", choices=("power_difference", "conv2d"), default="power_difference",
+                   help="the op to fuzz: PowerDifference against NumPy, or TfbenchConv2D against tf.nn.conv2d")
     p.add_argument("--json", default=None, help="also write the summary as JSON here")
     p.set_defaults(run=_fuzz)
     ns = cli.parse(parser, argv)

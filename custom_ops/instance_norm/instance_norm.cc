@@ -19,7 +19,7 @@
 // fixed-length loop the compiler turns into vector instructions (AVX-512 or AVX2 lanes).  Sums are
 // accumulated in double, so 16384-pixel planes lose no precision the composite keeps.
 // Units are shared out over TensorFlow's intra-op threads.  The outputs mean and inv_std are what the
-// backward pass needs; the gradient is registered from Python (tfbench/ops/fused_instance_norm.py).
+// backward pass needs; the gradient is registered from Python (tfbench/operators/fused_instance_norm.py).
 //
 // Bad input (not 4-D, gamma or beta not [channels], epsilon not positive, an empty plane) is an
 // InvalidArgument naming the shape or the attribute, at graph construction (shape function) and when

@@ -5,7 +5,7 @@
 //      function, which graph construction runs to know the output shape before any data exists.
 //   2. A kernel (an OpKernel subclass) computes it on one device; REGISTER_KERNEL_BUILDER
 //      binds it to the op for CPU and each dtype.
-// The gradient is not here: it is registered from Python (tfbench/ops/power_difference.py).
+// The gradient is not here: it is registered from Python (tfbench/operators/power_difference.py).
 //
 // Semantics, the same as NumPy's np.power(x - y, pow) and tf.pow(x - y, pow) (values may differ
 // from tf.pow's in the last bit: it uses Eigen's pow, this kernel C's pow, as NumPy does):

@@ -235,7 +235,7 @@ def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str)
     ax.loglog(ai, np.minimum(b16, ai * bw), "k--", lw=1.2, label=f"bfloat16 matmul roof: {b16:.0f} GFLOP/s")
     ax.axvline(f32 / bw, color="grey", lw=0.8, ls=":")
     ax.text(f32 / bw, f32 * 1.15, f" ridge {f32 / bw:.1f} FLOP/byte", fontsize=8, color="grey")
-    for group in dict.fromkeys([*COLOURS, *(p.group for p in placed)]):
+    for index, group in enumerate(dict.fromkeys([*COLOURS, *(p.group for p in placed)])):
         mine = [p for p in placed if p.group == group]
         if not mine:
             continue
@@ -246,7 +246,8 @@ def plot(points: Sequence[Point], peaks: dict[str, Any], path: Path, title: str)
                             arrowprops={"arrowstyle": "->", "color": COLOURS[group]})
         ax.scatter([p.intensity for p in mine], [p.gflops * p.load_scale for p in mine],
                    s=28 if group != "model" else 60,
-                   c=COLOURS.get(group, "tab:orange"), marker="*" if group == "model" else "o", alpha=0.8, label=group)
+                   c=COLOURS.get(group, f"C{index % 10}"), marker="*" if group == "model" else "o", alpha=0.8,
+                   label=group)
     for i, p in enumerate(q for q in placed if q.group in ("fusion", "model")):
         ax.annotate(p.name, (p.intensity, p.gflops * p.load_scale), fontsize=6.5, xytext=(5, -9 + 9 * (i % 3)),
                     textcoords="offset points")

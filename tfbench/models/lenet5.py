@@ -15,7 +15,7 @@ pooling, the modern variant.  The output layer returns logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -74,12 +74,15 @@ class LeNet5Module(ExplicitModule):
     """LeNet-5 as explicit variables and ``tf.nn`` ops. Input: float32 (N, 32, 32, 1).
 
     ``compute_dtype`` ("float32", "bfloat16", "float16"): the arithmetic's dtype; variables and
-    the returned logits stay float32 (see :mod:`tfbench.models.precision`).
+    the returned logits stay float32 (see :mod:`tfbench.models.precision`).  ``conv`` replaces
+    ``tf.nn.conv2d`` in C1 and C3 (same arguments), to train with another convolution.
     """
 
     def __init__(self, weights: WeightDict | None = None, *, seed: int = 0,
-                 activation: str = "tanh", name: str = "lenet5", compute_dtype: str | tf.DType = "float32"):
+                 activation: str = "tanh", name: str = "lenet5", compute_dtype: str | tf.DType = "float32",
+                 conv: Callable[..., tf.Tensor] | None = None):
         super().__init__(name=name)
+        self.conv = conv or tf.nn.conv2d  # conv(x, kernel, strides, padding): e.g. tfbench.operators.conv2d.conv2d
         _check_activation(activation)
         self.compute_dtype = _compute_dtype(compute_dtype)
         self.activation = activation
@@ -110,7 +113,7 @@ class LeNet5Module(ExplicitModule):
                         kernel = tf.cast(self.kernels[spec.name], dtype)
                         bias = tf.cast(self.biases[spec.name], dtype)
                         if spec.kind == "conv":
-                            x = act(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias))
+                            x = act(tf.nn.bias_add(self.conv(x, kernel, 1, "VALID"), bias))
                         else:
                             if x.shape.rank == 4:
                                 x = tf.reshape(x, [-1, spec.kernel_shape[0]])

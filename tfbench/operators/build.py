@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tfbench.plumbing import paths
 from tfbench.plumbing.errors import UserError, first_line
@@ -122,6 +122,24 @@ def _cpu_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= set(flags) else []
 
 
+def _vector_flags() -> list[str]:
+    """The widest vector extension of this CPU, for ops whose kernels are written for one (custom_ops/conv2d/simd.h):
+    AVX-512 (F, DQ, BW, VL) where present, else AVX2 + FMA, else none (portable code).  Decided on the machine
+    that builds, and part of the flags, so part of the cache key."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx2", "fma"} <= flags:
+        return ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"]
+    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
+
+
+#: per-op flags beyond the shared ones, each a function run on the machine that builds.
+EXTRA_FLAGS: dict[str, Callable[[], list[str]]] = {"conv2d": _vector_flags}
+
+
 def _kernel_library_flags(name: str, include: str, lib: str) -> list[str]:
     """Flags to use TensorFlow's own kernel helpers, such as ``tensorflow::jpeg`` (the JPEG decoder of
     ``tf.io.decode_jpeg``): the headers of the libjpeg-turbo it bundles, and ``libtensorflow_cc``, which
@@ -157,7 +175,8 @@ def plan(name: str, *, compiler: str | None = None, cache: str | Path | None = N
                          f"apt-get install g++) or set CXX to build custom_ops/{name}")
     needs = NEEDS.get(name, Needs())
     shared = [source_dir(other) for other in needs.headers_from]
-    flags = (*BASE_FLAGS, *_cpu_flags(), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+    flags = (*BASE_FLAGS, *_cpu_flags(), *EXTRA_FLAGS.get(name, list)(),
+             *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
              *(_kernel_library_flags(name, tf.sysconfig.get_include(), tf.sysconfig.get_lib())
                if needs.kernel_library else ()))
     headers = [h for other in (folder, *shared) for h in other.glob("*.h")]
