@@ -16,7 +16,7 @@ from tfbench.data import images
 from tfbench.data import weights as weight_files
 from tfbench.models import style_losses as sl
 from tfbench.models import transform_net as tn
-from tfbench.style_transfer.optimise import optimise as st
+from tfbench.style_transfer import optimise as st
 from tfbench.style_transfer.optimise import pictures as style_pictures
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -172,7 +172,7 @@ def _optimise(args: argparse.Namespace) -> int:
 
     from tfbench.models import style_losses as sl
     from tfbench.reporting import summaries
-    from tfbench.style_transfer.optimise import optimise as st
+    from tfbench.style_transfer import optimise as st
     from tfbench.timing import format_table
 
     content, content_source = load_picture(args.content, DEFAULT_CONTENT, args.image_size)
@@ -255,7 +255,7 @@ def _realtime(args: argparse.Namespace) -> int:
     from tfbench.data import images
     from tfbench.models import transform_net as tn
     from tfbench.reporting import summaries
-    from tfbench.style_transfer.optimise import optimise as st
+    from tfbench.style_transfer import optimise as st
     from tfbench.timing import format_table
 
     photo, photo_source = load_picture(args.image, DEFAULT_CONTENT, args.infer_size)

@@ -76,7 +76,7 @@ def run_benchmark(argv: Sequence[str] | None = None) -> dict:
     from tfbench.data import weights as weight_files
     from tfbench.models import style_losses as sl
     from tfbench.models import transform_net as tn
-    from tfbench.style_transfer.optimise import optimise as st
+    from tfbench.style_transfer import optimise as st
 
     info = timing.print_header("style")
     weights = weight_files.random(0, include_top=False)
