@@ -17,7 +17,7 @@ from tfbench.data import weights as weight_files
 from tfbench.models import style_losses as sl
 from tfbench.models import transform_net as tn
 from tfbench.style_transfer import optimise as st
-from tfbench.style_transfer.optimise import pictures as style_pictures
+from tfbench.style_transfer import pictures as style_pictures
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32
