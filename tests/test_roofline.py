@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tfbench import models, roofline
+from tfbench.inspection import roofline as roofline_lib
 from tfbench.models import counting
 from tfbench.plumbing.errors import UserError
 
@@ -15,7 +16,7 @@ from tfbench.plumbing.errors import UserError
 def test_layer_flops_are_complexitys_counts_and_bytes_follow_the_shapes():
     model = models.get("lenet5")
     batch = 3
-    points = roofline.layer_points("lenet5", model, batch, warmup=0, repeats=1)
+    points = roofline_lib.layer_points("lenet5", model, batch, warmup=0, repeats=1)
     counts = counting.count_model(models.get("lenet5"), "lenet5")
     assert [p.name for p in points] == [c.name for c in counts.layers]
     for point, count in zip(points, counts.layers):
@@ -27,8 +28,8 @@ def test_layer_flops_are_complexitys_counts_and_bytes_follow_the_shapes():
 
 
 def test_roofline_bound_and_ridge():
-    compute = roofline.Point("x", "conv", "Conv2D", flops=10**9, bytes=10**6, median_ms=10.0)
-    memory = roofline.Point("x", "relu", "ReLU", flops=10**6, bytes=10**7, median_ms=1.0)
+    compute = roofline_lib.Point("x", "conv", "Conv2D", flops=10**9, bytes=10**6, median_ms=10.0)
+    memory = roofline_lib.Point("x", "relu", "ReLU", flops=10**6, bytes=10**7, median_ms=1.0)
     peak, bandwidth = 200.0, 20.0  # ridge at 10 FLOP/byte
     row_c, row_m = compute.row(peak, bandwidth), memory.row(peak, bandwidth)
     assert row_c["intensity"] == 1000 and not row_c["memory_bound"] and row_c["bound_gflops"] == peak

@@ -37,17 +37,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from tfbench.inspection.roofline import (  # noqa: F401 - the library half, re-exported for existing callers
-    BYTES_F32,
-    COLOURS,
-    PeakProbe,
-    Point,
-    _reduce_first,
-    layer_points,
-    layer_workloads,
-    measure_peaks,
-    plot,
-)
+from tfbench.inspection.roofline import PeakProbe, Point, layer_points, plot
 from tfbench.inspection.roofline_points import MODELS, fusion_points, markdown, model_points, summary_lines
 from tfbench.plumbing import cli
 from tfbench.plumbing.errors import UserError, run_cli

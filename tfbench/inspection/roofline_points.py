@@ -8,17 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from tfbench.inspection.roofline import (  # noqa: F401 - the library half, re-exported for existing callers
-    BYTES_F32,
-    COLOURS,
-    PeakProbe,
-    Point,
-    _reduce_first,
-    layer_points,
-    layer_workloads,
-    measure_peaks,
-    plot,
-)
+from tfbench.inspection.roofline import BYTES_F32, PeakProbe, Point, _reduce_first
 
 MODELS = ("vgg19", "resnet50", "lenet5")
 

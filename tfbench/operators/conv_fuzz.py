@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from tfbench.operators import conv2d as conv
+from tfbench.operators import fuzzing
+from tfbench.plumbing.errors import first_line
 
 
 @dataclass
@@ -81,7 +82,7 @@ def check(case: ConvFuzzCase, backend: str) -> tuple[str, str | None]:
     except tf.errors.InvalidArgumentError as err:
         if case.expected_error is not None:
             return "error", None
-        return "error", f"unexpected InvalidArgumentError: {err.message.splitlines()[0][:200]}"
+        return "error", f"unexpected InvalidArgumentError: {first_line(err, 200)}"
     if case.expected_error is not None:
         return "match", f"expected InvalidArgumentError ({case.expected_error}), got a result"
     if case.x.shape[0] == 0:  # tf.nn.conv2d returns its empty input unchanged (wrong channels): compare the shape
@@ -102,18 +103,6 @@ def check(case: ConvFuzzCase, backend: str) -> tuple[str, str | None]:
 
 def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), progress: bool = True) -> dict[str, Any]:
     """Run ``cases`` random cases on each backend; returns counts and the first problems."""
-    summary: dict[str, Any] = {"op": conv.OP_NAME, "cases": cases, "seed": seed, "backends": {}}
-    for backend in backends:
-        rng = np.random.default_rng(seed)  # the same cases for every backend
-        counts = {"match": 0, "error": 0, "problems": 0}
-        problems: list[str] = []
-        for _ in tqdm(range(cases), desc=f"fuzz conv2d {backend}", disable=None if progress else True, leave=False):
-            case = random_case(rng)
-            outcome, problem = check(case, backend)
-            counts[outcome] += 1
-            if problem is not None:
-                counts["problems"] += 1
-                if len(problems) < 20:
-                    problems.append(f"{case.describe()}: {problem}")
-        summary["backends"][backend] = {**counts, "first_problems": problems}
+    backends_run = fuzzing.run_cases("conv2d", random_case, check, cases, seed, backends, progress)
+    summary: dict[str, Any] = {"op": conv.OP_NAME, "cases": cases, "seed": seed, "backends": backends_run}
     return summary

@@ -23,9 +23,8 @@ from typing import Any, Sequence
 import ml_dtypes
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
-from tfbench.operators import fuzz_instance_norm
+from tfbench.operators import fuzz_instance_norm, fuzzing
 from tfbench.operators.power_difference import power_difference
 from tfbench.plumbing.errors import first_line
 
@@ -158,20 +157,8 @@ def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), pr
 
     ``instance_norm``: also fuzz the fused ``InstanceNorm`` op, under the key ``"instance_norm"``.
     """
-    summary: dict[str, Any] = {"cases": cases, "seed": seed, "backends": {}}
-    for backend in backends:
-        rng = np.random.default_rng(seed)  # the same cases for every backend
-        counts = {"match": 0, "error": 0, "problems": 0}
-        problems: list[str] = []
-        for _ in tqdm(range(cases), desc=f"fuzz {backend}", disable=None if progress else True, leave=False):
-            case = random_case(rng)
-            outcome, problem = check(case, backend)
-            counts[outcome] += 1
-            if problem is not None:
-                counts["problems"] += 1
-                if len(problems) < 20:
-                    problems.append(f"{case.describe()}: {problem}")
-        summary["backends"][backend] = {**counts, "first_problems": problems}
+    backends_run = fuzzing.run_cases("PowerDifference", random_case, check, cases, seed, backends, progress)
+    summary: dict[str, Any] = {"cases": cases, "seed": seed, "backends": backends_run}
     if instance_norm:
         summary["instance_norm"] = fuzz_instance_norm.run(cases, seed, backends, progress)
     return summary

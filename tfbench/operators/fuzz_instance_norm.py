@@ -16,9 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from tfbench.operators import fused_instance_norm as fin
+from tfbench.operators import fuzzing
+from tfbench.plumbing.errors import first_line
 
 DTYPES = (np.float32, np.float64)
 # units in the last place allowed, times the problem's condition: the output's scale and how far the values lie
@@ -119,7 +120,7 @@ def check(case: Case, backend: str) -> tuple[str, str | None]:
     except tf.errors.InvalidArgumentError as err:
         if want is None:
             return "error", None
-        return "error", f"unexpected InvalidArgumentError: {err.message.splitlines()[0][:200]}"
+        return "error", f"unexpected InvalidArgumentError: {first_line(err, 200)}"
     if want is None:
         return "match", "expected InvalidArgumentError, got a result"
     return "match", compare(got, want, case)
@@ -127,19 +128,6 @@ def check(case: Case, backend: str) -> tuple[str, str | None]:
 
 def run(cases: int, seed: int, backends: Sequence[str] = ("cpp", "fallback"), progress: bool = True) -> dict[str, Any]:
     """Run ``cases`` random cases on each backend; returns counts and the first problems."""
-    summary: dict[str, Any] = {"cases": cases, "seed": seed, "backends": {}}
-    for backend in backends:
-        rng = np.random.default_rng(seed)  # the same cases for every backend
-        counts = {"match": 0, "error": 0, "problems": 0}
-        problems: list[str] = []
-        for _ in tqdm(range(cases), desc=f"fuzz InstanceNorm {backend}", disable=None if progress else True,
-                      leave=False):
-            case = random_case(rng)
-            outcome, problem = check(case, backend)
-            counts[outcome] += 1
-            if problem is not None:
-                counts["problems"] += 1
-                if len(problems) < 20:
-                    problems.append(f"{case.describe()}: {problem}")
-        summary["backends"][backend] = {**counts, "first_problems": problems}
+    backends_run = fuzzing.run_cases("InstanceNorm", random_case, check, cases, seed, backends, progress)
+    summary: dict[str, Any] = {"cases": cases, "seed": seed, "backends": backends_run}
     return summary
