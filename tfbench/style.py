@@ -31,7 +31,7 @@ import numpy as np
 
 from tfbench.plumbing import cli, paths
 from tfbench.plumbing.errors import UserError, run_cli
-from tfbench.style_transfer.optimise.pictures import (
+from tfbench.style_transfer.pictures import (
     CONV_LAYERS,
     DEFAULT_CONTENT,
     DEFAULT_STYLE,
