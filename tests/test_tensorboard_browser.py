@@ -210,7 +210,7 @@ def inspect_url(tmp_path_factory) -> Iterator[str]:
 def test_inspect_run_has_its_text_cards_and_roofline_image(inspect_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(f"{inspect_url}/#text")
-    page.get_by_text("conv/dense MACs").first.wait_for(timeout=90_000)
+    page.get_by_text("TF profiler, inference graph").first.wait_for(timeout=90_000)  # the cross-check line
     assert page.get_by_text("inspect/summary").count() >= 1
     assert page.locator("table", has_text="GlobalAveragePooling2D").count() >= 1  # the per-layer card
     shoot(page, "inspect_text")
