@@ -2,7 +2,8 @@
 
 Each harness (:mod:`.fuzz` for PowerDifference, :mod:`.fuzz_instance_norm`, :mod:`.conv_fuzz`) supplies
 ``random_case(rng)`` (a case with ``describe()``) and ``check(case, backend) -> (outcome, problem)``,
-outcome ``"match"`` or ``"error"`` (the op refused, as expected or not) and problem ``None`` when fine.
+outcome ``"match"`` or ``"error"`` (the op refused, as expected or not) and problem ``None`` when fine;
+each ``check`` runs its op through :func:`outcome`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,29 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
+
+from tfbench.plumbing.errors import first_line
 
 #: problems kept per backend (all are counted)
 KEPT_PROBLEMS = 20
+
+
+def outcome(call: Callable[[], Any], expected_error: bool | str | None,
+            compare: Callable[[Any], str | None]) -> tuple[str, str | None]:
+    """Run one case's op: ``("error", problem)`` if it raised ``InvalidArgumentError``, else ``("match", problem)``.
+
+    ``expected_error`` says the case must be refused (a string names why); ``compare(result)`` checks a result.
+    """
+    try:
+        got = call()
+    except tf.errors.InvalidArgumentError as err:
+        return "error", None if expected_error else f"unexpected InvalidArgumentError: {first_line(err, 200)}"
+    if expected_error:
+        why = f" ({expected_error})" if isinstance(expected_error, str) else ""
+        return "match", f"expected InvalidArgumentError{why}, got a result"
+    return "match", compare(got)
 
 
 def run_cases(label: str, random_case: Callable[[np.random.Generator], Any],
