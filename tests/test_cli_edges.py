@@ -215,3 +215,22 @@ def test_real_errors_still_reach_stderr_through_the_filter(tmp_path: Path):
               "import os, sys; os.write(2, b'failed call to cuInit: noise\\n'); print('real problem', file=sys.stderr)")
     proc = run("-c", script)
     assert proc.stderr.strip() == "real problem"
+
+
+def test_the_last_line_survives_a_filter_thread_that_is_late():
+    """The error line written just before exit is copied even when the filter's thread, after a quiet ``select``,
+    only runs again once the command has exited (on a busy machine it waits that long for the GIL)."""
+    script = (
+        "import select, time\n"
+        "real_select = select.select\n"
+        "def late_select(r, w, x, timeout=None):\n"
+        "    ready = real_select(r, w, x, timeout)\n"
+        "    if not ready[0] and timeout:\n"
+        "        time.sleep(0.3)  # as if descheduled between the timeout and the next look at the flag\n"
+        "    return ready\n"
+        "select.select = late_select\n"
+        "from tfbench.plumbing import cli; cli.quiet_tensorflow(False)\n"
+        "import sys; time.sleep(0.2); print('error: the last line', file=sys.stderr); sys.exit(2)\n")
+    proc = run("-c", script)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: the last line"

@@ -305,6 +305,7 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
     import select
     import sys
     import threading
+    import time
 
     sys.stderr.flush()
     real = os.dup(2)
@@ -322,15 +323,8 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
                 if segment and not any(n in segment for n in encoded):
                     out.write(segment)
 
-            while True:
-                ready, _, _ = select.select([read_end], [], [], 0.05)
-                if not ready:
-                    if stopping.is_set():
-                        break
-                    continue
-                chunk = os.read(read_end, 1 << 16)
-                if not chunk:
-                    break
+            def take(chunk: bytes) -> None:
+                nonlocal pending
                 pending += chunk
                 cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))  # complete segments end at the last one
                 if cut >= 0:
@@ -340,6 +334,27 @@ def filter_stderr(noise: tuple[str, ...]) -> None:
                 if pending and pending[:1] not in (b"I", b"W", b"E", b"F", b"T"):
                     emit(pending)  # an unfinished line that is no log line: show it now
                     pending = b""
+
+            while True:
+                ready, _, _ = select.select([read_end], [], [], 0.05)
+                if not ready and stopping.is_set():
+                    # The last lines (the command's "error: ...") may have come between the select's
+                    # timeout and this check, while this thread waited for the GIL: copy what the pipe
+                    # holds now.  Everything this process wrote is in it: restore() sets ``stopping``
+                    # after its last write; children that still hold the pipe are not waited for.
+                    deadline = time.monotonic() + 2.0  # a child that keeps writing does not keep us
+                    while time.monotonic() < deadline and select.select([read_end], [], [], 0)[0]:
+                        chunk = os.read(read_end, 1 << 16)
+                        if not chunk:
+                            break
+                        take(chunk)
+                    break
+                if not ready:
+                    continue
+                chunk = os.read(read_end, 1 << 16)
+                if not chunk:
+                    break
+                take(chunk)
             emit(pending)
         os.close(read_end)
 
