@@ -6,12 +6,13 @@
     python -m tfbench.bench classic                 # kNN prediction time vs scikit-learn's brute force
 
 The methods live in :mod:`tfbench.models.classic`, the experiment around them in
-:mod:`tfbench.training.classic_mnist`.  Each is run next to its scikit-learn peer on the same split: ``LinearRegression`` for least squares on one-hot targets,
-``LogisticRegression`` for softmax regression, ``KNeighborsClassifier(algorithm="brute")``
-for kNN (L2 = ``euclidean``, L1 = ``manhattan``), and the table shows both accuracies and
-how many predictions agree.  TensorBoard (``LOGDIR/classic/<timestamp>/``): accuracy per k
-(scalars, step = k), the confusion matrix and the misclassified digits with their nearest
-neighbours (images), the results table and confusion counts (Text cards).
+:mod:`tfbench.training.classic_mnist`.  Each is run next to its scikit-learn peer on the same
+split: ``LinearRegression`` for least squares on one-hot targets, ``LogisticRegression`` for
+softmax regression, ``KNeighborsClassifier(algorithm="brute")`` for kNN (L2 = ``euclidean``,
+L1 = ``manhattan``), and the table shows both accuracies and how many predictions agree.
+TensorBoard (``LOGDIR/classic/<timestamp>/``): accuracy per k (scalars, step = k), the confusion
+matrix and the misclassified digits with their nearest neighbours (images), the results table and
+confusion counts (Text cards).
 """
 
 from __future__ import annotations
