@@ -19,6 +19,7 @@ from tfbench.plumbing.errors import UserError
 
 if TYPE_CHECKING:
     from tfbench.data.mnist import DigitData
+    from tfbench.timing import Timing
 
 METRIC_NAMES = {"l2": "euclidean", "l1": "manhattan"}  # ours -> scikit-learn's
 
@@ -345,7 +346,7 @@ def run_experiment(digits: FlatDigits, run: Path, settings: Settings, *, progres
 class KnnSpeed:
     """kNN prediction timings (ours and scikit-learn's), their ratios, and whether the predictions agree."""
 
-    rows: list[Any]  # timing.Timing
+    rows: list[Timing]
     ratios: dict[str, float] = field(default_factory=dict)
     same_predictions: dict[str, bool] = field(default_factory=dict)
 
