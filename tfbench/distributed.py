@@ -13,7 +13,7 @@ what must be serial), done with TensorFlow's own engines::
 
 The training (strategies, data, the loop, checkpoints) is :mod:`tfbench.parallel.training`; the
 local worker processes :mod:`tfbench.parallel.launcher`; the shared input pipeline
-:mod:`tfbench.parallel.service`; the benchmark :mod:`tfbench.parallel.strategy_bench`.  This
+:mod:`tfbench.parallel.service`; the benchmark :mod:`tfbench.benchmarks.distributed`.  This
 module is the command on top: its flags, and what it prints.  Rerunning ``train`` with the
 same ``--checkpoint-dir`` resumes from the last saved step.  A local cluster (``--workers``,
 ``data-service`` on loopback) runs in a network namespace of its own (:mod:`tfbench.parallel.netns`).
@@ -227,28 +227,6 @@ def _private_network_first(argv: Sequence[str]) -> str | None:
     if reason is None:
         print(netns.PRIVATE_LINE, flush=True)
     return reason
-
-
-def run_benchmark(argv: Sequence[str] | None = None) -> dict:
-    """``python -m tfbench.bench distributed``: examples/s and all-reduce ms for one, mirrored, multiworker."""
-    from tfbench.parallel import strategy_bench
-
-    parser = cli.parser("bench distributed", "LeNet-5 training: one device vs mirrored (2 logical CPUs) "
-                                             "vs multiworker (2 local processes).")
-    parser.add_argument("--steps", type=cli.positive_int, default=60, help="training steps per case (at least 3)")
-    parser.add_argument("--global-batch", type=cli.positive_int, default=64, help="examples per step")
-    parser.add_argument("--allreduce-repeats", type=cli.non_negative_int, default=30,
-                        help="all-reduces of gradient-sized tensors timed after training")
-    parser.add_argument("--profile-steps", type=cli.non_negative_int, default=10,
-                        help="steps traced by the profiler to split step time into all-reduce and the rest")
-    parser.add_argument("--cases", default="one,mirrored,multiworker", help="comma-separated strategies")
-    parser.add_argument("--timeout", type=cli.positive_float, default=600.0, help="seconds per case")
-    cli.add_logdir(parser)
-    cli.add_verbose(parser)
-    ns = cli.parse(parser, argv)
-    return strategy_bench.compare_strategies([c.strip() for c in ns.cases.split(",") if c.strip()], steps=ns.steps,
-                                             global_batch=ns.global_batch, allreduce_repeats=ns.allreduce_repeats,
-                                             profile_steps=ns.profile_steps, timeout=ns.timeout, logdir=ns.logdir)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,5 @@
 - :mod:`~tfbench.parallel.service`: one ``tf.data`` service pipeline shared by several trainers;
 - :mod:`~tfbench.parallel.estimate`: what a ring all-reduce costs on N machines;
 - :mod:`~tfbench.parallel.profile`: the all-reduce share of a step, read from a profiler trace;
-- :mod:`~tfbench.parallel.strategy_bench`: one device vs mirrored vs multiworker, timed in fresh processes;
 - :mod:`~tfbench.distributed`: the command ``python -m tfbench.distributed`` on top of them.
 """

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from tfbench import timing
 from tfbench.parallel import cluster
 from tfbench.parallel.training import HISTORY_FILE, STRATEGIES
-from tfbench.plumbing import paths
+from tfbench.plumbing import cli, paths
 from tfbench.plumbing.errors import UserError
 
 COMMAND = "tfbench.distributed"
@@ -68,3 +68,23 @@ def compare_strategies(cases: Sequence[str] = STRATEGIES, *, steps: int = 60, gl
     ratios = {f"{c}/one": ms[c] / ms["one"] for c in ms if c != "one" and "one" in ms}
     return timing.report("distributed", rows, ratios, logdir=logdir,
                          extra={"model": "lenet5", "steps": steps, "note": NOTE})
+
+
+def run_benchmark(argv: Sequence[str] | None = None) -> dict:
+    """``python -m tfbench.bench distributed``: examples/s and all-reduce ms for one, mirrored, multiworker."""
+    parser = cli.parser("bench distributed", "LeNet-5 training: one device vs mirrored (2 logical CPUs) "
+                                             "vs multiworker (2 local processes).")
+    parser.add_argument("--steps", type=cli.positive_int, default=60, help="training steps per case (at least 3)")
+    parser.add_argument("--global-batch", type=cli.positive_int, default=64, help="examples per step")
+    parser.add_argument("--allreduce-repeats", type=cli.non_negative_int, default=30,
+                        help="all-reduces of gradient-sized tensors timed after training")
+    parser.add_argument("--profile-steps", type=cli.non_negative_int, default=10,
+                        help="steps traced by the profiler to split step time into all-reduce and the rest")
+    parser.add_argument("--cases", default="one,mirrored,multiworker", help="comma-separated strategies")
+    parser.add_argument("--timeout", type=cli.positive_float, default=600.0, help="seconds per case")
+    cli.add_logdir(parser)
+    cli.add_verbose(parser)
+    ns = cli.parse(parser, argv)
+    return compare_strategies([c.strip() for c in ns.cases.split(",") if c.strip()], steps=ns.steps,
+                                             global_batch=ns.global_batch, allreduce_repeats=ns.allreduce_repeats,
+                                             profile_steps=ns.profile_steps, timeout=ns.timeout, logdir=ns.logdir)
