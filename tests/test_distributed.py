@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbench import distributed
+from tfbench.benchmarks import distributed as distributed_bench
 from tfbench.inspection import complexity as complexity_lib
 from tfbench.models import lenet5, vgg19
 from tfbench.parallel import cluster as distributed_cluster
@@ -378,7 +378,7 @@ def test_gradient_bytes_and_ring_estimate():
 
 
 def test_benchmark_writes_json(tmp_path):
-    report = distributed.run_benchmark(["--steps", "6", "--profile-steps", "2", "--allreduce-repeats", "2",
+    report = distributed_bench.run_benchmark(["--steps", "6", "--profile-steps", "2", "--allreduce-repeats", "2",
                                         "--cases", "one,mirrored",
                                         "--logdir", str(tmp_path), "--timeout", str(WAIT)])
     data = json.loads(Path(report["path"]).read_text())

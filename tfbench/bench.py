@@ -28,7 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "norms": ("tfbench.benchmarks.norms", "fused InstanceNorm and PowerDifference at the transform net's shapes"),
     "fusion": ("tfbench.fusion", "fused vs unfused ops: remapper, BN folding, XLA"),
     "mixed_precision": ("tfbench.mixed_precision", "float32 vs mixed_bfloat16 vs mixed_float16 training"),
-    "distributed": ("tfbench.distributed", "one device vs mirrored vs multi-worker training"),
+    "distributed": ("tfbench.benchmarks.distributed", "one device vs mirrored vs multi-worker training"),
     "roofline": ("tfbench.roofline", "matmul peaks, bandwidth, layers and fusion blocks on a roofline (ex. 6.10)"),
     "counts": ("tfbench.benchmarks.counts",
                "inspect's counts vs Keras, the model's graph, closed forms, the profiler: every keras.applications"),

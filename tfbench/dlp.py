@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tfbench.plumbing import cli
-from tfbench.plumbing.errors import UserError, run_cli
+from tfbench.plumbing.errors import run_cli
+from tfbench.processor import amdahl, experiments, spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfbench.processor.spec import shipped_names
-
-    shipped = "shipped: " + ", ".join(shipped_names()) + "; or your .toml file"
+    shipped = "shipped: " + ", ".join(spec.shipped_names()) + "; or your .toml file"
     parser = cli.parser("dlp", __doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     cli.add_logdir(common)
@@ -76,231 +74,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _numbers(text: str, flag: str, kind: type = int) -> list[Any]:
-    try:
-        values = [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v <= 0 for v in values):
-        raise UserError(f"{flag}: expected comma-separated positive numbers, got {text!r}")
-    return values
+def _progress(line: str) -> None:
+    print(line, flush=True)
 
 
-def _load_model(ref: str, ns: argparse.Namespace) -> tuple[Any, str]:
-    from tfbench.models import load
-
-    loaded = load.load(ref, input_shape=load.parse_input_shape(ns.input_shape) if ns.input_shape else None,
-                       allow_code=ns.allow_code)
-    if loaded.keras_model is None:
-        raise UserError(f"{ref}: the compiler lowers Keras layers and this {loaded.source} has none; save the model "
-                        "as .keras or give a factory returning a Keras model")
-    return loaded.keras_model, loaded.name
+def _settings(ns: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(ns).items() if k != "verbose"}
 
 
-def _write(ns: argparse.Namespace, sub: str, rows: list[dict[str, Any]], texts: dict[str, str],
-           images: dict[str, Path], extra: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """TensorBoard cards and images in ``run_dir``, the JSON report; return the report."""
-    from tfbench import timing
-    from tfbench.reporting import summaries
-
-    summaries.write_text(run_dir, texts)
-    if images:
-        import matplotlib.image
-
-        summaries.write_images(run_dir, {tag: (matplotlib.image.imread(path)[..., :3] * 255).round().astype("uint8")
-                                         for tag, path in images.items()})
-    extra = {**extra, "run_dir": str(run_dir), "settings": {k: v for k, v in vars(ns).items() if k != "verbose"}}
-    return timing.report(f"dlp-{sub}", rows, {}, logdir=ns.logdir, extra=extra, quiet=True)
-
-
-def _markdown(rows: Sequence[dict[str, Any]]) -> str:
-    from tfbench.reporting.summaries import markdown_table
-
-    if not rows:
-        return "(nothing)"
-    head = list(rows[0])
-    return markdown_table(head, [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()] for r in rows])
-
-
-# --------------------------------------------------------------------------------------------- run
+def _finish(ns: argparse.Namespace, run: Any, write: Callable[..., Any], label: str, **options: Any) -> dict[str, Any]:
+    """Print what ``run`` found, write its outputs, print where they are (``label``: the picture or program)."""
+    print("\n".join(run.lines))
+    written = write(run, logdir=ns.logdir, settings=_settings(ns), **options)
+    print(f"{label}: {written.program or written.picture}\nTensorBoard: {cli.tensorboard_command(written.run_dir)}\n"
+          f"report: {written.report['path']}")
+    return written.report
 
 
 def cmd_run(ns: argparse.Namespace) -> dict[str, Any]:
-    from tfbench import timing
-    from tfbench.plumbing import paths
-    from tfbench.processor import language, simulator, spec
-
-    text, source = language.read_program(ns.program)
-    processor = spec.load(ns.processor or language.declared_processor(text) or "course_7_7")
-    program = language.parse(text, source)
-    language.check(program, processor, source)
-    result = simulator.simulate(program, processor)
-    print(spec.describe(processor))
-    print(f"{source}: {result.cycles} cycles = {result.seconds * 1e6:.3f} us at {processor.clock / 1e9:g} GHz; "
-          f"{result.instructions} instructions executed in {result.segments} sync segments")
-    rows = [{"path": k, "bytes": v} for k, v in result.bytes.items()]
-    rows += [{"unit or link": k, "busy_cycles": result.busy[k], "busy": f"{v:.1%}"}
-             for k, v in result.busy_fraction().items()]
-    print(timing.format_table([{"path": k, "bytes": v} for k, v in result.bytes.items()]))
-    print(timing.format_table([{"resource": k, "busy_cycles": result.busy[k], "busy": f"{v:.1%}"}
-                              for k, v in result.busy_fraction().items()]))
-    print("ops: " + ", ".join(f"{k} {v}" for k, v in result.ops.items()))
-    run_dir = paths.run_dir(ns.logdir, "dlp")
-    events, truncated = simulator.timeline(program, processor, limit=ns.timeline)
-    png = simulator.plot_timeline(events, run_dir / "timeline.png",
-                                  f"{source} on {processor.name}"
-                                  + (f" (first {len(events)} instructions)" if truncated else ""))
-    summary = (f"{source} on {processor.name}: {result.cycles} cycles = {result.seconds * 1e6:.3f} us\n\n"
-               f"```\n{text}\n```")
-    report = _write(ns, "run", rows, {"dlp/run": summary, "dlp/table": _markdown(rows)}, {"dlp/timeline": png},
-                    {"result": result.to_json(), "program": source}, run_dir)
-    print(f"timeline: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}\nreport: {report['path']}")
-    return report
-
-
-# ------------------------------------------------------------------------------------------- model
+    run = experiments.run_program(ns.program, ns.processor)
+    return _finish(ns, run, experiments.write_program_run, "timeline", timeline_limit=ns.timeline)
 
 
 def cmd_model(ns: argparse.Namespace) -> dict[str, Any]:
-    from tfbench import timing
-    from tfbench.plumbing import paths
-    from tfbench.plumbing.files import atomic_output
-    from tfbench.processor import compiler, language, spec, workload
-
-    ratios = (1.0, 1.0)
-    if ns.sparsity:
-        values = _numbers(ns.sparsity, "--sparsity", float)
-        if len(values) != 2 or any(v > 1 for v in values):
-            raise UserError(f"--sparsity: expected WEIGHTS,INPUTS fractions in (0, 1], like 0.25,0.5; got "
-                            f"{ns.sparsity!r}")
-        ratios = (values[0], values[1])
-    processor = spec.load(ns.processor)
-    model, name = _load_model(ns.model, ns)
-    work, counts = workload.model_work(model, name)
-    compiled = compiler.compile_work(work, processor, ratios)
-    rows = compiler.table_rows(compiled)
-    print(spec.describe(processor))
-    shown = sorted(rows, key=lambda r: -r["cycles"])[:ns.top] if ns.top else rows
-    print(timing.format_table([{k: r[k] for k in ("layer", "kind", "macs", "cycles", "us", "share", "bound",
-                                                 "utilisation")} for r in shown]))
-    unknown = [w.name for w in compiled.skipped if w.lowering == "unknown"]
-    memory_share = sum(r["share"] for r in rows if r["bound"] == "memory")
-    lines = [f"{name} on {processor.name}: {compiled.cycles} cycles = {compiled.seconds * 1e3:.3f} ms, "
-             f"{compiled.macs} MACs (tfbench counts {counts.total('macs')}), utilisation of the matrix unit "
-             f"{compiled.utilisation():.1%}, {compiled.dram_bytes() / 2 ** 20:.1f} MB to and from DRAM",
-             f"compute-bound layers: {sum(r['bound'] == 'compute' for r in rows)}, memory-bound: "
-             f"{sum(r['bound'] == 'memory' for r in rows)} ({memory_share:.0%} of the time)"]
-    if ratios != (1.0, 1.0):
-        lines.append(f"weights moved at {ratios[0]:g}, inputs at {ratios[1]:g} of their size (MACs unchanged)")
-    if unknown:
-        lines.append(f"not simulated (no counting rule): {', '.join(unknown)}")
-    slowest = max(rows, key=lambda r: r["cycles"]) if rows else None
-    if slowest:
-        lines.append(f"slowest layer {slowest['layer']}: {slowest['choice']}")
-    for line in lines:
-        print(line)
-    run_dir = paths.run_dir(ns.logdir, "dlp")
-    program_path = run_dir / "program.dlp"
-    with atomic_output(program_path) as tmp:
-        parts = [f"# processor: {Path(processor.source).stem}\n# {name}, compiled by tfbench.processor.compiler"]
-        for layer in compiled.layers:
-            parts.append(f"# layer {layer.work.name} ({layer.work.kind}): {layer.explanation}\n"
-                         + language.render(layer.program))
-        tmp.write_text("\n".join(parts) + "\n")
-    choices = "\n".join(f"- **{r['layer']}**: {r['choice']}" for r in rows)
-    report = _write(ns, "model", rows, {"dlp/summary": "\n\n".join(lines), "dlp/layers": _markdown(rows),
-                                        "dlp/tilings": choices}, {},
-                    {"model": name, "processor": processor.name, "cycles": compiled.cycles,
-                     "seconds": compiled.seconds, "macs": compiled.macs, "counted_macs": counts.total("macs"),
-                     "utilisation": compiled.utilisation(), "dram_bytes": compiled.dram_bytes(),
-                     "program": str(program_path), "summary": lines}, run_dir)
-    print(f"program: {program_path}\nTensorBoard: {cli.tensorboard_command(run_dir)}\nreport: {report['path']}")
-    return report
-
-
-# ------------------------------------------------------------------------------------------- sweep
+    ratios = experiments.parse_sparsity(ns.sparsity) if ns.sparsity else (1.0, 1.0)
+    run = experiments.compile_model(ns.model, ns.processor, input_shape=ns.input_shape, allow_code=ns.allow_code,
+                                    ratios=ratios, top=ns.top)
+    return _finish(ns, run, experiments.write_model_run, "program")
 
 
 def cmd_sweep(ns: argparse.Namespace) -> dict[str, Any]:
-    from tfbench import timing
-    from tfbench.plumbing import paths
-    from tfbench.processor import spec, sweep, workload
-
-    sizes = _numbers(ns.sizes, "--sizes")
-    processors = [spec.load(p.strip()) for p in ns.processors.split(",") if p.strip()]
-    model, name = _load_model(ns.model, ns)
-    work, _ = workload.model_work(model, name)
-    rows = []
-    for processor in processors:
-        print(f"sweeping {processor.name} on {name} ...", flush=True)
-        rows += sweep.sweep(work, processor, sizes)
-    print(timing.format_table(rows))
-    run_dir = paths.run_dir(ns.logdir, "dlp")
-    png = sweep.plot(rows, run_dir / "sweep.png", f"{name}: utilisation as the matrix unit grows")
-    report = _write(ns, "sweep", rows, {"dlp/sweep": _markdown(rows)}, {"dlp/sweep": png},
-                    {"model": name, "png": str(png)}, run_dir)
-    print(f"PNG: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}\nreport: {report['path']}")
-    return report
-
-
-# ---------------------------------------------------------------------------------------- roofline
+    sizes = experiments.parse_numbers(ns.sizes, "--sizes")
+    run = experiments.sweep_model(ns.model, [p.strip() for p in ns.processors.split(",") if p.strip()], sizes,
+                                  input_shape=ns.input_shape, allow_code=ns.allow_code, progress=_progress)
+    return _finish(ns, run, experiments.write_sweep_run, "PNG")
 
 
 def cmd_roofline(ns: argparse.Namespace) -> dict[str, Any]:
-    from tfbench import timing
-    from tfbench.plumbing import paths
-    from tfbench.processor import compiler, roofline, spec, workload
-
-    processor = spec.load(ns.processor)
-    limits = roofline.roof(processor)
-    rows = []
-    for ref in ns.models:
-        print(f"compiling {ref} for {processor.name} ...", flush=True)
-        model, name = _load_model(ref, ns)
-        rows += roofline.points(name, compiler.compile_work(workload.model_work(model, name)[0], processor))
-    print(f"roof: {limits['peak_flops'] / 1e9:.0f} GFLOP/s, {limits['bandwidth'] / 1e9:g} GB/s, ridge "
-          f"{limits['ridge']:.1f} FLOP/byte")
-    wholes = [r for r in rows if r["kind"] == "model"]
-    print(timing.format_table([{"network": r["model"], "GFLOP": r["flops"] / 1e9, "MB": r["bytes"] / 2 ** 20,
-                               "FLOP/B": r["intensity"], "GFLOP/s": r["flops_per_s"] / 1e9,
-                               "of peak": r["flops_per_s"] / limits["peak_flops"]} for r in wholes]))
-    run_dir = paths.run_dir(ns.logdir, "dlp")
-    png = roofline.plot(rows, limits, run_dir / "roofline.png", f"{processor.name}: simulated layers on its roofline")
-    report = _write(ns, "roofline", rows, {"dlp/roofline": _markdown(rows)}, {"dlp/roofline": png},
-                    {"roof": limits, "png": str(png)}, run_dir)
-    print(f"PNG: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}\nreport: {report['path']}")
-    return report
-
-
-# ------------------------------------------------------------------------------------------ amdahl
+    run = experiments.roofline_models(ns.models, ns.processor, input_shape=ns.input_shape,
+                                      allow_code=ns.allow_code, progress=_progress)
+    return _finish(ns, run, experiments.write_roofline_run, "PNG")
 
 
 def cmd_amdahl(ns: argparse.Namespace) -> dict[str, Any]:
-    from tfbench import timing
-    from tfbench.plumbing import paths
-    from tfbench.processor import amdahl, compiler, spec, workload
-
-    faster = amdahl.parse_faster(ns.faster)
-    model, name = _load_model(ns.model, ns)
-    work, counts = workload.model_work(model, name)
-    sources = {"MACs (tfbench count)": amdahl.group({c.name: (c.kind, c.macs) for c in counts.layers})}
-    if not ns.no_measure:
-        print(f"timing the layers of {name} on this CPU (batch 1, {ns.repeats} rounds) ...", flush=True)
-        sources["measured on this CPU"] = amdahl.group(amdahl.measured(model, name, repeats=ns.repeats))
-    processor = spec.load(ns.processor)
-    compiled = compiler.compile_work(work, processor)
-    sources[f"simulated on {processor.name}"] = amdahl.group(
-        {f"{lw.work.name}#{i}": (lw.work.kind, lw.result.cycles) for i, lw in enumerate(compiled.layers)})
-    rows = amdahl.table(sources, faster)
-    print(f"{name}: " + ", ".join(f"{k} {v:g}x faster" for k, v in faster.items()))
-    print(timing.format_table(rows))
-    run_dir = paths.run_dir(ns.logdir, "dlp")
-    info = timing.machine_info()
-    note = f"measured on {info['cpu']} ({info['cores']} cores), TF {info['tf_version']}; a shared machine"
-    report = _write(ns, "amdahl", rows, {"dlp/amdahl": _markdown(rows) + "\n\n" + note}, {},
-                    {"model": name, "faster": faster}, run_dir)
-    print(f"{note}\nreport: {report['path']}")
-    return report
+    run = experiments.amdahl_model(ns.model, amdahl.parse_faster(ns.faster), ns.processor,
+                                   measure=not ns.no_measure, repeats=ns.repeats, input_shape=ns.input_shape,
+                                   allow_code=ns.allow_code, progress=_progress)
+    print("\n".join(run.lines))
+    written = experiments.write_amdahl_run(run, logdir=ns.logdir, settings=_settings(ns))
+    print(f"{run.note}\nreport: {written.report['path']}")
+    return written.report
 
 
 COMMANDS = {"run": cmd_run, "model": cmd_model, "sweep": cmd_sweep, "roofline": cmd_roofline, "amdahl": cmd_amdahl}

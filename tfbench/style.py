@@ -27,24 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from tfbench.plumbing import cli, paths
+from tfbench.plumbing import cli
 from tfbench.plumbing.errors import UserError, run_cli
-from tfbench.style_transfer.pictures import (
-    CONV_LAYERS,
-    DEFAULT_CONTENT,
-    DEFAULT_STYLE,
-    DEFAULT_WEIGHTS,
-    RANDOM_NOTE,
-    TRAINING_PHOTOS,
-    _fmt,
-    load_net,
-    load_picture,
-    progress,
-    save_png,
-    weights_card,
-)
+from tfbench.style_transfer import pictures
 
 
 def image_size(text: str) -> int:
@@ -63,8 +48,8 @@ def non_negative_float(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else cli.positive_float(text)
 
 
-def add_common(p: argparse.ArgumentParser, size: int, steps: int, style_weight: float = DEFAULT_WEIGHTS["style"]
-               ) -> None:
+def add_common(p: argparse.ArgumentParser, size: int, steps: int,
+               style_weight: float = pictures.DEFAULT_WEIGHTS["style"]) -> None:
     """Options both subcommands share: weights, image size, steps, loss weights, logdir, seed."""
     p.add_argument("--style", type=Path, help="style image (default: scikit-image's 'immunohistochemistry' slide)")
     p.add_argument("--weights", type=Path, help="VGG19 weights: .npz, Keras .h5 (no-top too), vgg19.npy or "
@@ -74,11 +59,11 @@ def add_common(p: argparse.ArgumentParser, size: int, steps: int, style_weight: 
     p.add_argument("--image-size", type=image_size, default=size,
                    help="square picture size (at least 16 for conv5_1, a multiple of 4)")
     p.add_argument("--steps", type=cli.positive_int, default=steps, help="optimisation steps")
-    p.add_argument("--content-weight", type=cli.positive_float, default=DEFAULT_WEIGHTS["content"],
+    p.add_argument("--content-weight", type=cli.positive_float, default=pictures.DEFAULT_WEIGHTS["content"],
                    help="weight of the content loss")
     p.add_argument("--style-weight", type=cli.positive_float, default=style_weight,
                    help="weight of the style loss")
-    p.add_argument("--tv-weight", type=non_negative_float, default=DEFAULT_WEIGHTS["tv"],
+    p.add_argument("--tv-weight", type=non_negative_float, default=pictures.DEFAULT_WEIGHTS["tv"],
                    help="weight of the total-variation loss (0: none)")
     cli.add_logdir(p, help="runs go to LOGDIR/style/<timestamp>/")
     cli.add_seed(p, help="seed of the random VGG19 weights (and of the transform net)")
@@ -109,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p, size=64, steps=200, style_weight=10.0)  # the net must learn to keep the content first
     cli.add_batch_size(p, 4, help="training photos per step")
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--content-layer", choices=CONV_LAYERS, default="conv2_2",
+    p.add_argument("--content-layer", choices=pictures.CONV_LAYERS, default="conv2_2",
                    help="VGG19 layer of the content loss (Johnson et al. use relu2_2; optimise uses conv4_2)")
     p.add_argument("--width", type=cli.positive_int, default=16, help="channels after the first convolution")
     p.add_argument("--residual-blocks", type=cli.positive_int, default=3, help="residual blocks")
@@ -139,196 +124,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.run(args)
 
 
-def load_vgg(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The weights (a :class:`~tfbench.data.weights.VGGWeights`) and the feature extractor built on them."""
-    from tfbench import models
-    from tfbench.data import weights as weight_files
-    from tfbench.models import style_losses as sl
-
-    if args.weights:
-        weights = weight_files.load(args.weights, allow_pickle=args.allow_pickle, include_top=False)
-    else:
-        weights = weight_files.random(args.seed, include_top=False)
-    vgg = models.get("vgg19", impl="module", weights=weights.layers, include_top=False)
-    spec = weights.input_spec
-    print(f"VGG19 weights: {weights.source}; input {spec.channel_order}, mean "
+def print_weights(vgg: Any) -> None:
+    """Where VGG19's weights came from and the input they expect; the note when they are random."""
+    spec = vgg.weights.input_spec
+    print(f"VGG19 weights: {vgg.weights.source}; input {spec.channel_order}, mean "
           f"{tuple(round(m, 3) for m in spec.mean)}")
-    if weights.is_random:
-        print(f"note: {RANDOM_NOTE}")
-    layer = getattr(args, "content_layer", sl.CONTENT_LAYER)
-    return weights, sl.FeatureExtractor(vgg, channel_order=spec.channel_order, mean=spec.mean, std=spec.std,
-                                        content_layer=layer)
-
-
-def loss_weights(args: argparse.Namespace) -> Any:
-    """The :class:`~tfbench.models.style_losses.LossWeights` the flags give."""
-    from tfbench.models.style_losses import LossWeights
-
-    return LossWeights(args.content_weight, args.style_weight, args.tv_weight)
+    if vgg.weights.is_random:
+        print(f"note: {pictures.RANDOM_NOTE}")
 
 
 def _optimise(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
-    from tfbench.models import style_losses as sl
-    from tfbench.reporting import summaries
-    from tfbench.style_transfer import optimise as st
+    from tfbench.models.style_losses import LossWeights
+    from tfbench.style_transfer import runs
     from tfbench.timing import format_table
 
-    content, content_source = load_picture(args.content, DEFAULT_CONTENT, args.image_size)
-    style, style_source = load_picture(args.style, DEFAULT_STYLE, args.image_size)
-    print(f"content: {content_source}; style: {style_source}; {args.image_size}x{args.image_size} pixels")
-    weights, extractor = load_vgg(args)
-    lw = loss_weights(args)
-    target = sl.targets(extractor, tf.constant(content), tf.constant(style))
-    start = (content if args.init == "content"
-             else np.random.default_rng(args.seed).random(content.shape, dtype=np.float32))
-    run_dir = paths.run_dir(args.logdir, "style")
-
-    modes_table = ""
+    content = runs.picture(args.content, pictures.DEFAULT_CONTENT, args.image_size)
+    style = runs.picture(args.style, pictures.DEFAULT_STYLE, args.image_size)
+    print(f"content: {content.source}; style: {style.source}; {args.image_size}x{args.image_size} pixels")
+    vgg = runs.load_vgg(args.weights, allow_pickle=args.allow_pickle, seed=args.seed)
+    print_weights(vgg)
+    settings = runs.OptimiseSettings(
+        LossWeights(args.content_weight, args.style_weight, args.tv_weight), steps=args.steps, method=args.method,
+        mode=args.mode, learning_rate=args.learning_rate, init=args.init, compare_steps=args.compare_steps,
+        image_every=args.image_every, seed=args.seed, show_progress=not args.no_progress)
+    job = runs.pose(content, style, vgg, settings, args.logdir)
+    modes = None
     if args.compare_steps:
         print(f"\nthe same Adam step three ways ({1 + args.compare_steps} steps each from the same start, "
               "round robin):")
-        rows = st.compare_modes(extractor, target, start, steps=args.compare_steps, weights=lw,
-                                learning_rate=args.learning_rate)
-        table = [{"mode": r["mode"], "first_call_s": r["first_call_s"], "median_ms": r["median_ms"],
-                  "total_loss": r["total_loss"], "max_abs_diff": r["max_abs_diff"]} for r in rows]
-        print(format_table(table))
-        modes_table = summaries.markdown_table(list(table[0]), [[_fmt(v) for v in r.values()] for r in table])
-        summaries.write_hparams_runs(run_dir / "hparams", table, ["mode"],
-                                     {"median_ms": "ms per step", "first_call_s": "first call (s)",
-                                      "total_loss": "total loss", "max_abs_diff": "max |diff| vs eager"})
-
-    writer = tf.summary.create_file_writer(str(run_dir / "optimise"))
-    bar = progress(args.steps, f"{args.method} ({args.mode})", args.no_progress)
-
-    def on_step(step: int, terms: dict[str, float], image: Any) -> None:
-        bar.update(1)
-        bar.set_postfix(total=f"{terms['total']:.4g}")
-        with writer.as_default(step=step):
-            for name, value in terms.items():
-                tf.summary.scalar(f"loss/{name}", value)
-            if step % args.image_every == 0 or step == args.steps:
-                tf.summary.image("picture", tf.convert_to_tensor(image), max_outputs=1)
-
-    with writer.as_default(step=0):
-        tf.summary.image("picture", tf.constant(start), max_outputs=1)
-    run = st.run_lbfgs if args.method == "lbfgs" else st.run_adam
-    options = {} if args.method == "lbfgs" else {"learning_rate": args.learning_rate}
-    result = run(extractor, target, start, steps=args.steps, weights=lw, mode=args.mode, callback=on_step, **options)
-    bar.close()
-    writer.close()
-
-    final = st.floats(sl.losses(extractor, tf.constant(result.image), target, lw))
-    content_style = st.floats(sl.losses(extractor, tf.constant(content), target, lw))["style"]
-    first = result.history[0]["total"] if result.history else final["total"]
-    print(f"\n{args.method}, {len(result.history)} steps ({args.mode}): total loss {first:.4g} -> {final['total']:.4g}"
-          f" (median {np.median(result.step_ms or [0]):.0f} ms/step)")
-    print(f"style loss against the style image: content photo {content_style:.4g}, result {final['style']:.4g}")
-    png = save_png(st.to_uint8(result.image), run_dir / "result.png")
-    side = np.concatenate([st.to_uint8(content), st.to_uint8(style), st.to_uint8(result.image)], axis=1)
-    save_png(side, run_dir / "content_style_result.png")
-    summaries.write_images(run_dir / "optimise", {"content | style | result": side}, step=args.steps)
-    summary = summaries.markdown_table(
-        ["", "content", "style", "tv", "total"],
-        [["first step", *(_fmt(result.history[0][k]) if result.history else "" for k in ("content", "style", "tv",
-                                                                                           "total"))],
-         ["result", *(_fmt(final[k]) for k in ("content", "style", "tv", "total"))],
-         ["content photo (style loss)", "", _fmt(content_style), "", ""]])
-    cards = {"1_weights": weights_card(weights, f"Content: {content_source}; style: {style_source}; "
-                                       f"loss weights content {lw.content:g}, style {lw.style:g}, tv {lw.tv:g}."),
-             "2_losses": summary}
-    if modes_table:
-        cards["3_eager_function_xla"] = modes_table
-    summaries.write_text(run_dir / "optimise", cards)
-    step_graph = st.make_value_and_grad(extractor, target, lw, "function")
-    summaries.write_trace(run_dir / "step_graph", step_graph, tf.constant(start), name="style_step")
-    print(f"picture: {png} (with content and style: {run_dir / 'content_style_result.png'})")
-    print(f"TensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: optimise; Graphs: step_graph; "
-          "HParams: the modes)")
+        modes = runs.compare_modes(job)
+        print(format_table(modes))
+    done = runs.optimise(job, modes)
+    print(f"\n{args.method}, {done.steps_run} steps ({args.mode}): total loss {done.first_total:.4g} -> "
+          f"{done.final['total']:.4g} (median {done.median_ms:.0f} ms/step)")
+    print(f"style loss against the style image: content photo {done.content_style:.4g}, "
+          f"result {done.final['style']:.4g}")
+    print(f"picture: {done.picture} (with content and style: {done.side_by_side})")
+    print(f"TensorBoard: {cli.tensorboard_command(done.run_dir)}  (Images, Scalars, Text: optimise; "
+          "Graphs: step_graph; HParams: the modes)")
     return 0
 
 
 def _realtime(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
-    from tfbench.data import images
-    from tfbench.models import transform_net as tn
-    from tfbench.reporting import summaries
-    from tfbench.style_transfer import optimise as st
+    from tfbench.models.style_losses import LossWeights
+    from tfbench.style_transfer import runs
     from tfbench.timing import format_table
 
-    photo, photo_source = load_picture(args.image, DEFAULT_CONTENT, args.infer_size)
+    photo = runs.picture(args.image, pictures.DEFAULT_CONTENT, args.infer_size)
     if args.net is not None:
-        net = load_net(args.net)
-        out = st.to_uint8(st.stylise(net, photo))
-        run_dir = paths.run_dir(args.logdir, "style")
-        png = save_png(out, run_dir / "stylised.png")
-        summaries.write_images(run_dir / "realtime", {"photo | stylised": np.concatenate(
-            [st.to_uint8(photo), out], axis=1)})
-        print(f"stylised {photo_source} with {args.net}: {png}")
+        stylised = runs.stylise_with_saved_net(args.net, photo, args.logdir)
+        print(f"stylised {photo.source} with {args.net}: {stylised.picture}")
         return 0
-
-    style, style_source = load_picture(args.style, DEFAULT_STYLE, args.image_size)
-    weights, extractor = load_vgg(args)
-    run_dir = paths.run_dir(args.logdir, "style")
-    photos = [images.skimage_photo(name) for name in TRAINING_PHOTOS]
-    print(f"style: {style_source}; training on {len(photos)} embedded photos ({', '.join(TRAINING_PHOTOS)}), "
+    style = runs.picture(args.style, pictures.DEFAULT_STYLE, args.image_size)
+    vgg = runs.load_vgg(args.weights, allow_pickle=args.allow_pickle, seed=args.seed,
+                        content_layer=args.content_layer)
+    print_weights(vgg)
+    names = pictures.TRAINING_PHOTOS
+    print(f"style: {style.source}; training on {len(names)} embedded photos ({', '.join(names)}), "
           f"random crops of {args.image_size}x{args.image_size}, flips; batch {args.batch_size}")
-    net = tn.build_transform_net(width=args.width, residual_blocks=args.residual_blocks, seed=args.seed)
-    checkpoints = args.checkpoints or run_dir / "checkpoints"
-    writer = tf.summary.create_file_writer(str(run_dir / "realtime"))
-    bar = progress(args.steps, "training", args.no_progress)
+    settings = runs.TrainingSettings(
+        LossWeights(args.content_weight, args.style_weight, args.tv_weight), image_size=args.image_size,
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
+        residual_blocks=args.residual_blocks, checkpoint_every=args.checkpoint_every, seed=args.seed,
+        show_progress=not args.no_progress)
+    trained = runs.train(style, vgg, settings, args.logdir, checkpoints=args.checkpoints)
+    if trained.start_step:
+        print(f"resumed from step {trained.start_step} in {trained.checkpoints}")
+    if trained.steps_run:
+        print(f"trained steps {trained.start_step + 1}-{args.steps}: total loss {trained.first_total:.4g} "
+              f"-> {trained.last_total:.4g} (median {trained.median_ms:.0f} ms/step); "
+              f"checkpoints: {trained.checkpoints}")
+    print(f"saved: {trained.keras_file} and {trained.saved_model} (SavedModel)")
 
-    def on_step(step: int, terms: dict[str, float]) -> None:
-        bar.update(1)
-        bar.set_postfix(total=f"{terms['total']:.4g}")
-        with writer.as_default(step=step):
-            for name, value in terms.items():
-                tf.summary.scalar(f"loss/{name}", value)
-
-    training = st.train_transform_net(net, extractor, style, photos, steps=args.steps, batch_size=args.batch_size,
-                                      size=args.image_size, weights=loss_weights(args),
-                                      learning_rate=args.learning_rate, seed=args.seed, checkpoint_dir=checkpoints,
-                                      checkpoint_every=args.checkpoint_every, callback=on_step)
-    bar.update(training.start_step)
-    bar.close()
-    writer.close()
-    if training.start_step:
-        print(f"resumed from step {training.start_step} in {checkpoints}")
-    if training.history:
-        print(f"trained steps {training.start_step + 1}-{args.steps}: total loss {training.history[0]['total']:.4g} "
-              f"-> {training.history[-1]['total']:.4g} (median {np.median(training.step_ms):.0f} ms/step); "
-              f"checkpoints: {checkpoints}")
-    keras_path = run_dir / "transform_net.keras"
-    net.save(keras_path)
-    net.export(str(run_dir / "saved_model"), verbose=False)
-    print(f"saved: {keras_path} and {run_dir / 'saved_model'} (SavedModel)")
-
-    test = np.concatenate([photo, load_picture(None, "astronaut", args.infer_size)[0]])
-    print(f"\ninstance norm four ways, {len(test)} photos of {args.infer_size}x{args.infer_size} "
+    photos = runs.norm_photos(photo, args.infer_size)
+    print(f"\ninstance norm four ways, {len(photos)} photos of {args.infer_size}x{args.infer_size} "
           f"(median of {args.repeats} round-robin rounds):")
-    rows = st.compare_norms(net, test, repeats=args.repeats)
-    print(format_table(rows))
-    outputs = st.stylise(net, test)
-    grid = np.concatenate([np.concatenate([st.to_uint8(p), st.to_uint8(o)], axis=1) for p, o in zip(test, outputs)])
-    summaries.write_images(run_dir / "realtime", {"photo | stylised": grid, "style": st.to_uint8(style)},
-                           step=args.steps)
-    save_png(grid, run_dir / "photos_stylised.png")
-    png = save_png(st.to_uint8(outputs[:1]), run_dir / "stylised.png")
-    fns = st.norm_functions(net)
-    for norm in ("cpp", "numpy", "fused"):
-        summaries.write_trace(run_dir / f"graph_{norm}", fns[norm], tf.constant(test[:1]), name=f"transform_{norm}")
-    summaries.write_text(run_dir / "realtime", {
-        "1_weights": weights_card(weights, f"Style: {style_source}; {training.steps_run} steps run now."),
-        "2_instance_norms": summaries.markdown_table(list(rows[0]), [[_fmt(v) for v in r.values()] for r in rows])})
-    summaries.write_hparams_runs(run_dir / "hparams", rows, ["norm"],
-                                 {"images_per_s": "images/s", "median_ms": "ms per batch",
-                                  "max_abs_diff_vs_tf": "max |diff| vs tf"})
-    print(f"picture: {png}\nTensorBoard: {cli.tensorboard_command(run_dir)}  (Images, Scalars, Text: realtime; "
-          "Graphs: graph_cpp shows "
-          "the PowerDifference nodes, graph_numpy the PyFunc, graph_fused the InstanceNorm nodes; "
-          "HParams: the norms)")
+    norms = runs.compare_norms(trained, photos, repeats=args.repeats, style=style, vgg=vgg)
+    print(format_table(norms.rows))
+    print(f"picture: {norms.picture}\nTensorBoard: {cli.tensorboard_command(norms.run_dir)}  (Images, Scalars, "
+          "Text: realtime; Graphs: graph_cpp shows the PowerDifference nodes, graph_numpy the PyFunc, graph_fused "
+          "the InstanceNorm nodes; HParams: the norms)")
     return 0
 
 

@@ -109,6 +109,22 @@ def env_tf_config() -> TaskConfig | None:
     return parse_tf_config(text) if text else None
 
 
+def worker_task(strategy: str, workers: int | None) -> TaskConfig | None:
+    """Which worker of the TF_CONFIG cluster this process is under ``multiworker`` (None for the other strategies).
+
+    ``--workers`` (``workers``) is for ``multiworker`` only, and must agree with TF_CONFIG where both are given.
+    """
+    if strategy != "multiworker":
+        if workers is not None:
+            raise UserError(f"--workers is for --strategy multiworker, not {strategy!r}")
+        return None
+    task = env_tf_config()
+    if task is not None and workers is not None and workers != task.num_workers and not os.environ.get(CHILD_ENV):
+        raise UserError(f"--workers {workers} but TF_CONFIG describes {task.num_workers} workers; "
+                        "omit --workers when TF_CONFIG is set")
+    return task
+
+
 def free_ports(count: int, host: str = LOCALHOST) -> list[int]:
     """``count`` distinct TCP ports that are free on ``host`` right now (the OS picks them).
 

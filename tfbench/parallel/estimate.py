@@ -23,6 +23,9 @@ bytes to all-reduce per multiply-add, is what decides how well data parallelism 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
+
+from tfbench.plumbing.errors import UserError
 
 BYTES_PER_PARAM = 4  # float32 gradients
 
@@ -128,3 +131,15 @@ def format_estimate(rows: list[dict], models: list[ModelCost], *, link_gbps: flo
         lines.append(f"  {r['model']:16s} {r['workers']:3d} {r['sent_per_machine_MB']:15.1f} {r['allreduce_ms']:13.1f} "
                      f"{r['compute_ms']:10.1f} {r['efficiency']:10.1%} {r['speedup']:8.2f}")
     return "\n".join(lines)
+
+
+def estimate_table(link_gbps: float, device_tflops: float = 15.0, batch_per_worker: int = 32,
+                   machines: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> str:
+    """The table ``estimate`` prints (and ``train`` after training): VGG19, its conv stack and LeNet-5 on N machines."""
+    if link_gbps <= 0 or device_tflops <= 0 or batch_per_worker < 1 or min(machines) < 1:
+        raise UserError("--link-gbps and --device-tflops must be positive, --batch-per-worker and N at least 1")
+    models = [*vgg19_costs(), lenet5_cost()]
+    rows = estimate_rows(models, list(machines), link_gbps=link_gbps, device_tflops=device_tflops,
+                         batch_per_worker=batch_per_worker)
+    return format_estimate(rows, models, link_gbps=link_gbps, device_tflops=device_tflops,
+                           batch_per_worker=batch_per_worker)

@@ -13,6 +13,8 @@ starts the cluster there.  Its children inherit the namespace, so they talk to e
 127.0.0.1 as before, while no address outside the namespace reaches any of their ports.  Where
 that cannot be done (not Linux, namespaces forbidden by the system, a process that already runs
 threads), :func:`exposure_line` is the one line the command prints instead, with the ports.
+:func:`private_network` decides for a cluster on ``--host``: a loopback host is made private, any
+other address is meant to be reached from other machines and stays reachable.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import ipaddress
 import os
 import socket
 import struct
@@ -29,6 +32,9 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 PRIVATE_ENV = "TFBENCH_PRIVATE_NETWORK"  # set to "1" in a process (and its children) inside the namespace
+#: the one start-up line when the cluster's ports could be made private
+PRIVATE_LINE = ("network: the cluster runs in a network namespace of its own (loopback only): no other machine "
+                "can reach its ports")
 
 
 def _threads() -> int:
@@ -101,3 +107,26 @@ def exposure_line(ports: list[int], reason: str) -> str:
     return (f"warning: TCP ports {shown} of this cluster listen on every network interface of this machine, without "
             f"authentication (TensorFlow's gRPC servers cannot bind loopback only; no private network namespace: "
             f"{reason}); keep them behind a firewall (docs/security.md)")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def private_network(host: str) -> str | None:
+    """Before a local cluster on ``host`` starts: move this process into a network namespace of its own.
+
+    Returns None when it is there (or already was), else why the cluster's ports stay reachable
+    from other machines (the caller prints that with the ports, :func:`exposure_line`).
+    """
+    if in_private_network():
+        return None
+    if not is_loopback(host):
+        return f"--host {host} is not a loopback address, so the cluster is meant to be reached from other machines"
+    return enter_private_network()

@@ -1,7 +1,9 @@
 """Synchronous data-parallel training with ``tf.distribute``: strategies, data, the loop, checkpoints.
 
-Course exercise 5.3; the library under ``python -m tfbench.distributed train`` (the command, its
-flags and the local-worker launcher live in :mod:`tfbench.distributed`).
+Course exercise 5.3; the library under ``python -m tfbench.distributed train`` (the command and
+its flags are :mod:`tfbench.distributed`, the local workers' launcher :mod:`tfbench.parallel.launcher`).
+:func:`train_worker` is one process's part of ``train``: the strategy, the data, the loop, and,
+on the chief, ``history.json``.
 
 What runs in parallel: each replica runs the *same* training step (``tfbench.training.loops.make_train_step``,
 forward + backward) on its own slice of the global batch.  What must be serial: the gradients
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfbench.parallel import cluster
+from tfbench.plumbing import cli, paths
 from tfbench.plumbing.errors import UserError
 from tfbench.plumbing.files import write_json
 
@@ -396,3 +399,87 @@ def train_distributed(strategy, data: Data, *, strategy_name: str, model_name: s
     if writer is not None:
         writer.close()
     return result
+
+
+# ----------------------------------------------------------------------------- one process of ``train``
+
+
+def run_folders(logdir: str | Path, run_dir: str | Path | None, checkpoint_dir: str | Path | None, *,
+                is_chief: bool = True) -> tuple[Path | None, Path]:
+    """Where a run writes: ``run_dir``, else a fresh ``<logdir>/distributed/<time>`` for the chief (None for
+    another worker); ``checkpoint_dir``, else ``<run>/checkpoints``."""
+    run = Path(run_dir) if run_dir else (paths.run_dir(logdir, "distributed") if is_chief else None)
+    if checkpoint_dir:
+        return run, Path(checkpoint_dir)
+    if run is not None:
+        return run, run / "checkpoints"
+    # a non-chief worker of a user's cluster without --checkpoint-dir: it only needs scratch space
+    return None, Path(logdir) / "distributed" / "checkpoints"
+
+
+def _silent(msg: str) -> None:
+    """The log of a worker other than the chief."""
+
+
+@dataclass
+class WorkerRun:
+    """What :func:`train_worker` did in this process; ``run_dir`` and ``history`` only on the chief."""
+
+    result: RunResult
+    checkpoint_dir: Path
+    run_dir: Path | None = None
+    history: dict[str, Any] | None = None
+
+    @property
+    def history_file(self) -> Path | None:
+        """``<run>/history.json`` (written by the chief)."""
+        return self.run_dir / HISTORY_FILE if self.run_dir is not None else None
+
+    def summary(self) -> list[str]:
+        """The chief's closing lines: steps, last loss, step time, all-reduce, test accuracy, history file."""
+        result, history = self.result, self.history or self.result.to_json()
+        last = result.losses[-1] if result.losses else float("nan")
+        lines = [f"steps {result.start_step}..{history['final_step']}: last loss {last:.4f}; median "
+                 f"{result.median_step_ms:.2f} ms/step = {history['examples_per_s']:.3g} examples/s; all-reduce of "
+                 f"gradient-sized tensors alone: {result.allreduce_ms:.2f} ms"]
+        if result.test_accuracy == result.test_accuracy:
+            lines.append(f"test accuracy: {result.test_accuracy:.4f}")
+        return lines + [f"history: {self.history_file}"]
+
+
+def train_worker(strategy_name: str, *, replicas: int = 2, task: cluster.TaskConfig | None = None,
+                 model: str = "lenet5", data: str | None = None, classes: str = "0-9",
+                 logdir: str | Path = paths.DEFAULT_LOGDIR, run_dir: str | Path | None = None,
+                 checkpoint_dir: str | Path | None = None, image_size: int = 224, global_batch: int = 64,
+                 epochs: int = 1, max_steps: int | None = None, seed: int = 0, momentum: float = 0.9,
+                 checkpoint_every: int = 50, profile_steps: int = 5, allreduce_repeats: int = 20,
+                 progress: bool = True, log: Callable[[str], None] = print) -> WorkerRun:
+    """Train as this process's part of ``train``: one device, mirrored, or worker ``task`` of a cluster.
+
+    The strategy is made first, before any other TensorFlow call (it may split the CPU).  Only the
+    chief calls ``log``; it writes ``history.json`` (the loop's history, the model, the data, the
+    strategy, the checkpoint folder) in its run folder.
+    """
+    strategy = make_strategy(strategy_name, replicas)
+    is_chief = task.is_chief if task else True
+    log = log if is_chief else _silent
+    run, checkpoints = run_folders(logdir, run_dir, checkpoint_dir, is_chief=is_chief)
+    loaded = load_data(model, data, classes, logdir)
+    log(f"run: {run}  ({cli.tensorboard_command(run)})")
+    log(f"data: {loaded.source}")
+    log(describe(strategy))
+    if task is not None:
+        log(f"worker {task.index} of {task.num_workers} (chief); cluster {list(task.workers)}")
+    result = train_distributed(strategy, loaded, strategy_name=strategy_name, model_name=model,
+                               global_batch=global_batch, epochs=epochs, max_steps=max_steps, seed=seed,
+                               momentum=momentum, image_size=image_size, task=task, run_dir=run,
+                               checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
+                               profile_steps=profile_steps, allreduce_repeats=allreduce_repeats,
+                               progress=progress, log=log)
+    if not is_chief:
+        return WorkerRun(result, checkpoints)
+    history = result.to_json()
+    history.update({"model": model, "data": loaded.source, "strategy_description": describe(strategy),
+                    "checkpoint_dir": str(checkpoints)})
+    write_json(run / HISTORY_FILE, history)
+    return WorkerRun(result, checkpoints, run, history)

@@ -73,10 +73,6 @@ def progress(total: int, desc: str, disabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="step", disable=True if disabled else None, leave=False)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def load_net(path: Path) -> Any:
     """A transform net saved as ``.keras`` (Keras) or as a SavedModel folder (its ``serve`` endpoint)."""
     import keras
