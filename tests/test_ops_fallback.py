@@ -210,3 +210,22 @@ def test_a_bad_jpeg_in_a_batch_is_named_by_its_file_without_hashing_the_shards(
     assert f'image 2 of 4 "{name}"' in message and "invalid or truncated JPEG data" in message, message
     assert message.startswith(str(tmp_path / "bad")) and "\n" not in message
     assert hashed == []  # the op named the image: no shard was read again to find it
+
+
+def test_a_bad_jpeg_on_tensorflows_decoder_is_named_by_its_file_too(
+        sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the batch decoder (the fallback, or ``resizer="tf"``) TensorFlow's JPEG op fails without a name:
+    the reader finds the record by decoding from the failed batch on, still without hashing the shards."""
+    name = _bad_copy(sample, tmp_path / "bad", bad=3)
+    hashed = []
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: hashed.append(path) or "")
+    monkeypatch.setenv(backend_rule.ENV_BACKEND, "fallback")
+    for resizer in ("auto", "tf"):
+        ds = reader.make_dataset(tmp_path / "bad", batch_size=2, recipe="A-window", spec=pp.CAFFE, resizer=resizer)
+        with pytest.raises(UserError) as raised:
+            list(reader.iterate(ds, tmp_path / "bad"))
+        message = str(raised.value)
+        assert message.startswith(f'{tmp_path / "bad"}: record 3 "{name}": '), message
+        assert "JPEG" in message and "\n" not in message, message
+    assert hashed == []
+    assert reader.find_bad_image(sample) is None  # the intact sample: nothing to name

@@ -21,6 +21,7 @@ count is asserted at the end.  :func:`decoded_dataset` is the reusable decode-an
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
@@ -273,15 +274,24 @@ def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
     TensorFlow reports a damaged record as "corrupted record at 12" without the file; on such an
     error we check every shard's sha256 against the manifest to say which one it is.  A bad JPEG in
     an intact record is the batch decoder's own error, which names the image's file: it is passed
-    on as it is, without hashing the shards.
+    on as it is, without hashing the shards; TensorFlow's own JPEG ops do not name it, so the
+    records from the failed batch on are decoded one by one to find it (:func:`find_bad_image`).
     """
     import tensorflow as tf
 
+    done = 0  # records delivered whole: where, in file order, the search for a bad image starts
     try:
-        yield from dataset
+        for element in dataset:
+            yield element
+            first = element[0] if isinstance(element, tuple) else element
+            done += int(first.shape[0]) if first.shape.rank else 1
     except tf.errors.InvalidArgumentError as err:
         if BAD_IMAGE in err.message:
             raise UserError(f"{tfrecord_dir}: {_tf_message(err)}") from None
+        if _JPEG_ERROR.search(err.message):
+            found = find_bad_image(tfrecord_dir, start=done)
+            if found is not None:
+                raise UserError(f"{tfrecord_dir}: {found}") from None
         _raise_for_shards(err, tfrecord_dir)
     except (tf.errors.DataLossError, tf.errors.FailedPreconditionError) as err:
         _raise_for_shards(err, tfrecord_dir)
@@ -289,6 +299,35 @@ def iterate(dataset: Any, tfrecord_dir: str | Path) -> Iterable[Any]:
 
 #: The batch decoder's errors start so (custom_ops/decode_resize_normalise/decode_resize_normalise.cc).
 BAD_IMAGE = "DecodeCropResizeNormalise: "
+
+
+#: TensorFlow's own JPEG ops fail with "Invalid JPEG data or crop window, data size N" and the like,
+#: without saying which image: the message that makes :func:`iterate` look for it.
+_JPEG_ERROR = re.compile(r"JPEG|image format|decode", re.IGNORECASE)
+
+
+def find_bad_image(tfrecord_dir: str | Path, start: int = 0) -> str | None:
+    """The first record whose JPEG TensorFlow cannot decode, as "record N "file.JPEG": what is wrong"; else None.
+
+    Used when TensorFlow's JPEG ops (the parsers other than the batch decoder, which names the image
+    itself) failed inside the pipeline: the records are read again in file order, from ``start``
+    (the records the pipeline delivered before the error: with the default sequential reading the
+    bad one is in the next batch), then from the beginning, each image decoded alone.
+    """
+    import tensorflow as tf
+
+    ds, manifest = records(tfrecord_dir)
+    total = manifest.written
+    keys = ("image/encoded", "image/filename")
+    for begin, end in ((start, total), (0, start)):
+        for index, serialized in enumerate(ds.skip(begin).take(end - begin), begin):
+            features = parse_example(serialized, keys)
+            try:
+                tf.io.decode_image(features["image/encoded"], channels=3, expand_animations=False)
+            except tf.errors.InvalidArgumentError as err:
+                name = features["image/filename"].numpy().decode(errors="replace")
+                return f'record {index} "{name}": {first_line(err)}'
+    return None
 
 
 def _raise_for_shards(err: Any, tfrecord_dir: str | Path) -> NoReturn:
@@ -305,8 +344,6 @@ def _raise_for_shards(err: Any, tfrecord_dir: str | Path) -> NoReturn:
 
 def _tf_message(err: Any) -> str:
     """TensorFlow's error text without its internal prefixes (``{{function_node ...}}``, the iterator's path)."""
-    import re
-
     text = first_line(err)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     return re.sub(r"^Error in user-defined function passed to .*? transformation with iterator: \S+: ", "", text)
