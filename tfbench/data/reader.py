@@ -326,7 +326,7 @@ def find_bad_image(tfrecord_dir: str | Path, start: int = 0) -> str | None:
                 tf.io.decode_image(features["image/encoded"], channels=3, expand_animations=False)
             except tf.errors.InvalidArgumentError as err:
                 name = features["image/filename"].numpy().decode(errors="replace")
-                return f'record {index} "{name}": {first_line(err)}'
+                return f'record {index} "{name}": {_tf_message(err)}'
     return None
 
 
@@ -346,6 +346,7 @@ def _tf_message(err: Any) -> str:
     """TensorFlow's error text without its internal prefixes (``{{function_node ...}}``, the iterator's path)."""
     text = first_line(err)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name: \S*)?\s*$", "", text)  # an eager op's suffix
     return re.sub(r"^Error in user-defined function passed to .*? transformation with iterator: \S+: ", "", text)
 
 
