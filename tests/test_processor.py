@@ -23,7 +23,8 @@ def shipped(name: str) -> str:
 
 
 def test_the_shipped_processors_load_and_say_what_the_exercises_say() -> None:
-    assert {"course_7_7", "course_7_11", "dlp_6_8", "scalar_mac_6_9", "systolic_32x32_os"} <= set(spec.shipped_names())
+    assert {"course_7_7", "course_7_11", "dlp_6_8", "scalar_mac_6_9", "systolic_32x32_os", "alu_6_3_1ghz",
+            "alu_6_3_100mhz"} <= set(spec.shipped_names())
     core = spec.load("course_7_7")
     assert (core.memories["WRAM"].size, core.memories["NRAM"].size) == (256 * 1024, 128 * 1024)
     assert core.units["matrix"].ops["MAC_32"] == 256 and core.clock == 1e9 and core.cores == 1

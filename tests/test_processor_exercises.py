@@ -74,6 +74,27 @@ def test_the_sweep_saturates_at_the_bandwidth(small) -> None:
         assert row["utilisation"] * row["macs_per_cycle"] == pytest.approx(1.6, rel=0.05)
 
 
+def test_fully_connected_speedup_at_12_8_gbps_is_the_hand_calculation() -> None:
+    """6.3: N ALUs over one on a batch-1 fully connected network, memory at 12.8 Gb/s: each MAC needs a new 4-byte
+    weight, so at most 1.6e9 / 4 = 4e8 MACs/s; the ideal speed-up is min(N f, 4e8) / min(f, 4e8)."""
+    from tfbench import models
+
+    mlp = models.get("mlp")  # 784-512-256-10 on 28x28x1 digits: three Dense layers (a Keras model, built)
+    work, counts = workload.model_work(mlp, "mlp")
+    assert all(w.kind == "Dense" for w in work if w.macs)
+    sizes = (1, 2, 4, 8, 16)
+    for name, clock in (("alu_6_3_1ghz", 1e9), ("alu_6_3_100mhz", 1e8)):
+        processor = spec.load(name)
+        assert processor.clock == clock
+        rows = sweep.sweep(work, processor, sizes)
+        seconds = [r["cycles"] / clock for r in rows]
+        for n, t in zip(sizes, seconds):
+            ideal = min(n * clock, 4e8) / min(clock, 4e8)
+            assert seconds[0] / t == pytest.approx(ideal, rel=0.01), (name, n)
+        # the memory-bound time is the weights over the link: 4 bytes per MAC at 1.6 GB/s
+        assert seconds[-1] == pytest.approx(4 * counts.total("macs") / 1.6e9, rel=0.01)
+
+
 def dlp(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tfbench.dlp", *args], capture_output=True, text=True, timeout=600)
 
