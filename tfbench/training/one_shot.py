@@ -84,8 +84,9 @@ def probe_batch(input_shape: Sequence[int], dtype: str, batch_size: int, seed: i
     """The fixed batch the outputs are compared on, and a sentence saying what it is.
 
     A 3-channel image input of at least 32x32: scikit-image's bundled photos
-    (:data:`~tfbench.training.mixed_precision.VGG_PHOTOS`) resized to it and scaled to [-1, 1].  Otherwise random uniform, seeded: floats in [0, 1), integers in
-    [0, n) with ``n`` the smallest ``input_dim`` of the model's Embedding ``layers`` (else 10).
+    (:data:`~tfbench.training.mixed_precision.VGG_PHOTOS`) resized to it and scaled to [-1, 1].
+    Otherwise random uniform, seeded: floats in [0, 1), integers in [0, n) with ``n`` the smallest
+    ``input_dim`` of the model's Embedding ``layers`` (else 10).
     """
     shape = tuple(int(d) for d in input_shape)
     floating = "float" in dtype
@@ -221,8 +222,9 @@ def write_tensorboard(result: OneShotResult, run_dir: Any) -> None:
 
     dense = result.rows[0]
     for r in result.rows:
-        scalars = {"relative_l2_change": r.relative_l2_change, "compressed_vs_dense": r.compressed_bytes
-                   / dense.compressed_bytes, "forward_ms": r.median_ms, "forward_vs_dense": r.median_ms / dense.median_ms}
+        scalars = {"relative_l2_change": r.relative_l2_change,
+                   "compressed_vs_dense": r.compressed_bytes / dense.compressed_bytes,
+                   "forward_ms": r.median_ms, "forward_vs_dense": r.median_ms / dense.median_ms}
         if r.top1_unchanged is not None:
             scalars["top1_unchanged"] = r.top1_unchanged
         summaries.write_scalars(run_dir, scalars, round(100 * r.sparsity))
