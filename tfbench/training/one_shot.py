@@ -12,7 +12,8 @@ On one fixed, seeded batch (:func:`probe_batch`) it measures against the dense m
 - the weights' **size**: raw bytes (the same, the zeros are stored) and ``np.savez_compressed`` bytes
   (smaller: zeros only save storage once stored sparsely or compressed);
 - the **forward time** of both, round robin (each round assigns one state's kernels, untimed, then
-  times one call): the zeros are still multiplied by the dense kernels, so they buy no speed.
+  times one call; each round starts one state further on): the same dense kernels multiply the
+  zeros too, and the two times side by side show what that costs or saves.
 
 Pruning happens on copies of the kernels; :func:`kernels_restored` puts the model's own values back.
 ``python -m tfbench.sparsity --model MODEL`` runs it (docs/precision.md).
@@ -187,8 +188,8 @@ def one_shot(model: Any, x: np.ndarray, sparsities: Sequence[float], *, name: st
                 block(forward(x))
             result.layer_sparsity.update({label: {**result.layer_sparsity.get(label, {}), f"{s:.0%}": sparsity_of(k)}
                                           for (label, _), k in zip(named, states[s])})
-        for _ in range(repeats):  # round robin: a burst of load hits every sparsity alike
-            for s in levels:
+        for r in range(repeats):  # round robin: a burst of load hits every sparsity alike; each round starts
+            for s in levels[r % len(levels):] + levels[:r % len(levels)]:  # one further on, so none is always first
                 _assign(variables, states[s])
                 samples[s].append(_time_ms(lambda: block(forward(x))))
     dense = outputs[0.0]
