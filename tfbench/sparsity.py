@@ -52,7 +52,7 @@ from tfbench.training.sparsity import MODELS, SparseResult, format_comparisons, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network."""
+    """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network; with ``--model``, one-shot pruning."""
     parser = cli.parser("sparsity", __doc__.splitlines()[0])
     parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded MNIST)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
