@@ -8,7 +8,8 @@ EinsumDense) loses its ``floor(sparsity * size)`` smallest-magnitude weights, ea
 On one fixed, seeded batch (:func:`probe_batch`) it measures against the dense model:
 
 - the **relative L2 change** of the outputs, ``||y_pruned - y_dense|| / ||y_dense||``;
-- the fraction of the batch whose **top-1** (argmax) is unchanged, when the output is a vector per example;
+- the fraction of the batch whose **top-1** (argmax) is unchanged, when the output is one vector per example
+  (a model with several outputs gets the L2 change of all of them side by side, and no top-1);
 - the weights' **size**: raw bytes (the same, the zeros are stored) and ``np.savez_compressed`` bytes
   (smaller: zeros only save storage once stored sparsely or compressed);
 - the **forward time** of both, round robin (each round assigns one state's kernels, untimed, then
@@ -183,7 +184,8 @@ def one_shot(model: Any, x: np.ndarray, sparsities: Sequence[float], *, name: st
         samples: dict[float, list[float]] = {s: [] for s in levels}
         for s in levels:  # outputs, and the warm-up calls
             _assign(variables, states[s])
-            outputs[s] = np.asarray(block(forward(x)))
+            flat = [np.asarray(t) for t in tf.nest.flatten(block(forward(x)))]  # several outputs: side by side
+            outputs[s] = flat[0] if len(flat) == 1 else np.concatenate([a.reshape(len(a), -1) for a in flat], 1)
             for _ in range(warmup):
                 block(forward(x))
             result.layer_sparsity.update({label: {**result.layer_sparsity.get(label, {}), f"{s:.0%}": sparsity_of(k)}
@@ -196,7 +198,8 @@ def one_shot(model: Any, x: np.ndarray, sparsities: Sequence[float], *, name: st
     for s in levels:
         timing = summarise(f"{s:.0%}", samples[s])
         arrays = [*states[s], *others]
-        result.rows.append(OneShotRow(s, relative_change(outputs[s], dense), top1_unchanged(outputs[s], dense),
+        top1 = top1_unchanged(outputs[s], dense) if len(flat) == 1 else None
+        result.rows.append(OneShotRow(s, relative_change(outputs[s], dense), top1,
                                       sum(a.nbytes for a in arrays), compressed_size(arrays),
                                       timing.median_ms, timing.p10_ms, timing.p90_ms))
     return result
