@@ -26,12 +26,20 @@ of both; then the same mechanism with nothing but NumPy: a 3-layer fully connect
 (exercise 5.12) with hand-written forward and backward passes and SGD with momentum.
 Results go to ``logs/sparsity/<timestamp>/report.json`` and TensorBoard scalars beside it.
 
+``--model MODEL`` (a ``.keras``/``.h5`` file, a registry name, or ``package.module:factory`` with
+``--allow-code``) skips the training and prunes your model one shot, without labels: at each of
+``--sparsities``, every conv and fc kernel loses its smallest weights, layer by layer, on a copy;
+the outputs on one fixed batch are compared with the dense model's (relative L2 change, top-1
+unchanged), with the weights' compressed size and the forward time of both
+(:mod:`tfbench.training.one_shot`).
+
 The zeros save nothing by themselves here: dense kernels still multiply them.  Speed needs
 sparse storage and kernels (or 2:4 structured sparsity on GPUs that have it).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import asdict
 from typing import Any, Sequence
@@ -44,18 +52,25 @@ from tfbench.training.sparsity import MODELS, SparseResult, format_comparisons, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network."""
+    """CLI: dense vs pruned training of LeNet-5, the MLP and the NumPy network; with ``--model``, one-shot pruning."""
     parser = cli.parser("sparsity", __doc__.splitlines()[0])
     parser.add_argument("--data", help="MNIST IDX folder or mnist.npz (default: ~/.keras cache, else embedded MNIST)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
     parser.add_argument("--sparsity", type=float, default=0.5, help="final sparsity of every conv/fc kernel")
     parser.add_argument("--epochs", type=cli.positive_int, default=12,
                         help="epochs for the Keras models (NumPy: twice this)")
-    cli.add_batch_size(parser, 64)
+    parser.add_argument("--model", help=cli.MODEL_HELP + ": prune it one shot instead of training on MNIST")
+    cli.add_model_source(parser)
+    parser.add_argument("--sparsities", default="0.5,0.75,0.9", help="with --model: the sparsities compared with dense")
+    cli.add_batch_size(parser, None, help="images per step (default: 64; with --model: 16, the batch compared)")
+    cli.add_repeats(parser, 10, help="with --model: timed forward rounds (warm-ups not counted)")
     cli.add_seed(parser)
     cli.add_logdir(parser)
     cli.add_verbose(parser)
     ns = cli.parse(parser, argv)
+    if ns.model is not None:
+        return prune_model(ns)
+    ns.batch_size = ns.batch_size or 64
     models = [m.strip() for m in ns.models.split(",") if m.strip()]
     if not models or any(m not in MODELS for m in models):
         raise UserError(f"--models: got {ns.models!r}; choose from {', '.join(MODELS)}")
@@ -85,6 +100,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"data": data.source, "results": [asdict(r) for r in results]}
     write_json(run_dir / "report.json", report)
     print(f"report: {run_dir / 'report.json'}")
+    return 0
+
+
+def prune_model(ns: argparse.Namespace) -> int:
+    """``--model``: one-shot pruning of the user's model; table, per-kernel sparsity, JSON, TensorBoard."""
+    from tfbench import timing
+    from tfbench.models.load import parse_input_shape
+    from tfbench.training import one_shot
+
+    sparsities = one_shot.parse_sparsities(ns.sparsities)
+    result = one_shot.prune_user_model(ns.model, sparsities, allow_code=ns.allow_code, batch_size=ns.batch_size or 16,
+                                       input_shape=parse_input_shape(ns.input_shape) if ns.input_shape else None,
+                                       seed=ns.seed, repeats=ns.repeats)
+    machine = timing.machine_info()
+    print(timing.machine_header(machine))
+    print(f"{result.model}: {result.prunable_weights:,} of {result.total_weights:,} weights in prunable kernels; "
+          f"batch: {result.batch}")
+    print(timing.format_table(one_shot.table_rows(result)))
+    print("achieved sparsity per kernel:")
+    for line in one_shot.layer_lines(result):
+        print(f"  {line}")
+    run_dir = paths.run_dir(ns.logdir, "sparsity")
+    one_shot.write_tensorboard(result, run_dir / result.model)
+    report = {"model": ns.model, **asdict(result), "machine": machine}
+    write_json(run_dir / "report.json", report)
+    print(f"report: {run_dir / 'report.json'}\nTensorBoard: {cli.tensorboard_command(run_dir)}")
     return 0
 
 

@@ -66,11 +66,48 @@ def sparsity_of(weights: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------- TensorFlow / Keras
+#: Keras layer classes whose kernels are pruned: conv (plain, depthwise, separable) and fc (Dense, EinsumDense).
+PRUNABLE_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "EinsumDense")
+
+
+#: The names of the kernel variables of those layers (a SeparableConv2D has two).
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+def leaf_layers(model) -> list:
+    """Every layer of ``model``, nested models (a Sequential inside a functional model) opened."""
+    layers = []
+    for layer in model.layers:
+        layers += leaf_layers(layer) if hasattr(layer, "layers") else [layer]
+    return layers
+
+
 def prunable_layers(model) -> list:
-    """The conv and fc layers whose kernels get a mask."""
+    """The conv and fc layers whose kernels get a mask (:data:`PRUNABLE_TYPES`), in nested models too."""
     import keras
 
-    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    types = tuple(getattr(keras.layers, name) for name in PRUNABLE_TYPES)
+    return [layer for layer in leaf_layers(model) if isinstance(layer, types)]
+
+
+def layer_kernels(layer) -> list[tuple[str, object]]:
+    """``(label, variable)`` for each float kernel of ``layer``: the layer's name, or ``name/depthwise_kernel``.
+
+    Biases, norms' scales and offsets, and embeddings are not kernels; a quantized (integer) kernel is left out.
+    """
+    kernels = [w for w in layer.weights if w.name in KERNEL_NAMES and "float" in str(w.dtype)]
+    return [(layer.name if len(kernels) == 1 else f"{layer.name}/{w.name}", w) for w in kernels]
+
+
+def skipped_layers(model) -> list[str]:
+    """``name (Type)`` of each layer holding weights of two or more dimensions that are not pruned.
+
+    Embeddings, recurrent and attention layers, and conv layers outside :data:`PRUNABLE_TYPES`
+    (Conv1D, Conv3D, Conv2DTranspose) keep their weights dense; so does a quantized kernel.
+    """
+    pruned = {id(v) for layer in prunable_layers(model) for _, v in layer_kernels(layer)}
+    return [f"{layer.name} ({type(layer).__name__})" for layer in leaf_layers(model)
+            if any(len(w.shape) >= 2 and id(w) not in pruned for w in layer.weights)]
 
 
 class Pruner:
@@ -80,10 +117,11 @@ class Pruner:
         import tensorflow as tf
 
         self.schedule = schedule
-        self.layers = prunable_layers(model)
-        self.kernels = [layer.kernel for layer in self.layers]
-        self.masks = [tf.Variable(tf.ones(k.shape, tf.float32), trainable=False, name=f"{layer.name}_mask")
-                      for layer, k in zip(self.layers, self.kernels)]
+        named = [pair for layer in prunable_layers(model) for pair in layer_kernels(layer)]
+        self.names = [name for name, _ in named]
+        self.kernels = [kernel for _, kernel in named]
+        self.masks = [tf.Variable(tf.ones(k.shape, tf.float32), trainable=False, name=f"{name.replace('/', '_')}_mask")
+                      for name, k in named]
 
     def update_masks(self, step: int) -> float:
         """Recompute the masks at the schedule's sparsity for ``step``, zero the pruned weights; return it."""
@@ -95,7 +133,7 @@ class Pruner:
 
     def layer_sparsity(self) -> dict[str, float]:
         """Fraction of zeros in each pruned kernel."""
-        return {layer.name: sparsity_of(k.numpy()) for layer, k in zip(self.layers, self.kernels)}
+        return {name: sparsity_of(k.numpy()) for name, k in zip(self.names, self.kernels)}
 
 
 def make_sparse_train_step(model, optimizer, pruner: Pruner):
