@@ -245,7 +245,10 @@ def test_clone_under_policy_keeps_weights_and_float32_outputs():
         clone_under_policy(model, "mixed_float8")
 
 
-def test_user_model_under_each_policy(user_models, tmp_path, capsys):
+def test_user_model_under_each_policy(user_models, tmp_path, capsys, monkeypatch):
+    from tfbench.timing import machine
+
+    monkeypatch.setattr(machine, "_HEADER_PRINTED", set())  # the header prints once per process: this run's
     report = mp.run_benchmark(["--model", str(user_models["keras"]), "--batch-size", "4", "--warmup", "1",
                                "--repeats", "2", "--logdir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -297,3 +300,15 @@ def test_savedmodel_is_refused_in_one_line(user_models, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("error: ") and "need Keras layers" in err[0], err
     assert not list(tmp_path.glob("bench/*.json"))
+
+
+def test_inspect_modes_run_the_bfloat16_clone_where_the_cpu_has_it():
+    """``inspect``'s bfloat16 mode clones through the same function (the CPU's flags given, so it runs anywhere)."""
+    from tfbench.inspection.modes import run_modes
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    x = tf.constant(np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32))
+    report = run_modes(lambda t: model(t, training=False), x, keras_model=model, repeats=1,
+                       cpu_flags={"avx512_bf16": True})
+    row = report.row("bfloat16 tf.function")
+    assert not report.bfloat16_skipped and row is not None and 0.0 < row.max_abs_diff < 0.1
