@@ -118,9 +118,9 @@ def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> arg
                              "step on its own seeded input), its output compared with float32's")
     cli.add_model_source(parser)
     parser.add_argument("--models", default=None,
-                        help="which models to time: lenet5, vgg19 (None: both, or neither with --model)")
+                        help="which models to time: lenet5, vgg19 (unset: both; neither with --model)")
     parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
-                        help="LeNet-5 accuracy run epochs (0 skips it; None: 20, or 0 with --model)")
+                        help="LeNet-5 accuracy run epochs (0 skips it; unset: 20, 0 with --model)")
     cli.add_batch_size(parser, 32, help="LeNet-5 batch size, and --model's")
     cli.add_image_size(parser, 32, model="vgg19", rule=SIZE_RULES["vgg19"])
     parser.add_argument("--no-small-vgg", action="store_true", help="skip VGG19 at --image-size (time only 224)")
