@@ -203,3 +203,112 @@ def test_bad_flags_are_user_errors():
         mp.parse_args(["--policies", "float64"])
     with pytest.raises(UserError, match="divisible by 32"):
         mp_lib.build_model("vgg19", "float32", vgg_input=48)
+
+
+# ---------------------------------------------------------------- --model: the user's own Keras model
+
+@pytest.fixture(scope="module")
+def user_models(tmp_path_factory):
+    """A small convnet with a softmax output saved as .keras, and a SavedModel (no Keras layers)."""
+    root = tmp_path_factory.mktemp("user_models")
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+              keras.layers.Conv2D(8, 3, strides=2, activation="relu"), keras.layers.Flatten(),
+              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    convnet = keras.Sequential(layers, name="convnet")
+    convnet.save(root / "convnet.keras")
+
+    class Affine(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.ones((6, 3)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32)])
+        def __call__(self, x):
+            return tf.matmul(x, self.w)
+
+    tf.saved_model.save(Affine(), str(root / "affine"))
+    return {"keras": root / "convnet.keras", "savedmodel": root / "affine"}
+
+
+def test_clone_under_policy_keeps_weights_and_float32_outputs():
+    from tfbench.models.precision import clone_under_policy
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    twin = clone_under_policy(model, "mixed_float16", float32_outputs=True)
+    assert twin.get_layer("hidden").compute_dtype == "float16" and twin.get_layer("out").compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in twin.weights)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert clone_under_policy(model, "mixed_bfloat16").get_layer("out").compute_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="mixed_float8"):
+        clone_under_policy(model, "mixed_float8")
+
+
+def test_user_model_under_each_policy(user_models, tmp_path, capsys, monkeypatch):
+    from tfbench.timing import machine
+
+    monkeypatch.setattr(machine, "_HEADER_PRINTED", set())  # the header prints once per process: this run's
+    report = mp.run_benchmark(["--model", str(user_models["keras"]), "--batch-size", "4", "--warmup", "1",
+                               "--repeats", "2", "--logdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert out.startswith("== mixed_precision ==\nmachine: ") and "\nbfloat16: " in out
+    assert out.rstrip().endswith(report["note"])  # the CPU caveat, as for LeNet-5 and VGG19
+    assert "accuracy" not in out and "lenet5" not in out and "vgg19" not in out  # only the user's model
+    [path] = tmp_path.glob("bench/mixed_precision-*.json")
+    data = json.loads(path.read_text())
+    assert {r["case"] for r in data["rows"]} == {f"convnet/{kind}/{p}" for kind in ("forward", "train")
+                                                 for p in mp_lib.POLICIES}
+    assert data["training"] == []
+    runs = {r["policy"]: r for r in data["model"]["policies"]}
+    assert set(runs) == set(mp_lib.POLICIES)
+    scale = data["model"]["output_scale"]
+    assert runs["float32"]["max_abs_diff"] == 0.0 and runs["float32"]["forward_speedup"] == 1.0
+    assert 0.0 < runs["mixed_bfloat16"]["max_abs_diff"] < 0.05 * scale  # bfloat16: 8 significant bits
+    assert 0.0 < runs["mixed_float16"]["max_abs_diff"] < 0.01 * scale
+    assert runs["mixed_float16"]["optimizer"] == "LossScaleOptimizer" and runs["mixed_bfloat16"]["optimizer"] == "Adam"
+    assert {r["compute_dtype"] for r in data["model"]["policies"]} == {"float32", "bfloat16", "float16"}
+    assert all(r["variable_dtype"] == r["output_dtype"] == "float32" for r in data["model"]["policies"])
+    assert all(r["median_ms"] > 0 for r in data["rows"])
+    assert "convnet (16x16x3) b4 train: mixed_bfloat16 speed-up vs float32" in data["ratios"]
+    [run_dir] = tmp_path.glob("mixed_precision/*")
+    assert (run_dir / "report.json").exists() and list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_user_model_clones_and_optimizers(user_models):
+    model = keras.models.load_model(user_models["keras"])
+    result = mp_lib.time_model_policies(model, name="convnet", input_shape=(16, 16, 3), batch=2,
+                                        policies=("mixed_float16", "mixed_bfloat16"), repeats=1)
+    assert [r.policy for r in result.runs] == ["float32", "mixed_float16", "mixed_bfloat16"]  # float32 first
+    assert isinstance(result.optimizers["mixed_float16"], keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(result.optimizers["mixed_bfloat16"], keras.optimizers.LossScaleOptimizer)
+    for policy, compute in (("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")):
+        clone = result.models[policy]
+        conv = clone.layers[0]
+        assert conv.variable_dtype == "float32" and conv.compute_dtype == compute
+        assert clone.layers[-1].compute_dtype == "float32"  # the softmax output
+        assert clone(np.zeros((1, 16, 16, 3), np.float32)).dtype == "float32"
+    assert "| mixed_float16 |" in result.markdown()
+
+
+def test_savedmodel_is_refused_in_one_line(user_models, tmp_path, capsys):
+    from tfbench.plumbing.errors import run_cli
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(mp.main, ["--model", str(user_models["savedmodel"]), "--logdir", str(tmp_path)])
+    assert stop.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "need Keras layers" in err[0], err
+    assert not list(tmp_path.glob("bench/*.json"))
+
+
+def test_inspect_modes_run_the_bfloat16_clone_where_the_cpu_has_it():
+    """``inspect``'s bfloat16 mode clones through the same function (the CPU's flags given, so it runs anywhere)."""
+    from tfbench.inspection.modes import run_modes
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    x = tf.constant(np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32))
+    report = run_modes(lambda t: model(t, training=False), x, keras_model=model, repeats=1,
+                       cpu_flags={"avx512_bf16": True})
+    row = report.row("bfloat16 tf.function")
+    assert not report.bfloat16_skipped and row is not None and 0.0 < row.max_abs_diff < 0.1

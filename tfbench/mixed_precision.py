@@ -34,6 +34,15 @@ machine header, a table and the ratios, and writes ``logs/bench/mixed_precision-
 (same as ``python -m tfbench.bench mixed_precision``) and per-epoch loss curves to
 ``logs/mixed_precision/<timestamp>/``.
 
+``--model MODEL`` (a ``.keras``/``.h5`` file, a registry name, or ``package.module:factory`` with
+``--allow-code``, through :mod:`tfbench.models.load`) times your own Keras model instead of LeNet-5
+and VGG19 (``--models`` still adds them): its layers cloned under each policy with the same
+weights, the output layers kept float32, the forward pass and one Adam step (the mean square of the
+output as the loss; loss-scaled under float16) on a seeded random batch of ``--batch-size``, round
+robin; the table gives each policy's medians, speed-up over float32 and max |output - float32 output|,
+written to the same JSON and as a Text card in the run folder.  A SavedModel has no Keras layers to
+clone and is refused in one line.
+
 **Whether bfloat16 is faster depends on the CPU.**  The speed-up comes from hardware that
 multiplies 16-bit numbers natively: NVIDIA tensor cores, or on x86 CPUs AVX512_BF16
 (``vdpbf16ps``, Cooper Lake/Zen 4 and later) and AMX tiles (Sapphire Rapids and later), which
@@ -65,7 +74,7 @@ from tfbench import models, timing
 from tfbench.data import mnist
 from tfbench.models.registry import SIZE_RULES
 from tfbench.plumbing import cli, paths
-from tfbench.plumbing.errors import UserError, run_cli
+from tfbench.plumbing.errors import UserError, first_line, run_cli
 from tfbench.plumbing.files import write_json
 
 if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
@@ -76,9 +85,11 @@ from tfbench.training.mixed_precision import (
     MODELS,
     POLICIES,
     Config,
+    ModelPolicies,
     config_ratios,
     goals,
     time_config,
+    time_model_policies,
     train_lenet5,
     vgg_batch,
 )
@@ -102,10 +113,15 @@ def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> arg
     parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile variants of each loop")
     parser.add_argument("--impls", default=",".join(IMPLS),
                         help="keras (functional model, fit and custom loop), module (tf.Module, custom loop)")
-    parser.add_argument("--models", default=",".join(MODELS), help="which models to time: lenet5, vgg19")
-    parser.add_argument("--epochs", type=cli.non_negative_int, default=20,
-                        help="LeNet-5 accuracy run epochs (0 skips it)")
-    cli.add_batch_size(parser, 32, help="LeNet-5 batch size")
+    parser.add_argument("--model", default=None,
+                        help=cli.MODEL_HELP + ": your Keras model timed under each policy (forward and an Adam "
+                             "step on its own seeded input), its output compared with float32's")
+    cli.add_model_source(parser)
+    parser.add_argument("--models", default=None,
+                        help="which models to time: lenet5, vgg19 (unset: both; neither with --model)")
+    parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
+                        help="LeNet-5 accuracy run epochs (0 skips it; unset: 20, 0 with --model)")
+    cli.add_batch_size(parser, 32, help="LeNet-5 batch size, and --model's")
     cli.add_image_size(parser, 32, model="vgg19", rule=SIZE_RULES["vgg19"])
     parser.add_argument("--no-small-vgg", action="store_true", help="skip VGG19 at --image-size (time only 224)")
     parser.add_argument("--vgg-batch", type=cli.positive_int, default=4, help="VGG19 batch size at --image-size")
@@ -127,7 +143,9 @@ def parse_args(argv: Sequence[str] | None, prog: str = "mixed_precision") -> arg
     ns.large_policies = _csv(ns.large_policies, POLICIES, "--large-policies")
     ns.loops = _csv(ns.loops, LOOPS, "--loops")
     ns.impls = _csv(ns.impls, IMPLS, "--impls")
-    ns.models = _csv(ns.models, MODELS, "--models")
+    ns.models = _csv(ns.models, MODELS, "--models") if ns.models is not None else [] if ns.model else list(MODELS)
+    if ns.epochs is None:
+        ns.epochs = 0 if ns.model else 20
     if ns.vgg_large_input:
         problem = models.input_size_error("vgg19", ns.vgg_large_input)
         if problem:
@@ -149,10 +167,33 @@ def configs(ns: argparse.Namespace) -> list[tuple[Config, int]]:
     return out
 
 
+def time_user_model(ns: argparse.Namespace) -> ModelPolicies:
+    """``--model``: load it (the one loader), refuse a model without Keras layers, time it under each policy."""
+    from tfbench.models import load
+
+    loaded = load.load(ns.model, input_shape=load.parse_input_shape(ns.input_shape) if ns.input_shape else None,
+                       allow_code=ns.allow_code)
+    if loaded.keras_model is None:
+        raise UserError(f"{ns.model}: the mixed-precision policies need Keras layers to clone and this "
+                        f"{loaded.source} has none; give a .keras/.h5 file, a registry name or a factory "
+                        "returning a Keras model")
+    policies = ("float32", *[p for p in ns.policies if p != "float32"])
+    print(f"timing {loaded.name} (input {'x'.join(map(str, loaded.input_shape))} {loaded.input_dtype}, batch "
+          f"{ns.batch_size}): forward and one Adam step under {', '.join(policies)}, round robin "
+          f"({ns.repeats} rounds)", flush=True)
+    try:
+        return time_model_policies(loaded.keras_model, name=loaded.name, input_shape=loaded.input_shape,
+                                   input_dtype=loaded.input_dtype, batch=ns.batch_size, policies=policies,
+                                   warmup=ns.warmup, repeats=ns.repeats, seed=ns.seed)
+    except (ValueError, TypeError) as err:  # what Keras raises for a model it cannot clone (a subclassed one)
+        raise UserError(f"{ns.model}: its layers could not be cloned under a policy: {first_line(err, 200)}") from None
+
+
 def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench mixed_precision") -> dict[str, Any]:
-    """Accuracy runs of LeNet-5 and step timings of LeNet-5/VGG19 under each policy; one JSON report."""
+    """Accuracy runs of LeNet-5, step timings of LeNet-5/VGG19 and of ``--model`` under each policy; one report."""
     ns = parse_args(argv, prog)
     info = timing.print_header("mixed_precision")
+    user = time_user_model(ns) if ns.model else None
     rows: list[dict[str, Any]] = []
     accuracy_delta: dict[str, float] = {}
     training: list[dict[str, Any]] = []
@@ -195,12 +236,23 @@ def run_benchmark(argv: Sequence[str] | None = None, prog: str = "bench mixed_pr
             if (r["model"] == "lenet5" and r["impl"] == "keras" and r["kind"] == "train"
                     and r["policy"] == row["policy"] and r["loop"] == row["loop"]):
                 r["accuracy"], r["trained_loss"] = row["accuracy"], row["final_loss"]
+    if user is not None:
+        rows += [t.row() for t in user.timings]
+        ratios.update(user.ratios())
     bf16_expected = not info["bf16_note"].startswith("no bfloat16")
     extra = {"training": training, "accuracy_delta_pp": accuracy_delta, "vgg_input": ns.vgg_input,
              "vgg_batch": ns.vgg_batch, "vgg_large_input": ns.vgg_large_input, "vgg_large_batch": ns.vgg_large_batch,
              "lenet5_batch": ns.batch_size, "run_dir": str(run_dir), "bf16_speedup_expected": bf16_expected,
              "note": info["bf16_note"], "goals": goals(ratios, bf16_expected)}
+    if user is not None:
+        extra["model"] = user.to_json()
     report = timing.report("mixed_precision", rows, ratios, logdir=ns.logdir, extra=extra)
+    if user is not None:
+        from tfbench.reporting import summaries
+
+        print(f"{user.label}, each policy against float32 (max |float32 output| {user.output_scale:.4g}):")
+        print(timing.format_table(user.summary_rows()))
+        summaries.write_text(run_dir, {f"mixed_precision/{user.name}": user.markdown()})
     print(info["bf16_note"])
     for line in extra["goals"]:
         print(line)

@@ -55,25 +55,6 @@ def _max_diff(a: Any, b: Any) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
-def bfloat16_model(model: Any) -> Any:
-    """The same Keras layers and weights under the ``mixed_bfloat16`` policy (float32 weights, bfloat16 math)."""
-    import keras
-
-    from tfbench.models.precision import keras_policy
-
-    policy = keras_policy("bfloat16")
-
-    def clone(layer: Any) -> Any:
-        config = layer.get_config()
-        if "dtype" in config and type(layer).__name__ != "InputLayer":
-            config["dtype"] = policy
-        return layer.__class__.from_config(config)
-
-    twin = keras.models.clone_model(model, clone_function=clone)
-    twin.set_weights(model.get_weights())
-    return twin
-
-
 def run_modes(call: Callable[[Any], Any], x: Any, *, keras_model: Any = None, warmup: int = 1,
               repeats: int = 5, cpu_flags: dict[str, bool] | None = None) -> ModesReport:
     """Eager, ``tf.function`` and XLA (and bfloat16 when the CPU has it) on batch ``x``, compared and timed."""
@@ -100,7 +81,9 @@ def run_modes(call: Callable[[Any], Any], x: Any, *, keras_model: Any = None, wa
         report.bfloat16_skipped = "bfloat16 needs a Keras model to clone under the mixed_bfloat16 policy"
     else:
         try:
-            twin = bfloat16_model(keras_model)
+            from tfbench.models.precision import clone_under_policy
+
+            twin = clone_under_policy(keras_model, "mixed_bfloat16")
             fn16 = tf.function(lambda t: twin(t, training=False))
             diffs["bfloat16 tf.function"] = _max_diff(tf.cast(fn16(x), tf.float32), reference)
             cases["bfloat16 tf.function"] = lambda: fn16(x)

@@ -5,9 +5,14 @@ What Keras' ``mixed_bfloat16``/``mixed_float16`` policies do for layers, done by
 every call casts inputs and weights to the compute dtype, and the logits are cast back to
 float32 so the softmax and the loss see float32 range and precision.  The gradient of
 ``tf.cast`` is a cast back, so the float32 variables receive float32 gradients.
+
+:func:`clone_under_policy` does the same to a Keras model someone already has: its layers
+rebuilt under a policy with the same weights.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import tensorflow as tf
 
@@ -27,3 +32,34 @@ def keras_policy(dtype: str | tf.DType | None) -> str:
     """The Keras dtype policy with this compute dtype and float32 variables: float32, mixed_bfloat16, mixed_float16."""
     name = compute_dtype(dtype).name
     return "float32" if name == "float32" else f"mixed_{name}"
+
+
+#: the Keras policies, one per compute dtype: float32, mixed_bfloat16, mixed_float16.
+KERAS_POLICIES = tuple(keras_policy(d) for d in COMPUTE_DTYPES)
+
+
+def clone_under_policy(model: Any, policy: str, *, float32_outputs: bool = False) -> Any:
+    """The same Keras layers and weights under ``policy`` (float32 variables, the policy's compute dtype).
+
+    ``keras.models.clone_model`` rebuilds each layer from its config with ``dtype`` set to the
+    policy (input layers keep their dtype), then the weights are copied.  With
+    ``float32_outputs`` the layers that give the model's outputs stay float32, as mixed-precision
+    models keep their last softmax: the output and a loss on it see float32 range and precision.
+    A model Keras cannot clone (a subclassed one) raises Keras' own ``ValueError``/``TypeError``.
+    """
+    import keras
+
+    if policy not in KERAS_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(KERAS_POLICIES)}, got {policy!r}")
+    # the layer that made each output tensor (Keras records it on the tensor: its ``_keras_history``)
+    outputs = {t._keras_history[0].name for t in getattr(model, "outputs", None) or []} if float32_outputs else set()
+
+    def clone(layer: Any) -> Any:
+        config = layer.get_config()
+        if "dtype" in config and type(layer).__name__ != "InputLayer":
+            config["dtype"] = "float32" if layer.name in outputs else policy
+        return layer.__class__.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=clone)
+    twin.set_weights(model.get_weights())
+    return twin

@@ -2,14 +2,16 @@
 
 Keras policies, loss scaling for float16, the explicit-variable modules computing in a lower dtype,
 and the timed cases ``python -m tfbench.mixed_precision`` and ``python -m tfbench.bench mixed_precision``
-compare side by side.
+compare side by side.  :func:`time_model_policies` does the same for a user's own Keras model
+(``--model``): its layers cloned under each policy, the forward pass and a training step timed,
+the outputs compared with float32's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
@@ -376,3 +378,165 @@ def goals(ratios: dict[str, float], bf16_expected: bool) -> list[str]:
         if " time / fit" in key:
             lines.append(f"goal custom loop <= 1.1x fit, {key}: {value:.2f}x ({'met' if value <= 1.1 else 'not met'})")
     return lines
+
+
+# ---------------------------------------------------------------- the user's own model under each policy
+
+@dataclass
+class PolicyRun:
+    """One policy on a user's model: median times, speed-ups over float32, and the forward output against float32's."""
+
+    policy: str
+    forward_ms: float
+    train_ms: float
+    forward_speedup: float  # float32's median / this median
+    train_speedup: float
+    max_abs_diff: float  # max |output - float32 output|, the forward pass on the same batch and weights
+    variable_dtype: str
+    compute_dtype: str
+    output_dtype: str
+    optimizer: str
+
+
+@dataclass
+class ModelPolicies:
+    """A user's Keras model timed under each policy, round robin: the runs, the raw timings, the clones."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    batch: int
+    output_scale: float  # max |float32 output|: the size the differences are read against
+    runs: list[PolicyRun]
+    timings: list[timing.Timing]
+    models: dict[str, Any] = field(default_factory=dict, repr=False)  # policy -> the cloned Keras model
+    optimizers: dict[str, Any] = field(default_factory=dict, repr=False)  # policy -> its optimizer
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({'x'.join(map(str, self.input_shape))}) b{self.batch}"
+
+    def ratios(self) -> dict[str, float]:
+        """Speed-ups over float32 of the forward pass and the training step, on medians and on p10s."""
+        by_case = {(t.extra["kind"], t.extra["policy"]): t for t in self.timings}
+        out: dict[str, float] = {}
+        for (kind, policy), t in by_case.items():
+            base = by_case[(kind, "float32")]
+            if policy != "float32":
+                out[f"{self.label} {kind}: {policy} speed-up vs float32"] = base.median_ms / t.median_ms
+                out[f"{self.label} {kind}: {policy} speed-up vs float32 (p10)"] = base.p10_ms / t.p10_ms
+        return out
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per policy, for the printed table and the TensorBoard card."""
+        return [{"policy": r.policy, "forward_ms": r.forward_ms, "forward_x_float32": r.forward_speedup,
+                 "train_ms": r.train_ms, "train_x_float32": r.train_speedup, "max_abs_diff": r.max_abs_diff,
+                 "compute": r.compute_dtype, "variables": r.variable_dtype, "output": r.output_dtype,
+                 "optimizer": r.optimizer} for r in self.runs]
+
+    def markdown(self) -> str:
+        """The per-policy table as markdown (TensorBoard's Text dashboard)."""
+        rows = self.summary_rows()
+        cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        return (f"**{self.label}**, input {self.input_dtype}, max abs float32 output {self.output_scale:.4g}\n\n"
+                + "\n".join(lines))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types (the clones and optimizers left out)."""
+        return {"name": self.name, "input_shape": list(self.input_shape), "input_dtype": self.input_dtype,
+                "batch": self.batch, "output_scale": self.output_scale, "policies": [asdict(r) for r in self.runs]}
+
+
+def random_input(shape: Sequence[int], dtype: str, batch: int, seed: int = 0) -> np.ndarray:
+    """A seeded batch of ``shape``: standard normal for float inputs, 0s and 1s for integer ones (token ids)."""
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return rng.integers(0, 2, (batch, *shape)).astype(dtype)
+    return rng.standard_normal((batch, *shape)).astype(np.float32).astype(dtype)
+
+
+def mean_square_output(outputs: Any) -> Any:
+    """The training loss on any model: the mean square of its (float32) outputs, summed over outputs."""
+    import tensorflow as tf
+
+    return tf.add_n([tf.reduce_mean(tf.square(tf.cast(o, tf.float32))) for o in tf.nest.flatten(outputs)])
+
+
+def output_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer):
+    """A ``tf.function`` training step needing no labels: :func:`mean_square_output`, scaled, applied."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x):
+        with tf.GradientTape() as tape:
+            loss = mean_square_output(model(x, training=True))
+            scaled = optimizer.scale_loss(loss)  # times the dynamic scale for float16, unchanged otherwise
+        optimizer.apply(tape.gradient(scaled, variables), variables)  # float32 gradients of the float32 masters
+        return loss
+
+    return train_step
+
+
+def time_model_policies(model: keras.Model, *, name: str, input_shape: Sequence[int], input_dtype: str = "float32",
+                        batch: int = 8, policies: Sequence[str] = POLICIES, warmup: int = 1, repeats: int = 5,
+                        seed: int = 0) -> ModelPolicies:
+    """A Keras model's layers cloned under each policy (float32 always, as the reference), same weights;
+    forward pass and one Adam training step (:func:`make_optimizer`: loss-scaled for float16) on one
+    seeded batch, timed round robin; each forward output compared with float32's.
+
+    The clones keep float32 variables and compute in the policy's dtype; the layers giving the
+    outputs stay float32 (:func:`tfbench.models.precision.clone_under_policy`).  The loss is
+    :func:`mean_square_output`: float32, and needs no labels.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfbench.models.precision import clone_under_policy
+
+    policies = ("float32", *[p for p in policies if p != "float32"])
+    x = tf.constant(random_input(input_shape, input_dtype, batch, seed))
+    cases: dict[str, Any] = {}
+    outputs: dict[str, np.ndarray] = {}
+    result = ModelPolicies(name, tuple(int(d) for d in input_shape), input_dtype, batch, 0.0, [], [])
+    for policy in policies:
+        keras.utils.set_random_seed(seed)
+        twin = clone_under_policy(model, policy, float32_outputs=True)
+        optimizer = make_optimizer(policy)
+        forward = tf.function(lambda t, twin=twin: tf.nest.map_structure(
+            lambda o: tf.cast(o, tf.float32), twin(t, training=False)))
+        train_step = output_train_step(twin, optimizer)
+        # the forward output before any training step changes the weights
+        outputs[policy] = np.concatenate([np.asarray(timing.block(o), np.float64).ravel()
+                                          for o in tf.nest.flatten(forward(x))])
+        result.models[policy], result.optimizers[policy] = twin, optimizer
+        dt = dtypes(twin)
+        dt["output_dtype"] = str(tf.nest.flatten(twin.outputs)[0].dtype)
+        cases[f"{name}/forward/{policy}"] = lambda forward=forward: forward(x)
+        cases[f"{name}/train/{policy}"] = lambda step=train_step: step(x)
+        result.runs.append(PolicyRun(policy, 0.0, 0.0, 1.0, 1.0, 0.0, optimizer=type(optimizer).__name__, **dt))
+    reference = outputs["float32"]
+    result.output_scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    result.timings = timing.compare(cases, warmup=max(warmup, 1), repeats=repeats)
+    medians = {}
+    for t in result.timings:
+        _, kind, policy = t.case.rsplit("/", 2)
+        medians[kind, policy] = t.median_ms
+        t.extra.update({"model": name, "kind": kind, "policy": policy, "batch": batch,
+                        "examples_per_s": batch / (t.median_ms / 1e3)})
+    for run in result.runs:
+        run.forward_ms, run.train_ms = medians["forward", run.policy], medians["train", run.policy]
+        run.forward_speedup = medians["forward", "float32"] / run.forward_ms
+        run.train_speedup = medians["train", "float32"] / run.train_ms
+        run.max_abs_diff = float(np.max(np.abs(outputs[run.policy] - reference))) if reference.size else 0.0
+    for t in result.timings:
+        run = next(r for r in result.runs if r.policy == t.extra["policy"])
+        forward = t.extra["kind"] == "forward"
+        t.extra.update({"speedup_vs_float32": run.forward_speedup if forward else run.train_speedup,
+                        "max_abs_diff": run.max_abs_diff if forward else None,
+                        "variable_dtype": run.variable_dtype, "compute_dtype": run.compute_dtype,
+                        "output_dtype": run.output_dtype})
+    return result
