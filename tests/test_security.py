@@ -246,14 +246,24 @@ def test_keras_lambda_through_the_command(tmp_path):
         assert str(err.value) == keras_check.code_refusal(path)
 
 
+def edit_keras_config(source: Path, path: Path, edit) -> Path:
+    """``path``: the .keras archive ``source`` with ``edit(config)`` applied to its config.json, zipped again."""
+    with zipfile.ZipFile(source) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as out:
+        for member, data in members.items():
+            out.writestr(member, data)
+    return path
+
+
 def declare_huge_dense(path: Path, features: int = 10**6, units: int = 10**6) -> Path:
     """A valid .keras archive whose config declares Dense(units) on ``features`` inputs: 10^12 weights."""
     i = keras.Input((4,), name="x")
     small = keras.Model(i, keras.layers.Dense(2, name="huge")(i))
     small.save(path.with_name("small.keras"))
-    with zipfile.ZipFile(path.with_name("small.keras")) as src:
-        config = json.loads(src.read("config.json"))
-        members = {n: src.read(n) for n in src.namelist()}
 
     def patch(node):
         if isinstance(node, dict):
@@ -268,12 +278,7 @@ def declare_huge_dense(path: Path, features: int = 10**6, units: int = 10**6) ->
             for value in node:
                 patch(value)
 
-    patch(config)
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as out:
-        for name, data in members.items():
-            out.writestr(name, data)
-    return path
+    return edit_keras_config(path.with_name("small.keras"), path, patch)
 
 
 def test_huge_declared_layer_is_refused_with_its_size(tmp_path):
@@ -382,16 +387,12 @@ def with_code(path: Path, body: str) -> Path:
 
     i = keras.Input((4,), name="x")
     keras.Model(i, keras.layers.Lambda(lambda t: t, output_shape=(4,), name="hostile")(i)).save(path)
-    with zipfile.ZipFile(path) as src:
-        members = {n: src.read(n) for n in src.namelist()}
-    config = json.loads(members["config.json"])
-    layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Lambda")
-    layer["config"]["function"]["config"]["code"] = func_dump(eval(f"lambda t: ({body}, t)[1]"))[0]  # noqa: S307
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as out:
-        for member, data in members.items():
-            out.writestr(member, data)
-    return path
+
+    def replace_code(config):
+        layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Lambda")
+        layer["config"]["function"]["config"]["code"] = func_dump(eval(f"lambda t: ({body}, t)[1]"))[0]  # noqa: S307
+
+    return edit_keras_config(path, path, replace_code)
 
 
 def test_a_crash_inside_the_loading_child_is_one_line(tmp_path):
@@ -415,16 +416,12 @@ def test_a_vocabulary_file_outside_the_archive_is_refused(tmp_path):
     secret.write_text("alpha\nbeta\n")
     i = keras.Input((1,), dtype="string", name="words")
     keras.Model(i, keras.layers.StringLookup(vocabulary=["a", "b"], name="lookup")(i)).save(tmp_path / "ok.keras")
-    with zipfile.ZipFile(tmp_path / "ok.keras") as src:
-        members = {n: src.read(n) for n in src.namelist()}
-    config = json.loads(members["config.json"])
-    next(layer for layer in config["config"]["layers"] if layer["class_name"] == "StringLookup")["config"][
-        "vocabulary"] = str(secret)
-    members["config.json"] = json.dumps(config).encode()
-    path = tmp_path / "vocabulary.keras"
-    with zipfile.ZipFile(path, "w") as out:
-        for member, data in members.items():
-            out.writestr(member, data)
+
+    def point_at_secret(config):
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == "StringLookup")["config"][
+            "vocabulary"] = str(secret)
+
+    path = edit_keras_config(tmp_path / "ok.keras", tmp_path / "vocabulary.keras", point_at_secret)
     with pytest.raises(UserError, match=rf"vocabulary file outside of the model archive \(Vocabulary file: "
                                         rf"'{re.escape(str(secret))}'\).*--allow-code"):
         load.load(str(path), isolate=False)
