@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfbench.plumbing.files import atomic_output
 from tfbench.processor.compiler import Compiled
 from tfbench.processor.spec import Processor
 
@@ -80,6 +81,7 @@ def plot(rows: Sequence[dict[str, Any]], limits: dict[str, float], path: Path, t
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfbench.plumbing.files import atomic_output
 from tfbench.processor.language import Compute, Instruction, Loop, Move, Sync
 from tfbench.processor.spec import Processor, Unit, ceil_div
 
@@ -287,6 +288,7 @@ def plot_timeline(events: list[Event], path: Any, title: str) -> Any:
     ax.set_xlabel("cycle")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path

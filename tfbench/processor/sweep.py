@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfbench.plumbing.files import atomic_output
 from tfbench.processor import compiler
 from tfbench.processor.spec import Processor
 from tfbench.processor.workload import Work
@@ -58,6 +59,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
