@@ -173,8 +173,9 @@ def train_lenet5(data: mnist.DigitData, policy: str, loop: str, *, epochs: int =
                        epochs * len(x_train) / seconds, curve, loss_scale(optimizer), **dtypes(model))
 
 
-def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of scikit-image's bundled photos resized to ``size``, scaled to [-1, 1], with fixed labels."""
+def photo_batch(batch_size: int, height: int, width: int) -> np.ndarray:
+    """``batch_size`` of scikit-image's bundled photos (:data:`VGG_PHOTOS`, in turn) as RGB, resized to
+    ``height`` x ``width`` and scaled to [-1, 1], float32."""
     import tensorflow as tf
 
     from tfbench.data.images import skimage_photo
@@ -184,10 +185,14 @@ def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0
         pixels = skimage_photo(VGG_PHOTOS[i % len(VGG_PHOTOS)])
         if pixels.ndim == 2:
             pixels = np.repeat(pixels[..., None], 3, axis=-1)
-        photos.append(tf.image.resize(pixels[..., :3].astype(np.float32), (size, size)).numpy())
-    x = np.stack(photos) / 127.5 - 1.0
+        photos.append(tf.image.resize(pixels[..., :3].astype(np.float32), (height, width)).numpy())
+    return (np.stack(photos) / 127.5 - 1.0).astype(np.float32)
+
+
+def vgg_batch(batch_size: int, size: int, num_classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of scikit-image's bundled photos resized to ``size``, scaled to [-1, 1], with fixed labels."""
     y = np.random.default_rng(seed).integers(0, num_classes, batch_size)
-    return x.astype(np.float32), y.astype(np.int64)
+    return photo_batch(batch_size, size, size), y.astype(np.int64)
 
 
 IMPLS = ("keras", "module")

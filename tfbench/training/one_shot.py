@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tfbench.plumbing.errors import UserError
-from tfbench.training.mixed_precision import VGG_PHOTOS
+from tfbench.training.mixed_precision import VGG_PHOTOS, photo_batch
 from tfbench.training.sparsity import (
     PRUNABLE_TYPES,
     layer_kernels,
@@ -86,24 +86,14 @@ def probe_batch(input_shape: Sequence[int], dtype: str, batch_size: int, seed: i
     """The fixed batch the outputs are compared on, and a sentence saying what it is.
 
     A 3-channel image input of at least 32x32: scikit-image's bundled photos
-    (:data:`~tfbench.training.mixed_precision.VGG_PHOTOS`) resized to it and scaled to [-1, 1].
+    (:func:`~tfbench.training.mixed_precision.photo_batch`) resized to it and scaled to [-1, 1].
     Otherwise random uniform, seeded: floats in [0, 1), integers in [0, n) with ``n`` the smallest
     ``input_dim`` of the model's Embedding ``layers`` (else 10).
     """
     shape = tuple(int(d) for d in input_shape)
     floating = "float" in dtype
     if floating and len(shape) == 3 and shape[2] == 3 and min(shape[:2]) >= 32:
-        import tensorflow as tf
-
-        from tfbench.data.images import skimage_photo
-
-        photos = []
-        for i in range(batch_size):
-            pixels = skimage_photo(VGG_PHOTOS[i % len(VGG_PHOTOS)])
-            if pixels.ndim == 2:
-                pixels = np.repeat(pixels[..., None], 3, axis=-1)
-            photos.append(tf.image.resize(pixels[..., :3].astype(np.float32), shape[:2]).numpy())
-        x = (np.stack(photos) / 127.5 - 1.0).astype(dtype)
+        x = photo_batch(batch_size, shape[0], shape[1]).astype(dtype)
         used = ", ".join(VGG_PHOTOS[:min(batch_size, len(VGG_PHOTOS))])
         return x, f"scikit-image's bundled photos ({used}) resized to {shape[0]}x{shape[1]}, scaled to [-1, 1]"
     rng = np.random.default_rng(seed)
