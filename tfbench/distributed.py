@@ -33,7 +33,7 @@ from tfbench.models.registry import SIZE_RULES
 from tfbench.parallel import cluster, estimate, launcher, netns, service, training
 from tfbench.parallel.training import HISTORY_FILE, MODELS, STRATEGIES
 from tfbench.plumbing import cli
-from tfbench.plumbing.errors import UserError, run_cli
+from tfbench.plumbing.errors import run_cli
 
 DEFAULT_TIMEOUT = 3600.0
 
@@ -135,16 +135,6 @@ def _add_estimate_args(p: argparse.ArgumentParser) -> None:
     cli.add_verbose(p)
 
 
-def _parse_ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise UserError(f"{what} must be comma-separated positive integers, got {text!r}")
-    return values
-
-
 def launch_local_workers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     """``train --strategy multiworker`` without TF_CONFIG: ``--workers`` local processes of this command."""
     plan = launcher.plan_local_cluster(ns.workers, ns.host, logdir=ns.logdir, run_dir=ns.run_dir,
@@ -198,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "train":
         return command_train(ns, argv)
     if ns.command == "estimate":
-        machines = _parse_ints(ns.machines, "--machines")
+        machines = cli.comma_numbers(ns.machines, "--machines")
         print(estimate.estimate_table(ns.link_gbps, ns.device_tflops, ns.batch_per_worker, machines))
         return 0
     pipeline = service.Pipeline(data=ns.data, image_size=ns.image_size, batch_size=ns.batch_size, epochs=ns.epochs,

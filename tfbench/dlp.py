@@ -104,7 +104,7 @@ def cmd_model(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sweep(ns: argparse.Namespace) -> dict[str, Any]:
-    sizes = experiments.parse_numbers(ns.sizes, "--sizes")
+    sizes = cli.comma_numbers(ns.sizes, "--sizes")
     run = experiments.sweep_model(ns.model, [p.strip() for p in ns.processors.split(",") if p.strip()], sizes,
                                   input_shape=ns.input_shape, allow_code=ns.allow_code, progress=_progress)
     return _finish(ns, run, experiments.write_sweep_run, "PNG")

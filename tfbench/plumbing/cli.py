@@ -88,6 +88,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def comma_numbers(text: str, flag: str, kind: type = int) -> list:
+    """A flag's comma-separated positive numbers of type ``kind`` (``--sizes 16,32``); a UserError naming ``flag``
+    if any is not one (checked after parsing, so the message can name the flag)."""
+    from tfbench.plumbing.errors import UserError
+
+    try:
+        values = [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        what = "integers" if kind is int else "numbers"
+        raise UserError(f"{flag}: expected comma-separated positive {what}, got {text!r}")
+    return values
+
+
 def add_logdir(p: argparse.ArgumentParser, help: str = "where runs and reports go") -> None:
     """``--logdir DIR``: where runs (``DIR/<experiment>/<timestamp>/``) and reports go."""
     p.add_argument("--logdir", default=DEFAULT_LOGDIR, help=help)

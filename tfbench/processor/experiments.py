@@ -13,8 +13,8 @@ so a command prints its tables before any file exists.  The second writes ``<log
 (TensorBoard Text cards and Images, the picture or the program) and ``<logdir>/bench/dlp-<name>-<timestamp>.json``
 through :func:`write_outputs`, and returns where (:class:`Written`).  ``settings`` is the command's options as a
 plain dict, kept in the JSON report.  ``progress`` receives a line before each slow step.  Beside them:
-:func:`load_keras_model` (what the compiler can lower), :func:`parse_numbers` and :func:`parse_sparsity` (the
-command's comma-separated options, with errors that name the flag), :func:`markdown_rows` (a Text card's table).
+:func:`load_keras_model` (what the compiler can lower), :func:`parse_sparsity` (7.10's
+WEIGHTS,INPUTS option, with errors that name the flag), :func:`markdown_rows` (a Text card's table).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfbench import timing
-from tfbench.plumbing import paths
+from tfbench.plumbing import cli, paths
 from tfbench.plumbing.errors import UserError
 from tfbench.plumbing.files import atomic_output
 from tfbench.processor import amdahl, compiler, language, roofline, simulator, spec, sweep, workload
@@ -57,20 +57,9 @@ def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
     return markdown_table(head, [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()] for r in rows])
 
 
-def parse_numbers(text: str, flag: str, kind: type = int) -> list[Any]:
-    """Comma-separated positive numbers of type ``kind`` (``--sizes 16,32``); a UserError naming ``flag`` if not."""
-    try:
-        values = [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v <= 0 for v in values):
-        raise UserError(f"{flag}: expected comma-separated positive numbers, got {text!r}")
-    return values
-
-
 def parse_sparsity(text: str, flag: str = "--sparsity") -> tuple[float, float]:
     """``WEIGHTS,INPUTS``: the fractions of their size at which weights and inputs are moved (7.10), in (0, 1]."""
-    values = parse_numbers(text, flag, float)
+    values = cli.comma_numbers(text, flag, float)
     if len(values) != 2 or any(v > 1 for v in values):
         raise UserError(f"{flag}: expected WEIGHTS,INPUTS fractions in (0, 1], like 0.25,0.5; got {text!r}")
     return values[0], values[1]
