@@ -14,7 +14,7 @@ so a command prints its tables before any file exists.  The second writes ``<log
 through :func:`write_outputs`, and returns where (:class:`Written`).  ``settings`` is the command's options as a
 plain dict, kept in the JSON report.  ``progress`` receives a line before each slow step.  Beside them:
 :func:`load_keras_model` (what the compiler can lower), :func:`parse_sparsity` (7.10's
-WEIGHTS,INPUTS option, with errors that name the flag), :func:`markdown_rows` (a Text card's table).
+WEIGHTS,INPUTS option, with errors that name the flag).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tfbench.plumbing.files import atomic_output
 from tfbench.processor import amdahl, compiler, language, roofline, simulator, spec, sweep, workload
 from tfbench.processor.language import Instruction
 from tfbench.processor.spec import Processor
-from tfbench.reporting.tables import markdown_table
+from tfbench.reporting.tables import markdown_rows
 
 Progress = Callable[[str], None]
 
@@ -47,14 +47,6 @@ class Written:
     report: dict[str, Any]
     picture: Path | None = None
     program: Path | None = None
-
-
-def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
-    """Table rows as a Markdown table for a Text card (floats to 4 significant digits); ``(nothing)`` if none."""
-    if not rows:
-        return "(nothing)"
-    head = list(rows[0])
-    return markdown_table(head, [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()] for r in rows])
 
 
 def parse_sparsity(text: str, flag: str = "--sparsity") -> tuple[float, float]:

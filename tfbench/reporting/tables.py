@@ -16,6 +16,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, anything else as ``str``."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts (the keys of the first are the header) as a markdown table, cells by :func:`cell`;
+    ``(nothing)`` when there are none."""
+    if not rows:
+        return "(nothing)"
+    return markdown_table(list(rows[0]), [[cell(v) for v in row.values()] for row in rows])
+
+
 def si(n: float) -> str:
     """1.23 G / 416.5 k style, for totals that span LeNet to ResNet-152."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):

@@ -39,20 +39,11 @@ from tfbench.models import style_losses as sl
 from tfbench.models import transform_net as tn
 from tfbench.plumbing import paths
 from tfbench.reporting import summaries
+from tfbench.reporting.tables import cell, markdown_rows
 from tfbench.style_transfer import optimise as st
 from tfbench.style_transfer.pictures import TRAINING_PHOTOS, load_net, load_picture, progress, save_png, weights_card
 
 LOSS_TERMS = ("content", "style", "tv", "total")
-
-
-def _cell(value: Any) -> str:
-    """A Text-card table cell: floats to 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _card_table(rows: list[dict[str, Any]]) -> str:
-    """Rows of dicts as a Markdown table for a Text card."""
-    return summaries.markdown_table(list(rows[0]), [[_cell(v) for v in r.values()] for r in rows])
 
 
 # ----------------------------------------------------------------------------- what both runs share
@@ -198,14 +189,14 @@ def optimise(job: Optimisation, modes: list[dict[str, Any]] | None = None) -> Op
     summaries.write_images(run_dir / "optimise", {"content | style | result": side}, step=s.steps)
     summary = summaries.markdown_table(
         ["", *LOSS_TERMS],
-        [["first step", *(_cell(result.history[0][k]) if result.history else "" for k in LOSS_TERMS)],
-         ["result", *(_cell(final[k]) for k in LOSS_TERMS)],
-         ["content photo (style loss)", "", _cell(content_style), "", ""]])
+        [["first step", *(cell(result.history[0][k]) if result.history else "" for k in LOSS_TERMS)],
+         ["result", *(cell(final[k]) for k in LOSS_TERMS)],
+         ["content photo (style loss)", "", cell(content_style), "", ""]])
     cards = {"1_weights": weights_card(job.vgg.weights, f"Content: {job.content.source}; style: {job.style.source}; "
                                       f"loss weights content {lw.content:g}, style {lw.style:g}, tv {lw.tv:g}."),
              "2_losses": summary}
     if modes:
-        cards["3_eager_function_xla"] = _card_table(modes)
+        cards["3_eager_function_xla"] = markdown_rows(modes)
     summaries.write_text(run_dir / "optimise", cards)
     step_graph = st.make_value_and_grad(extractor, job.target, lw, "function")
     summaries.write_trace(run_dir / "step_graph", step_graph, tf.constant(job.start), name="style_step")
@@ -342,7 +333,7 @@ def compare_norms(trained: Trained, photos: np.ndarray, *, repeats: int, style: 
         summaries.write_trace(run_dir / f"graph_{norm}", fns[norm], tf.constant(photos[:1]), name=f"transform_{norm}")
     summaries.write_text(run_dir / "realtime", {
         "1_weights": weights_card(vgg.weights, f"Style: {style.source}; {trained.steps_run} steps run now."),
-        "2_instance_norms": _card_table(rows)})
+        "2_instance_norms": markdown_rows(rows)})
     summaries.write_hparams_runs(run_dir / "hparams", rows, ["norm"],
                                  {"images_per_s": "images/s", "median_ms": "ms per batch",
                                   "max_abs_diff_vs_tf": "max |diff| vs tf"})

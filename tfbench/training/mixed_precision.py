@@ -19,6 +19,7 @@ import numpy as np
 from tfbench import models, timing
 from tfbench.data import mnist
 from tfbench.plumbing.errors import UserError
+from tfbench.reporting.tables import markdown_rows
 
 if TYPE_CHECKING:  # for annotations; TensorFlow loads inside the functions that use it, after parsing
     import keras
@@ -441,12 +442,8 @@ class ModelPolicies:
 
     def markdown(self) -> str:
         """The per-policy table as markdown (TensorBoard's Text dashboard)."""
-        rows = self.summary_rows()
-        cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
         return (f"**{self.label}**, input {self.input_dtype}, max abs float32 output {self.output_scale:.4g}\n\n"
-                + "\n".join(lines))
+                + markdown_rows(self.summary_rows()))
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (the clones and optimizers left out)."""

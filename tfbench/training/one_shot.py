@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tfbench.plumbing.errors import UserError
+from tfbench.reporting.tables import markdown_table
 from tfbench.training.mixed_precision import VGG_PHOTOS, photo_batch
 from tfbench.training.sparsity import (
     PRUNABLE_TYPES,
@@ -265,9 +266,7 @@ def layer_lines(result: OneShotResult) -> list[str]:
 def markdown(result: OneShotResult) -> str:
     """The table and the per-kernel sparsity as Markdown, for TensorBoard's Text dashboard."""
     rows = table_rows(result)
-    columns = list(rows[0])
     text = [f"**{result.model}**, one-shot magnitude pruning per layer; batch: {result.batch}", "",
-            "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    text += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+            markdown_table(list(rows[0]), [list(row.values()) for row in rows])]
     text += ["", "Achieved sparsity per kernel:", ""] + [f"- {line}" for line in layer_lines(result)]
     return "\n".join(text)
