@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 from tfbench import timing
 from tfbench.inspection.roofline import BYTES_F32, PeakProbe, Point
+from tfbench.models.counting import flat_layers
 from tfbench.operators import conv2d as conv
 from tfbench.plumbing.errors import UserError
 
@@ -113,7 +114,7 @@ def cases_from_model(name: str, model: Any, batch: int) -> tuple[list[ConvCase],
 
     found: dict[tuple, list[str]] = {}
     skipped: list[str] = []
-    for layer in _flat_layers(model):
+    for layer in flat_layers(model):
         if not isinstance(layer, keras.layers.Conv2D) or type(layer).__name__ != "Conv2D":
             continue
         if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
@@ -128,13 +129,6 @@ def cases_from_model(name: str, model: Any, batch: int) -> tuple[list[ConvCase],
         found.setdefault(key, []).append(layer.name)
     cases = [ConvCase(name, tuple(names), *key) for key, names in found.items()]  # type: ignore[arg-type]
     return cases, skipped
-
-
-def _flat_layers(model: Any) -> list[Any]:
-    layers = []
-    for layer in getattr(model, "layers", []):
-        layers += _flat_layers(layer) if hasattr(layer, "layers") and getattr(layer, "layers") else [layer]
-    return layers
 
 
 def load_cases(refs: Sequence[str], batches: Sequence[int], *, allow_code: bool = False,

@@ -29,13 +29,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from tfbench.models.counting import flat_layers
 from tfbench.plumbing.errors import UserError
 from tfbench.reporting.tables import markdown_table
 from tfbench.training.mixed_precision import VGG_PHOTOS, photo_batch
 from tfbench.training.sparsity import (
     PRUNABLE_TYPES,
     layer_kernels,
-    leaf_layers,
     magnitude_mask,
     prunable_layers,
     skipped_layers,
@@ -207,7 +207,7 @@ def prune_user_model(ref: str, sparsities: Sequence[float], *, input_shape: Sequ
     if model is None:
         raise UserError(f"{ref}: pruning needs Keras layers and this {loaded.source} has none (its weights are "
                         "anonymous variables of a graph); give the model as a .keras or .h5 file, or a factory")
-    x, batch = probe_batch(loaded.input_shape, loaded.input_dtype, batch_size, seed, leaf_layers(model))
+    x, batch = probe_batch(loaded.input_shape, loaded.input_dtype, batch_size, seed, flat_layers(model))
     return one_shot(model, x, sparsities, name=loaded.name, batch=batch, warmup=warmup, repeats=repeats)
 
 

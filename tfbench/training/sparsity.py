@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from tfbench.data import mnist
+from tfbench.models.counting import flat_layers
 from tfbench.plumbing.errors import UserError
 
 #: Keras models from the registry (:mod:`tfbench.models.registry`) that pruning is tried on, plus the NumPy network.
@@ -74,20 +75,12 @@ PRUNABLE_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "Eins
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
-def leaf_layers(model) -> list:
-    """Every layer of ``model``, nested models (a Sequential inside a functional model) opened."""
-    layers = []
-    for layer in model.layers:
-        layers += leaf_layers(layer) if hasattr(layer, "layers") else [layer]
-    return layers
-
-
 def prunable_layers(model) -> list:
     """The conv and fc layers whose kernels get a mask (:data:`PRUNABLE_TYPES`), in nested models too."""
     import keras
 
     types = tuple(getattr(keras.layers, name) for name in PRUNABLE_TYPES)
-    return [layer for layer in leaf_layers(model) if isinstance(layer, types)]
+    return [layer for layer in flat_layers(model) if isinstance(layer, types)]
 
 
 def layer_kernels(layer) -> list[tuple[str, object]]:
@@ -106,7 +99,7 @@ def skipped_layers(model) -> list[str]:
     (Conv1D, Conv3D, Conv2DTranspose) keep their weights dense; so does a quantized kernel.
     """
     pruned = {id(v) for layer in prunable_layers(model) for _, v in layer_kernels(layer)}
-    return [f"{layer.name} ({type(layer).__name__})" for layer in leaf_layers(model)
+    return [f"{layer.name} ({type(layer).__name__})" for layer in flat_layers(model)
             if any(len(w.shape) >= 2 and id(w) not in pruned for w in layer.weights)]
 
 
